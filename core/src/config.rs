@@ -1,0 +1,106 @@
+//! Everything that tunes the core, with goofys' defaults.
+
+use std::time::Duration;
+
+/// Configuration of a [`Core`](crate::Core). Plain fields with a `Default`; tests use struct
+/// update syntax (`CoreConfig { stat_cache_ttl: Duration::ZERO, ..Default::default() }`).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct CoreConfig {
+    /// Key prefix the mount shows as its root: empty for the whole bucket, else ending in `/`.
+    /// Use [`CoreConfig::with_mount_prefix`] to normalise a user-given prefix.
+    pub mount_prefix: String,
+
+    /// How long attributes are trusted without asking S3 again (goofys `--stat-cache-ttl`).
+    /// Zero turns the cache off.
+    pub stat_cache_ttl: Duration,
+    /// How long a name → file/directory mapping is trusted (goofys `--type-cache-ttl`). Also
+    /// the kernel's entry timeout. Zero turns the cache off.
+    pub type_cache_ttl: Duration,
+    /// How long a name known not to exist is trusted. Zero turns the cache off.
+    pub negative_cache_ttl: Duration,
+
+    /// Permission bits of files (goofys `--file-mode`).
+    pub file_mode: u16,
+    /// Permission bits of directories (goofys `--dir-mode`).
+    pub dir_mode: u16,
+    pub uid: u32,
+    pub gid: u32,
+
+    /// Keys per ListObjectsV2 page (S3's maximum is 1000).
+    pub list_page_keys: u32,
+
+    /// Bytes the sequential prefetcher asks for ahead of the reader when a stream starts.
+    pub prefetch_initial_window_bytes: u64,
+    /// Upper bound of the prefetch window; it doubles toward this as the reader keeps up.
+    pub prefetch_max_window_bytes: u64,
+    /// Largest single ranged GET of the prefetcher; a window is split into GETs of this size,
+    /// all in flight together.
+    pub read_part_size_bytes: u64,
+
+    /// Attempts per S3 request, the first included (goofys and the AWS SDKs retry; 10 here).
+    pub retry_max_attempts: u32,
+    /// Backoff before the first retry; it doubles each attempt, with full jitter.
+    pub retry_initial_backoff: Duration,
+    /// Cap of one backoff.
+    pub retry_max_backoff: Duration,
+    /// How long one S3 request may take before it is cancelled and retried (goofys
+    /// `--http-timeout`).
+    pub s3_request_timeout: Duration,
+}
+
+impl Default for CoreConfig {
+    fn default() -> Self {
+        CoreConfig {
+            mount_prefix: String::new(),
+            stat_cache_ttl: Duration::from_secs(60),
+            type_cache_ttl: Duration::from_secs(60),
+            negative_cache_ttl: Duration::from_secs(60),
+            file_mode: 0o644,
+            dir_mode: 0o755,
+            uid: 0,
+            gid: 0,
+            list_page_keys: 1000,
+            prefetch_initial_window_bytes: 1024 * 1024,
+            prefetch_max_window_bytes: 64 * 1024 * 1024,
+            read_part_size_bytes: 8 * 1024 * 1024,
+            retry_max_attempts: 10,
+            retry_initial_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_secs(20),
+            s3_request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+impl CoreConfig {
+    /// Sets the mount prefix from what a user typed after `bucket:`: leading slashes are
+    /// dropped and a trailing slash is added, so `a/b`, `/a/b` and `a/b/` all mean `a/b/`.
+    pub fn with_mount_prefix(mut self, prefix: &str) -> Self {
+        self.mount_prefix = normalize_mount_prefix(prefix);
+        self
+    }
+}
+
+/// See [`CoreConfig::with_mount_prefix`].
+pub fn normalize_mount_prefix(prefix: &str) -> String {
+    let trimmed = prefix.trim_start_matches('/');
+    if trimmed.is_empty() {
+        String::new()
+    } else if trimmed.ends_with('/') {
+        trimmed.to_owned()
+    } else {
+        format!("{trimmed}/")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mount_prefixes_are_normalised_to_end_in_a_slash() {
+        assert_eq!(normalize_mount_prefix(""), "");
+        assert_eq!(normalize_mount_prefix("/"), "");
+        assert_eq!(normalize_mount_prefix("a/b"), "a/b/");
+        assert_eq!(normalize_mount_prefix("/a/b/"), "a/b/");
+    }
+}

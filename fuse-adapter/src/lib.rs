@@ -1,0 +1,1 @@
+//! The FUSE adapter and tokio driver of goofys-rs.

@@ -1,0 +1,1 @@
+//! The S3 transport of goofys-rs: builds, signs and sends S3 requests and parses replies.

@@ -1,0 +1,1 @@
+//! A deterministic simulator for goofys-core: an in-memory S3, fault injection and a reference model.
