@@ -28,3 +28,14 @@ pub use errno::Errno;
 pub use ids::{FileHandle, FuseReqId, Ino, S3ReqId};
 pub use io::{Input, Output};
 pub use time::{Instant, UnixNanos};
+
+mod calls;
+mod inode;
+mod lookup;
+mod machine;
+pub mod namespace;
+mod read;
+mod readdir;
+pub mod retry;
+
+pub use machine::Core;

@@ -1,0 +1,232 @@
+//! The table of S3 calls in progress: one call is one logical request that may take several
+//! attempts.
+//!
+//! Problems this module solves:
+//! - A request is retried under a new [`S3ReqId`] after a backoff; results for an old id (late,
+//!   duplicated, or after a cancel) must be recognised and ignored.
+//! - Every attempt has a deadline; a request that never answers is cancelled and retried.
+//! - The earliest deadline or backoff end is what [`Core::poll_timeout`](crate::Core::poll_timeout)
+//!   reports, so the timers are kept ordered.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::time::Duration;
+
+use crate::ids::{FileHandle, FuseReqId, S3ReqId};
+use crate::io::Output;
+use crate::s3_types::S3Request;
+use crate::time::Instant;
+
+/// A logical S3 request, stable across its attempts.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Debug)]
+pub(crate) struct CallId(pub u64);
+
+/// What a call's result is for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Purpose {
+    /// The HeadObject half of a lookup (or the revalidation of getattr and open).
+    LookupHead { op: FuseReqId },
+    /// The one-key ListObjectsV2 half of a lookup: is the name a directory?
+    LookupList { op: FuseReqId },
+    /// A page of a directory listing.
+    ListPage { fh: FileHandle },
+    /// A ranged GET for an open file.
+    ReadRange { fh: FileHandle },
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum CallState {
+    InFlight { id: S3ReqId, deadline: Instant },
+    Backoff { until: Instant },
+}
+
+impl CallState {
+    fn timer(self) -> Instant {
+        match self {
+            CallState::InFlight { deadline, .. } => deadline,
+            CallState::Backoff { until } => until,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Call {
+    pub purpose: Purpose,
+    pub request: S3Request,
+    /// The attempt in flight or about to be sent, counting from 1.
+    pub attempt: u32,
+    state: CallState,
+}
+
+/// A timer that came due.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum DueTimer {
+    /// The attempt in flight took too long; it has been cancelled.
+    Deadline(CallId),
+    /// The backoff is over; the call has been sent again.
+    Resent(CallId),
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Calls {
+    calls: BTreeMap<CallId, Call>,
+    by_request: BTreeMap<S3ReqId, CallId>,
+    timers: BTreeSet<(Instant, CallId)>,
+    next_call: u64,
+    next_request: u64,
+}
+
+impl Calls {
+    /// Starts a call and emits its first attempt.
+    pub fn start(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        purpose: Purpose,
+        request: S3Request,
+        out: &mut VecDeque<Output>,
+    ) -> CallId {
+        let call_id = CallId(self.next_call);
+        self.next_call += 1;
+        let placeholder = CallState::Backoff { until: now };
+        self.calls.insert(
+            call_id,
+            Call {
+                purpose,
+                request,
+                attempt: 1,
+                state: placeholder,
+            },
+        );
+        self.send(call_id, now, timeout, out);
+        call_id
+    }
+
+    /// Emits the call's request under a fresh id, with a deadline.
+    fn send(
+        &mut self,
+        call_id: CallId,
+        now: Instant,
+        timeout: Duration,
+        out: &mut VecDeque<Output>,
+    ) {
+        let id = S3ReqId(self.next_request);
+        self.next_request += 1;
+        let call = self
+            .calls
+            .get_mut(&call_id)
+            .expect("sending an unknown call");
+        self.timers.remove(&(call.state.timer(), call_id));
+        let deadline = now + timeout;
+        call.state = CallState::InFlight { id, deadline };
+        self.timers.insert((deadline, call_id));
+        self.by_request.insert(id, call_id);
+        out.push_back(Output::S3Request {
+            id,
+            request: call.request.clone(),
+        });
+    }
+
+    /// Sends the call again at once, e.g. to resume a truncated GET at a new range.
+    pub fn resend_now(
+        &mut self,
+        call_id: CallId,
+        now: Instant,
+        timeout: Duration,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.send(call_id, now, timeout, out);
+    }
+
+    /// Sends the call again after `delay`, as attempt `attempt + 1`.
+    pub fn retry_after(&mut self, call_id: CallId, now: Instant, delay: Duration) {
+        let call = self
+            .calls
+            .get_mut(&call_id)
+            .expect("retrying an unknown call");
+        self.timers.remove(&(call.state.timer(), call_id));
+        call.attempt += 1;
+        call.state = CallState::Backoff { until: now + delay };
+        self.timers.insert((now + delay, call_id));
+    }
+
+    /// Abandons a call: the request in flight, if any, is cancelled.
+    pub fn cancel(&mut self, call_id: CallId, out: &mut VecDeque<Output>) {
+        if let Some(call) = self.calls.remove(&call_id) {
+            self.timers.remove(&(call.state.timer(), call_id));
+            if let CallState::InFlight { id, .. } = call.state {
+                self.by_request.remove(&id);
+                out.push_back(Output::CancelS3 { id });
+            }
+        }
+    }
+
+    /// Matches a result to its call. `None` for results nobody waits for any more.
+    pub fn accept_result(&mut self, id: S3ReqId) -> Option<CallId> {
+        let call_id = self.by_request.remove(&id)?;
+        let call = self
+            .calls
+            .get(&call_id)
+            .expect("request of an unknown call");
+        self.timers.remove(&(call.state.timer(), call_id));
+        Some(call_id)
+    }
+
+    pub fn get(&self, call_id: CallId) -> Option<&Call> {
+        self.calls.get(&call_id)
+    }
+
+    pub fn get_mut(&mut self, call_id: CallId) -> Option<&mut Call> {
+        self.calls.get_mut(&call_id)
+    }
+
+    /// Forgets a finished call.
+    pub fn finish(&mut self, call_id: CallId) -> Option<Call> {
+        let call = self.calls.remove(&call_id)?;
+        self.timers.remove(&(call.state.timer(), call_id));
+        if let CallState::InFlight { id, .. } = call.state {
+            self.by_request.remove(&id);
+        }
+        Some(call)
+    }
+
+    /// The earliest deadline or backoff end.
+    pub fn next_timer(&self) -> Option<Instant> {
+        self.timers.first().map(|&(at, _)| at)
+    }
+
+    /// Fires the first timer due at `now`, if any: a deadline cancels the attempt in flight
+    /// (the caller treats it as a timeout), a backoff end sends the call again.
+    pub fn fire_next_due(
+        &mut self,
+        now: Instant,
+        timeout: Duration,
+        out: &mut VecDeque<Output>,
+    ) -> Option<DueTimer> {
+        let &(at, call_id) = self.timers.first()?;
+        if at > now {
+            return None;
+        }
+        let state = self.calls[&call_id].state;
+        match state {
+            CallState::InFlight { id, .. } => {
+                self.timers.remove(&(at, call_id));
+                self.by_request.remove(&id);
+                out.push_back(Output::CancelS3 { id });
+                Some(DueTimer::Deadline(call_id))
+            }
+            CallState::Backoff { .. } => {
+                self.send(call_id, now, timeout, out);
+                Some(DueTimer::Resent(call_id))
+            }
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.calls.is_empty()
+    }
+
+    /// Every call in progress, in id order.
+    pub fn ids(&self) -> Vec<CallId> {
+        self.calls.keys().copied().collect()
+    }
+}

@@ -1,0 +1,555 @@
+//! The inode table: which names the kernel knows, what they are, and how long that knowledge
+//! is trusted.
+//!
+//! Problems this module solves:
+//! - The kernel refers to files by inode number and counts its references (`lookup`/`forget`);
+//!   an inode must live while the kernel or an open handle refers to it, and no longer.
+//! - Three caches with their own TTLs, all stored as absolute deadlines: the stat cache (an
+//!   inode's attributes), the type cache (a name → inode mapping) and the negative cache (a name
+//!   known not to exist).
+//! - A name can change kind under us (another client replaces a file with a directory): the old
+//!   inode is detached from its name and a new one takes it, never a kind change in place.
+//! - Listings create entries for names the kernel has not looked up yet, so `ls -l` needs no
+//!   HEAD per file; those unreferenced inodes are swept once their attributes expire.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::CoreConfig;
+use crate::fuse_types::{Attr, Entry, FileKind};
+use crate::ids::Ino;
+use crate::s3_types::ETag;
+use crate::time::{Instant, UnixNanos};
+
+/// What is known of one file or directory.
+#[derive(Clone, Debug)]
+pub(crate) struct Inode {
+    pub ino: Ino,
+    pub parent: Ino,
+    pub name: String,
+    pub kind: FileKind,
+    /// A file's object key, or a directory's key prefix (empty or ending in `/`).
+    pub key: String,
+    pub size_bytes: u64,
+    pub etag: Option<ETag>,
+    pub mtime: UnixNanos,
+    /// The attributes are trusted until this time.
+    pub stat_expiry: Instant,
+    /// References held by the kernel (lookups minus forgets).
+    pub lookup_count: u64,
+    /// Open file or directory handles.
+    pub open_handles: u32,
+    /// The object version whose bytes the kernel's page cache may hold for this inode.
+    pub kernel_cached_etag: Option<ETag>,
+}
+
+/// A name → inode mapping in a directory.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dentry {
+    pub ino: Ino,
+    /// The mapping (and the kind) is trusted until this time.
+    pub type_expiry: Instant,
+}
+
+/// Attributes of a child as S3 reported them (HEAD or a listing).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum ChildStat {
+    File {
+        size_bytes: u64,
+        etag: ETag,
+        mtime: UnixNanos,
+    },
+    Directory,
+}
+
+impl ChildStat {
+    fn kind(&self) -> FileKind {
+        match self {
+            ChildStat::File { .. } => FileKind::File,
+            ChildStat::Directory => FileKind::Directory,
+        }
+    }
+}
+
+/// What [`InodeTable::upsert_child`] did, so the caller can tell the kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UpsertEffect {
+    /// Nothing the kernel caches has changed.
+    Unchanged,
+    /// A new inode took a name that was unknown.
+    NewInode,
+    /// A new inode took a name that named an inode of another kind: the kernel's entry for the
+    /// name is stale.
+    Replaced,
+    /// The file's content changed (a new ETag): the kernel's cached pages are stale.
+    ContentChanged,
+}
+
+/// The result of looking a name up in the caches alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum CachedLookup {
+    /// Known and fresh.
+    Hit(Ino),
+    /// Known not to exist.
+    Negative,
+    /// S3 must be asked.
+    Miss,
+}
+
+/// Every inode, name and negative entry of the mount.
+#[derive(Debug)]
+pub(crate) struct InodeTable {
+    inodes: BTreeMap<Ino, Inode>,
+    dentries: BTreeMap<(Ino, String), Dentry>,
+    negative: BTreeMap<(Ino, String), Instant>,
+    next_ino: u64,
+    stat_cache_ttl: Duration,
+    type_cache_ttl: Duration,
+    negative_cache_ttl: Duration,
+}
+
+impl InodeTable {
+    pub fn new(config: &CoreConfig, mount_time: UnixNanos) -> Self {
+        let root = Inode {
+            ino: Ino::ROOT,
+            parent: Ino::ROOT,
+            name: String::new(),
+            kind: FileKind::Directory,
+            key: config.mount_prefix.clone(),
+            size_bytes: 0,
+            etag: None,
+            mtime: mount_time,
+            stat_expiry: Instant::from_nanos(u64::MAX),
+            lookup_count: 1,
+            open_handles: 0,
+            kernel_cached_etag: None,
+        };
+        InodeTable {
+            inodes: BTreeMap::from([(Ino::ROOT, root)]),
+            dentries: BTreeMap::new(),
+            negative: BTreeMap::new(),
+            next_ino: Ino::ROOT.0 + 1,
+            stat_cache_ttl: config.stat_cache_ttl,
+            type_cache_ttl: config.type_cache_ttl,
+            negative_cache_ttl: config.negative_cache_ttl,
+        }
+    }
+
+    pub fn get(&self, ino: Ino) -> Option<&Inode> {
+        self.inodes.get(&ino)
+    }
+
+    pub fn get_mut(&mut self, ino: Ino) -> Option<&mut Inode> {
+        self.inodes.get_mut(&ino)
+    }
+
+    pub fn len(&self) -> usize {
+        self.inodes.len()
+    }
+
+    /// Answers a lookup from the caches if they are fresh at `now`.
+    pub fn lookup_cached(&self, parent: Ino, name: &str, now: Instant) -> CachedLookup {
+        let slot = (parent, name.to_owned());
+        if let Some(&expiry) = self.negative.get(&slot)
+            && now < expiry
+        {
+            return CachedLookup::Negative;
+        }
+        let Some(dentry) = self.dentries.get(&slot) else {
+            return CachedLookup::Miss;
+        };
+        if now >= dentry.type_expiry {
+            return CachedLookup::Miss;
+        }
+        match self.inodes.get(&dentry.ino) {
+            Some(inode) if inode.kind == FileKind::Directory || now < inode.stat_expiry => {
+                CachedLookup::Hit(dentry.ino)
+            }
+            _ => CachedLookup::Miss,
+        }
+    }
+
+    /// Records what S3 says `name` in `parent` is, refreshing its TTLs from `now`.
+    pub fn upsert_child(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        stat: ChildStat,
+        now: Instant,
+    ) -> (Ino, UpsertEffect) {
+        let slot = (parent, name.to_owned());
+        self.negative.remove(&slot);
+        let stat_expiry = now + self.stat_cache_ttl;
+        let type_expiry = now + self.type_cache_ttl;
+
+        if let Some(dentry) = self.dentries.get_mut(&slot)
+            && let Some(inode) = self.inodes.get_mut(&dentry.ino)
+            && inode.kind == stat.kind()
+        {
+            dentry.type_expiry = type_expiry;
+            inode.stat_expiry = stat_expiry;
+            let mut effect = UpsertEffect::Unchanged;
+            if let ChildStat::File {
+                size_bytes,
+                etag,
+                mtime,
+            } = stat
+            {
+                if inode.etag.as_ref() != Some(&etag) {
+                    effect = UpsertEffect::ContentChanged;
+                }
+                inode.size_bytes = size_bytes;
+                inode.etag = Some(etag);
+                inode.mtime = mtime;
+            }
+            return (inode.ino, effect);
+        }
+
+        let replaced = self.dentries.contains_key(&slot);
+        self.detach(parent, name);
+        let parent_key = self
+            .inodes
+            .get(&parent)
+            .map(|p| p.key.clone())
+            .unwrap_or_default();
+        let ino = Ino(self.next_ino);
+        self.next_ino += 1;
+        let (kind, key, size_bytes, etag, mtime) = match stat {
+            ChildStat::File {
+                size_bytes,
+                etag,
+                mtime,
+            } => (
+                FileKind::File,
+                crate::namespace::file_key(&parent_key, name),
+                size_bytes,
+                Some(etag),
+                mtime,
+            ),
+            ChildStat::Directory => {
+                let mtime = self.inodes[&Ino::ROOT].mtime;
+                (
+                    FileKind::Directory,
+                    crate::namespace::dir_prefix(&parent_key, name),
+                    0,
+                    None,
+                    mtime,
+                )
+            }
+        };
+        self.inodes.insert(
+            ino,
+            Inode {
+                ino,
+                parent,
+                name: name.to_owned(),
+                kind,
+                key,
+                size_bytes,
+                etag,
+                mtime,
+                stat_expiry,
+                lookup_count: 0,
+                open_handles: 0,
+                kernel_cached_etag: None,
+            },
+        );
+        self.dentries.insert(slot, Dentry { ino, type_expiry });
+        (
+            ino,
+            if replaced {
+                UpsertEffect::Replaced
+            } else {
+                UpsertEffect::NewInode
+            },
+        )
+    }
+
+    /// Records fresh attributes of a file inode from a HEAD, wherever its name is now.
+    pub fn refresh_file(
+        &mut self,
+        ino: Ino,
+        size_bytes: u64,
+        etag: ETag,
+        mtime: UnixNanos,
+        now: Instant,
+    ) -> UpsertEffect {
+        let stat_expiry = now + self.stat_cache_ttl;
+        let Some(inode) = self.inodes.get_mut(&ino) else {
+            return UpsertEffect::Unchanged;
+        };
+        let effect = if inode.etag.as_ref() == Some(&etag) {
+            UpsertEffect::Unchanged
+        } else {
+            UpsertEffect::ContentChanged
+        };
+        inode.size_bytes = size_bytes;
+        inode.etag = Some(etag);
+        inode.mtime = mtime;
+        inode.stat_expiry = stat_expiry;
+        let slot = (inode.parent, inode.name.clone());
+        if let Some(dentry) = self.dentries.get_mut(&slot)
+            && dentry.ino == ino
+        {
+            dentry.type_expiry = now + self.type_cache_ttl;
+        }
+        effect
+    }
+
+    /// Records that `name` does not exist in `parent` (as of `now`).
+    pub fn set_negative(&mut self, parent: Ino, name: &str, now: Instant) {
+        self.detach(parent, name);
+        if !self.negative_cache_ttl.is_zero() {
+            self.negative
+                .insert((parent, name.to_owned()), now + self.negative_cache_ttl);
+        }
+    }
+
+    /// Removes the name `name` from `parent`; the inode it named lives on while referenced.
+    pub fn detach(&mut self, parent: Ino, name: &str) {
+        if let Some(dentry) = self.dentries.remove(&(parent, name.to_owned())) {
+            self.remove_if_unreferenced(dentry.ino, false);
+        }
+    }
+
+    /// Forces the next lookup or getattr of `ino` to ask S3.
+    pub fn expire_stat(&mut self, ino: Ino) {
+        if let Some(inode) = self.inodes.get_mut(&ino)
+            && ino != Ino::ROOT
+        {
+            inode.stat_expiry = Instant::ZERO;
+        }
+    }
+
+    /// The kernel took one more reference (a lookup or readdirplus entry).
+    pub fn add_lookup(&mut self, ino: Ino) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.lookup_count += 1;
+        }
+    }
+
+    /// The kernel dropped `count` references.
+    pub fn forget(&mut self, ino: Ino, count: u64) {
+        if ino == Ino::ROOT {
+            return;
+        }
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.lookup_count = inode.lookup_count.saturating_sub(count);
+            self.remove_if_unreferenced(ino, true);
+        }
+    }
+
+    pub fn open_handle(&mut self, ino: Ino) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.open_handles += 1;
+        }
+    }
+
+    pub fn close_handle(&mut self, ino: Ino) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.open_handles = inode.open_handles.saturating_sub(1);
+            self.remove_if_unreferenced(ino, true);
+        }
+    }
+
+    /// Drops an inode nobody refers to. With `keep_if_named`, an inode that still has its name
+    /// is kept: a listing may have created it for a coming lookup, and [`Self::sweep`] drops it
+    /// once it expires.
+    fn remove_if_unreferenced(&mut self, ino: Ino, keep_if_named: bool) {
+        let Some(inode) = self.inodes.get(&ino) else {
+            return;
+        };
+        if ino == Ino::ROOT || inode.lookup_count > 0 || inode.open_handles > 0 {
+            return;
+        }
+        let slot = (inode.parent, inode.name.clone());
+        let named_here = self.dentries.get(&slot).is_some_and(|d| d.ino == ino);
+        if keep_if_named && named_here {
+            return;
+        }
+        if named_here {
+            self.dentries.remove(&slot);
+        }
+        self.inodes.remove(&ino);
+    }
+
+    /// Removes unreferenced inodes whose attributes and names have expired, and expired
+    /// negative entries. Cost is linear in the table; the caller amortises it.
+    pub fn sweep(&mut self, now: Instant) {
+        let expired: Vec<(Ino, (Ino, String))> = self
+            .inodes
+            .values()
+            .filter(|inode| {
+                inode.ino != Ino::ROOT
+                    && inode.lookup_count == 0
+                    && inode.open_handles == 0
+                    && now >= inode.stat_expiry
+            })
+            .map(|inode| (inode.ino, (inode.parent, inode.name.clone())))
+            .collect();
+        for (ino, slot) in expired {
+            if self
+                .dentries
+                .get(&slot)
+                .is_some_and(|d| d.ino == ino && now < d.type_expiry)
+            {
+                continue;
+            }
+            if self.dentries.get(&slot).is_some_and(|d| d.ino == ino) {
+                self.dentries.remove(&slot);
+            }
+            self.inodes.remove(&ino);
+        }
+        self.negative.retain(|_, expiry| now < *expiry);
+    }
+
+    /// The attributes `stat` shows for an inode.
+    pub fn attr(&self, inode: &Inode, config: &CoreConfig) -> Attr {
+        let (perm, nlink, size_bytes) = match inode.kind {
+            FileKind::Directory => (config.dir_mode, 2, 4096),
+            FileKind::File | FileKind::Symlink => (config.file_mode, 1, inode.size_bytes),
+        };
+        Attr {
+            ino: inode.ino,
+            size_bytes,
+            blocks: size_bytes.div_ceil(512),
+            atime: inode.mtime,
+            mtime: inode.mtime,
+            ctime: inode.mtime,
+            kind: inode.kind,
+            perm,
+            nlink,
+            uid: config.uid,
+            gid: config.gid,
+            blksize: 4096,
+        }
+    }
+
+    /// The entry `lookup` and `readdirplus` give the kernel.
+    pub fn entry(&self, inode: &Inode, config: &CoreConfig) -> Entry {
+        Entry {
+            attr: self.attr(inode, config),
+            entry_ttl: config.type_cache_ttl,
+            attr_ttl: config.stat_cache_ttl,
+            generation: 0,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(ttl_secs: u64) -> InodeTable {
+        let config = CoreConfig {
+            stat_cache_ttl: Duration::from_secs(ttl_secs),
+            type_cache_ttl: Duration::from_secs(ttl_secs),
+            negative_cache_ttl: Duration::from_secs(ttl_secs),
+            ..CoreConfig::default()
+        };
+        InodeTable::new(&config, UnixNanos(0))
+    }
+
+    fn file(etag: &str) -> ChildStat {
+        ChildStat::File {
+            size_bytes: 3,
+            etag: ETag::new(etag),
+            mtime: UnixNanos(0),
+        }
+    }
+
+    const T0: Instant = Instant::from_nanos(0);
+    const SECOND: u64 = 1_000_000_000;
+
+    #[test]
+    fn cached_entries_expire_at_their_absolute_deadline() {
+        let mut t = table(60);
+        let (ino, effect) = t.upsert_child(Ino::ROOT, "f", file("a"), T0);
+        assert_eq!(effect, UpsertEffect::NewInode);
+        assert_eq!(
+            t.lookup_cached(Ino::ROOT, "f", Instant::from_nanos(59 * SECOND)),
+            CachedLookup::Hit(ino)
+        );
+        assert_eq!(
+            t.lookup_cached(Ino::ROOT, "f", Instant::from_nanos(60 * SECOND)),
+            CachedLookup::Miss
+        );
+    }
+
+    #[test]
+    fn zero_ttl_turns_every_cache_off() {
+        let mut t = table(0);
+        t.upsert_child(Ino::ROOT, "f", file("a"), T0);
+        assert_eq!(t.lookup_cached(Ino::ROOT, "f", T0), CachedLookup::Miss);
+        t.set_negative(Ino::ROOT, "g", T0);
+        assert_eq!(t.lookup_cached(Ino::ROOT, "g", T0), CachedLookup::Miss);
+    }
+
+    #[test]
+    fn negative_entries_answer_until_they_expire_or_the_name_appears() {
+        let mut t = table(10);
+        t.set_negative(Ino::ROOT, "g", T0);
+        assert_eq!(
+            t.lookup_cached(Ino::ROOT, "g", Instant::from_nanos(SECOND)),
+            CachedLookup::Negative
+        );
+        assert_eq!(
+            t.lookup_cached(Ino::ROOT, "g", Instant::from_nanos(10 * SECOND)),
+            CachedLookup::Miss
+        );
+        t.set_negative(Ino::ROOT, "g", T0);
+        let (ino, _) = t.upsert_child(Ino::ROOT, "g", file("a"), T0);
+        assert_eq!(t.lookup_cached(Ino::ROOT, "g", T0), CachedLookup::Hit(ino));
+    }
+
+    #[test]
+    fn a_changed_etag_is_reported_and_a_changed_kind_gets_a_new_inode() {
+        let mut t = table(60);
+        let (ino, _) = t.upsert_child(Ino::ROOT, "x", file("a"), T0);
+        assert_eq!(
+            t.upsert_child(Ino::ROOT, "x", file("a"), T0),
+            (ino, UpsertEffect::Unchanged)
+        );
+        assert_eq!(
+            t.upsert_child(Ino::ROOT, "x", file("b"), T0),
+            (ino, UpsertEffect::ContentChanged)
+        );
+        let (dir, effect) = t.upsert_child(Ino::ROOT, "x", ChildStat::Directory, T0);
+        assert_ne!(dir, ino);
+        assert_eq!(effect, UpsertEffect::Replaced);
+        assert!(
+            t.get(ino).is_none(),
+            "the unreferenced file inode is dropped"
+        );
+        assert_eq!(t.get(dir).unwrap().key, "x/");
+    }
+
+    #[test]
+    fn inodes_live_while_the_kernel_or_a_handle_refers_to_them() {
+        let mut t = table(60);
+        let (ino, _) = t.upsert_child(Ino::ROOT, "f", file("a"), T0);
+        t.add_lookup(ino);
+        t.open_handle(ino);
+        t.detach(Ino::ROOT, "f");
+        t.forget(ino, 1);
+        assert!(t.get(ino).is_some(), "an open handle keeps the inode");
+        t.close_handle(ino);
+        assert!(t.get(ino).is_none());
+        t.forget(Ino::ROOT, 5);
+        assert!(t.get(Ino::ROOT).is_some(), "the root is never forgotten");
+    }
+
+    #[test]
+    fn sweep_drops_only_expired_unreferenced_inodes() {
+        let mut t = table(5);
+        let (listed, _) = t.upsert_child(Ino::ROOT, "listed", file("a"), T0);
+        let (held, _) = t.upsert_child(Ino::ROOT, "held", file("a"), T0);
+        t.add_lookup(held);
+        t.sweep(Instant::from_nanos(SECOND));
+        assert!(t.get(listed).is_some());
+        t.sweep(Instant::from_nanos(5 * SECOND));
+        assert!(t.get(listed).is_none());
+        assert!(t.get(held).is_some());
+        assert_eq!(t.len(), 2);
+    }
+}

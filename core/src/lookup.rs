@@ -1,0 +1,310 @@
+//! Finding out what a name is: lookup, getattr and the revalidation at open.
+//!
+//! Problems this module solves:
+//! - A name can be a file (an object `dir/name`), a directory (any key under `dir/name/`), both
+//!   (the directory wins), or nothing. A lookup asks HeadObject and a one-key ListObjectsV2
+//!   together, so it costs one round trip, and answers as soon as the listing shows a
+//!   directory (as mountpoint-s3's `remote_lookup` does).
+//! - getattr and open of a file whose cached attributes have expired ask HeadObject only.
+//! - A listing or HEAD that fails after its retries reaches the caller as an errno; a 404 is
+//!   remembered in the negative cache.
+
+use std::ffi::OsStr;
+
+use crate::calls::{CallId, Purpose};
+use crate::errno::{Errno, errno_for_s3_error};
+use crate::fuse_types::{FileKind, FuseReply, OpenFlags};
+use crate::ids::{FuseReqId, Ino};
+use crate::inode::{CachedLookup, ChildStat};
+use crate::machine::{Core, Waiting};
+use crate::namespace::{InvalidName, check_name};
+use crate::s3_types::{
+    ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, TransportError,
+};
+use crate::time::Instant;
+
+/// Why a lookup-like request is asking S3.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Intent {
+    Lookup,
+    GetAttr { ino: Ino },
+    Open { ino: Ino, flags: OpenFlags },
+}
+
+/// One of the two questions a lookup asks.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) enum Probe<T> {
+    NotAsked,
+    Pending(CallId),
+    Answered(Result<T, S3Error>),
+}
+
+impl<T> Probe<T> {
+    fn pending_call(&self) -> Option<CallId> {
+        match self {
+            Probe::Pending(call) => Some(*call),
+            _ => None,
+        }
+    }
+}
+
+/// A lookup, getattr or open waiting for S3.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct LookupOp {
+    intent: Intent,
+    parent: Ino,
+    name: String,
+    /// HeadObject on the file key: `Some(meta)` if the object exists.
+    head: Probe<Option<ObjectMeta>>,
+    /// ListObjectsV2 on `key/`: whether anything is under it.
+    list: Probe<bool>,
+}
+
+/// What the probes found.
+enum Found {
+    Directory,
+    File(ObjectMeta),
+    Nothing,
+    Failed(S3Error),
+}
+
+impl Core {
+    pub(crate) fn lookup(&mut self, now: Instant, id: FuseReqId, parent: Ino, name: &OsStr) {
+        let Some(parent_inode) = self.inodes.get(parent) else {
+            return self.reply_error(id, Errno::ENOENT);
+        };
+        if parent_inode.kind != FileKind::Directory {
+            return self.reply_error(id, Errno::ENOTDIR);
+        }
+        // S3 keys are UTF-8: a name that is not cannot exist.
+        let Some(name) = name.to_str() else {
+            return self.reply_error(id, Errno::ENOENT);
+        };
+        match check_name(name) {
+            Ok(()) => {}
+            Err(InvalidName::TooLong) => return self.reply_error(id, Errno::ENAMETOOLONG),
+            Err(_) => return self.reply_error(id, Errno::ENOENT),
+        }
+        match self.inodes.lookup_cached(parent, name, now) {
+            CachedLookup::Hit(ino) => self.reply_entry(id, ino),
+            CachedLookup::Negative => self.reply_error(id, Errno::ENOENT),
+            CachedLookup::Miss => {
+                let file_key = crate::namespace::file_key(&parent_inode.key, name);
+                let dir_prefix = crate::namespace::dir_prefix(&parent_inode.key, name);
+                let head = self.start_call(
+                    now,
+                    Purpose::LookupHead { op: id },
+                    S3Request::HeadObject { key: file_key },
+                );
+                let list = self.start_call(
+                    now,
+                    Purpose::LookupList { op: id },
+                    S3Request::ListObjectsV2 {
+                        prefix: dir_prefix,
+                        delimiter: Some("/".into()),
+                        continuation_token: None,
+                        start_after: None,
+                        max_keys: 1,
+                    },
+                );
+                let op = LookupOp {
+                    intent: Intent::Lookup,
+                    parent,
+                    name: name.to_owned(),
+                    head: Probe::Pending(head),
+                    list: Probe::Pending(list),
+                };
+                self.lookups.insert(id, op);
+                self.waiting.insert(id, Waiting::Lookup);
+            }
+        }
+    }
+
+    pub(crate) fn getattr(&mut self, now: Instant, id: FuseReqId, ino: Ino) {
+        let Some(inode) = self.inodes.get(ino) else {
+            return self.reply_error(id, Errno::ENOENT);
+        };
+        if inode.kind == FileKind::Directory || now < inode.stat_expiry {
+            let attr = self.inodes.attr(inode, &self.config);
+            let ttl = self.config.stat_cache_ttl;
+            return self.reply(id, FuseReply::Attr { attr, ttl });
+        }
+        self.revalidate_file(now, id, ino, Intent::GetAttr { ino });
+    }
+
+    pub(crate) fn open(&mut self, now: Instant, id: FuseReqId, ino: Ino, flags: OpenFlags) {
+        let Some(inode) = self.inodes.get(ino) else {
+            return self.reply_error(id, Errno::ENOENT);
+        };
+        if inode.kind == FileKind::Directory {
+            return self.reply_error(id, Errno::EISDIR);
+        }
+        if flags.writes() || flags.has(OpenFlags::O_TRUNC) {
+            tracing::warn!(
+                ?ino,
+                "opening for writing is not supported yet: the write path is not built; ENOTSUP"
+            );
+            return self.reply_error(id, Errno::ENOTSUP);
+        }
+        // O_DIRECT asks for the current object, as in mountpoint-s3.
+        if now < inode.stat_expiry && inode.etag.is_some() && !flags.has(OpenFlags::O_DIRECT) {
+            return self.open_reader(id, ino, flags);
+        }
+        self.revalidate_file(now, id, ino, Intent::Open { ino, flags });
+    }
+
+    /// Asks HeadObject for a file inode's current attributes.
+    fn revalidate_file(&mut self, now: Instant, id: FuseReqId, ino: Ino, intent: Intent) {
+        let inode = self.inodes.get(ino).expect("caller checked the inode");
+        let (parent, name, key) = (inode.parent, inode.name.clone(), inode.key.clone());
+        let head = self.start_call(
+            now,
+            Purpose::LookupHead { op: id },
+            S3Request::HeadObject { key },
+        );
+        let op = LookupOp {
+            intent,
+            parent,
+            name,
+            head: Probe::Pending(head),
+            list: Probe::NotAsked,
+        };
+        self.lookups.insert(id, op);
+        self.waiting.insert(id, Waiting::Lookup);
+    }
+
+    pub(crate) fn lookup_head_done(&mut self, now: Instant, op: FuseReqId, result: S3Result) {
+        let Some(lookup) = self.lookups.get_mut(&op) else {
+            return;
+        };
+        lookup.head = Probe::Answered(match result {
+            Ok(S3Response::HeadObject(meta)) => Ok(Some(meta)),
+            Ok(other) => Err(unexpected_response("HeadObject", &other)),
+            Err(S3Error::Service(e)) if e.status == 404 || e.code == S3ErrorCode::NoSuchKey => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        });
+        self.finish_lookup_if_decided(now, op);
+    }
+
+    pub(crate) fn lookup_list_done(&mut self, now: Instant, op: FuseReqId, result: S3Result) {
+        let Some(lookup) = self.lookups.get_mut(&op) else {
+            return;
+        };
+        lookup.list = Probe::Answered(match result {
+            Ok(S3Response::ListObjectsV2(page)) => {
+                Ok(!page.objects.is_empty() || !page.common_prefixes.is_empty())
+            }
+            Ok(other) => Err(unexpected_response("ListObjectsV2", &other)),
+            Err(e) => Err(e),
+        });
+        self.finish_lookup_if_decided(now, op);
+    }
+
+    /// Replies once the probes answered enough: a directory as soon as the listing shows one,
+    /// otherwise when both have answered.
+    fn finish_lookup_if_decided(&mut self, now: Instant, id: FuseReqId) {
+        let lookup = &self.lookups[&id];
+        let found = match (&lookup.list, &lookup.head) {
+            (Probe::Answered(Ok(true)), _) => Found::Directory,
+            (Probe::Answered(Err(e)), _) => Found::Failed(e.clone()),
+            (Probe::Pending(_), _) | (_, Probe::Pending(_)) => return,
+            (_, Probe::Answered(Ok(Some(meta)))) => Found::File(meta.clone()),
+            (_, Probe::Answered(Ok(None))) => Found::Nothing,
+            (_, Probe::Answered(Err(e))) => Found::Failed(e.clone()),
+            (_, Probe::NotAsked) => unreachable!("every lookup asks HeadObject"),
+        };
+        let lookup = self.lookups.remove(&id).expect("lookup exists");
+        for call in [lookup.head.pending_call(), lookup.list.pending_call()]
+            .into_iter()
+            .flatten()
+        {
+            self.cancel_call(call);
+        }
+        let LookupOp {
+            intent,
+            parent,
+            name,
+            ..
+        } = lookup;
+        match (intent, found) {
+            (_, Found::Failed(error)) => self.reply_error(id, errno_for_s3_error(&error)),
+            (Intent::Lookup, Found::Directory) => {
+                let (ino, effect) =
+                    self.inodes
+                        .upsert_child(parent, &name, ChildStat::Directory, now);
+                self.notify_upsert(parent, &name, ino, effect);
+                self.reply_entry(id, ino);
+            }
+            (Intent::Lookup, Found::File(meta)) => {
+                let stat = ChildStat::File {
+                    size_bytes: meta.size_bytes,
+                    etag: meta.etag,
+                    mtime: meta.last_modified,
+                };
+                let (ino, effect) = self.inodes.upsert_child(parent, &name, stat, now);
+                self.notify_upsert(parent, &name, ino, effect);
+                self.reply_entry(id, ino);
+            }
+            (Intent::GetAttr { ino } | Intent::Open { ino, .. }, Found::File(meta)) => {
+                let effect = self.inodes.refresh_file(
+                    ino,
+                    meta.size_bytes,
+                    meta.etag,
+                    meta.last_modified,
+                    now,
+                );
+                self.notify_upsert(parent, &name, ino, effect);
+                match intent {
+                    Intent::Open { flags, .. } => self.open_reader(id, ino, flags),
+                    _ => {
+                        let inode = self.inodes.get(ino).expect("refreshed inode exists");
+                        let attr = self.inodes.attr(inode, &self.config);
+                        let ttl = self.config.stat_cache_ttl;
+                        self.reply(id, FuseReply::Attr { attr, ttl });
+                    }
+                }
+            }
+            (intent, Found::Nothing | Found::Directory) => {
+                self.inodes.set_negative(parent, &name, now);
+                if intent != Intent::Lookup {
+                    // The kernel still holds the name for a file that is gone.
+                    self.emit(crate::io::Output::InvalidateEntry {
+                        parent,
+                        name: name.into(),
+                    });
+                }
+                self.reply_error(id, Errno::ENOENT);
+            }
+        }
+    }
+
+    /// Replies to a lookup with a known inode, taking a kernel reference on it.
+    pub(crate) fn reply_entry(&mut self, id: FuseReqId, ino: Ino) {
+        let inode = self.inodes.get(ino).expect("entry for a known inode");
+        let entry = self.inodes.entry(inode, &self.config);
+        self.inodes.add_lookup(ino);
+        self.reply(id, FuseReply::Entry(entry));
+    }
+
+    /// An interrupted lookup: stop asking S3. The caller replies.
+    pub(crate) fn abandon_lookup(&mut self, id: FuseReqId) {
+        if let Some(lookup) = self.lookups.remove(&id) {
+            for call in [lookup.head.pending_call(), lookup.list.pending_call()]
+                .into_iter()
+                .flatten()
+            {
+                self.cancel_call(call);
+            }
+        }
+    }
+}
+
+/// A reply of the wrong kind is a transport bug; it fails the request rather than the mount.
+pub(crate) fn unexpected_response(expected: &str, got: &S3Response) -> S3Error {
+    tracing::error!(expected, ?got, "S3 reply does not match its request");
+    S3Error::Transport(TransportError::Other(format!(
+        "expected a {expected} reply"
+    )))
+}

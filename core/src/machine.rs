@@ -1,0 +1,413 @@
+//! The [`Core`]: the state machine that owns every table and routes inputs to them.
+//!
+//! Problems this module solves:
+//! - One entry point for every input, with the due timers fired first, so a driver that is
+//!   late with [`Input::Timeout`] cannot reorder events.
+//! - Routing each S3 result to whatever waits for it, through the call table, and deciding
+//!   between resume (truncated GET), retry with backoff, and failure.
+//! - Exactly one reply per FUSE request, including after interrupts and at shutdown.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use rand_core::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+
+use crate::calls::{CallId, Calls, DueTimer, Purpose};
+use crate::config::CoreConfig;
+use crate::errno::Errno;
+use crate::fuse_types::{FuseOp, FuseReply, StatFs};
+use crate::ids::{FileHandle, FuseReqId, Ino, S3ReqId};
+use crate::inode::{InodeTable, UpsertEffect};
+use crate::io::{Input, Output};
+use crate::lookup::LookupOp;
+use crate::read::FileReader;
+use crate::readdir::DirHandle;
+use crate::retry::{backoff_delay, is_retryable};
+use crate::s3_types::{S3Error, S3Request, S3Result, TransportError};
+use crate::time::{Instant, UnixNanos};
+
+/// What a FUSE request that has not been answered yet is waiting for.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Waiting {
+    /// A lookup, getattr or open waiting for S3 (see [`LookupOp`]).
+    Lookup,
+    /// A read waiting for bytes of this handle.
+    Read(FileHandle),
+    /// A readdir waiting for a listing page of this handle.
+    ReadDir(FileHandle),
+}
+
+/// The goofys-rs filesystem as a pure state machine. See the crate docs for the contract.
+#[derive(Debug)]
+pub struct Core {
+    pub(crate) config: CoreConfig,
+    pub(crate) inodes: InodeTable,
+    pub(crate) calls: Calls,
+    pub(crate) lookups: BTreeMap<FuseReqId, LookupOp>,
+    pub(crate) files: BTreeMap<FileHandle, FileReader>,
+    pub(crate) dirs: BTreeMap<FileHandle, DirHandle>,
+    /// Unanswered FUSE requests, so interrupts and shutdown can answer them.
+    pub(crate) waiting: BTreeMap<FuseReqId, Waiting>,
+    next_fh: u64,
+    outputs: VecDeque<Output>,
+    rng: Pcg64Mcg,
+    shutting_down: bool,
+    done_sent: bool,
+    inputs_since_sweep: usize,
+}
+
+impl Core {
+    /// A core for a fresh mount. `wall_now` is the wall-clock time of the mount (directories
+    /// show it as their times); `seed` seeds retry jitter.
+    pub fn new(config: CoreConfig, wall_now: UnixNanos, seed: u64) -> Self {
+        let inodes = InodeTable::new(&config, wall_now);
+        Core {
+            config,
+            inodes,
+            calls: Calls::default(),
+            lookups: BTreeMap::new(),
+            files: BTreeMap::new(),
+            dirs: BTreeMap::new(),
+            waiting: BTreeMap::new(),
+            next_fh: 1,
+            outputs: VecDeque::new(),
+            rng: Pcg64Mcg::seed_from_u64(seed),
+            shutting_down: false,
+            done_sent: false,
+            inputs_since_sweep: 0,
+        }
+    }
+
+    pub fn config(&self) -> &CoreConfig {
+        &self.config
+    }
+
+    /// Feeds one input. Never blocks, never fails; drain [`Core::poll_output`] afterwards.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.fire_due_timers(now);
+        match input {
+            Input::Fuse { id, op } => self.handle_fuse(now, id, op),
+            Input::S3 { id, result } => self.handle_s3_result(now, id, result),
+            Input::Timeout => {}
+            Input::Interrupt { id } => self.handle_interrupt(id),
+            Input::Shutdown => self.begin_shutdown(),
+        }
+        self.maybe_sweep(now);
+        self.maybe_finish_shutdown();
+    }
+
+    /// The next output, if any. Call until `None` after every input.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When to call [`Core::handle_input`] with [`Input::Timeout`] if nothing else happens.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.calls.next_timer()
+    }
+
+    /// Whether any S3 request is in flight or waiting for a retry.
+    pub fn has_calls_in_progress(&self) -> bool {
+        !self.calls.is_empty()
+    }
+
+    /// Number of inodes in the table (the root included).
+    pub fn inode_count(&self) -> usize {
+        self.inodes.len()
+    }
+
+    // ---- outputs -------------------------------------------------------------------------
+
+    pub(crate) fn reply(&mut self, id: FuseReqId, reply: FuseReply) {
+        self.waiting.remove(&id);
+        self.outputs.push_back(Output::FuseReply { id, reply });
+    }
+
+    pub(crate) fn reply_error(&mut self, id: FuseReqId, errno: Errno) {
+        self.reply(id, FuseReply::Error(errno));
+    }
+
+    pub(crate) fn emit(&mut self, output: Output) {
+        self.outputs.push_back(output);
+    }
+
+    /// Tells the kernel what an [`InodeTable::upsert_child`] changed.
+    pub(crate) fn notify_upsert(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        ino: Ino,
+        effect: UpsertEffect,
+    ) {
+        match effect {
+            UpsertEffect::Unchanged | UpsertEffect::NewInode => {}
+            UpsertEffect::Replaced => {
+                self.emit(Output::InvalidateEntry {
+                    parent,
+                    name: name.into(),
+                });
+            }
+            UpsertEffect::ContentChanged => self.emit(Output::InvalidateInode { ino }),
+        }
+    }
+
+    pub(crate) fn allocate_handle(&mut self) -> FileHandle {
+        let fh = FileHandle(self.next_fh);
+        self.next_fh += 1;
+        fh
+    }
+
+    // ---- S3 calls ------------------------------------------------------------------------
+
+    pub(crate) fn start_call(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        request: S3Request,
+    ) -> CallId {
+        self.calls.start(
+            now,
+            self.config.s3_request_timeout,
+            purpose,
+            request,
+            &mut self.outputs,
+        )
+    }
+
+    pub(crate) fn cancel_call(&mut self, call_id: CallId) {
+        self.calls.cancel(call_id, &mut self.outputs);
+    }
+
+    fn fire_due_timers(&mut self, now: Instant) {
+        while let Some(due) =
+            self.calls
+                .fire_next_due(now, self.config.s3_request_timeout, &mut self.outputs)
+        {
+            match due {
+                DueTimer::Deadline(call_id) => {
+                    tracing::debug!(?call_id, "S3 request timed out");
+                    self.handle_call_error(
+                        now,
+                        call_id,
+                        S3Error::Transport(TransportError::Timeout),
+                    );
+                }
+                DueTimer::Resent(call_id) => tracing::debug!(?call_id, "S3 request retried"),
+            }
+        }
+    }
+
+    fn handle_s3_result(&mut self, now: Instant, id: S3ReqId, result: S3Result) {
+        let Some(call_id) = self.calls.accept_result(id) else {
+            tracing::trace!(?id, "ignoring a result nobody waits for");
+            return;
+        };
+        match result {
+            Ok(response) => {
+                let call = self.calls.finish(call_id).expect("accepted call exists");
+                self.deliver(now, call_id, call.purpose, &call.request, Ok(response));
+            }
+            Err(S3Error::Transport(TransportError::Truncated { received }))
+                if !received.is_empty() =>
+            {
+                self.handle_truncated_body(now, call_id, received.0.clone());
+            }
+            Err(error) => self.handle_call_error(now, call_id, error),
+        }
+    }
+
+    /// A GET body ended early: keep what arrived and ask for the rest, from where it stopped.
+    fn handle_truncated_body(&mut self, now: Instant, call_id: CallId, received: bytes::Bytes) {
+        let call = self.calls.get_mut(call_id).expect("accepted call exists");
+        let purpose = call.purpose;
+        let S3Request::GetObject {
+            range: Some(range), ..
+        } = &mut call.request
+        else {
+            let error = S3Error::Transport(TransportError::Truncated {
+                received: received.into(),
+            });
+            self.handle_call_error(now, call_id, error);
+            return;
+        };
+        let range_start = range.start;
+        let received_bytes = (received.len() as u64).min(range.len_bytes());
+        let resume_at = range.start + received_bytes;
+        if resume_at < range.end {
+            range.start = resume_at;
+            tracing::debug!(?call_id, resume_at, "GET body truncated; resuming");
+            self.calls.resend_now(
+                call_id,
+                now,
+                self.config.s3_request_timeout,
+                &mut self.outputs,
+            );
+        } else {
+            self.calls.finish(call_id);
+        }
+        let data = received.slice(..received_bytes as usize);
+        if let Purpose::ReadRange { fh } = purpose {
+            self.read_data_arrived(now, fh, call_id, range_start, data, None);
+        }
+    }
+
+    /// Retries a failed call if the error allows and attempts remain; otherwise reports it.
+    fn handle_call_error(&mut self, now: Instant, call_id: CallId, error: S3Error) {
+        let Some(call) = self.calls.get(call_id) else {
+            return;
+        };
+        if is_retryable(&error)
+            && call.attempt < self.config.retry_max_attempts
+            && !self.shutting_down
+        {
+            let delay = backoff_delay(
+                call.attempt,
+                self.config.retry_initial_backoff,
+                self.config.retry_max_backoff,
+                &mut self.rng,
+            );
+            tracing::debug!(?call_id, attempt = call.attempt, ?delay, %error, "S3 request failed; will retry");
+            self.calls.retry_after(call_id, now, delay);
+            return;
+        }
+        let call = self.calls.finish(call_id).expect("call exists");
+        tracing::warn!(operation = call.request.operation_name(), attempts = call.attempt, %error, "S3 request failed");
+        self.deliver(now, call_id, call.purpose, &call.request, Err(error));
+    }
+
+    fn deliver(
+        &mut self,
+        now: Instant,
+        call_id: CallId,
+        purpose: Purpose,
+        request: &S3Request,
+        result: S3Result,
+    ) {
+        match purpose {
+            Purpose::LookupHead { op } => self.lookup_head_done(now, op, result),
+            Purpose::LookupList { op } => self.lookup_list_done(now, op, result),
+            Purpose::ListPage { fh } => self.list_page_done(now, fh, result),
+            Purpose::ReadRange { fh } => self.read_range_done(now, fh, call_id, request, result),
+        }
+    }
+
+    // ---- FUSE requests -------------------------------------------------------------------
+
+    fn handle_fuse(&mut self, now: Instant, id: FuseReqId, op: FuseOp) {
+        if self.shutting_down {
+            if op.expects_reply() {
+                self.reply_error(id, Errno::EIO);
+            }
+            return;
+        }
+        match op {
+            FuseOp::Lookup { parent, name } => self.lookup(now, id, parent, &name),
+            FuseOp::Forget { ino, nlookup } => self.inodes.forget(ino, nlookup),
+            FuseOp::GetAttr { ino, .. } => self.getattr(now, id, ino),
+            FuseOp::Open { ino, flags } => self.open(now, id, ino, flags),
+            FuseOp::Read {
+                fh, offset, size, ..
+            } => self.read(now, id, fh, offset, size),
+            FuseOp::Release { fh, .. } => self.release(id, fh),
+            FuseOp::Flush { fh, .. } | FuseOp::Fsync { fh, .. } => {
+                // A reader has nothing to flush; close(2) flushes every handle.
+                let reply = if self.files.contains_key(&fh) {
+                    FuseReply::Empty
+                } else {
+                    FuseReply::Error(Errno::EBADF)
+                };
+                self.reply(id, reply);
+            }
+            FuseOp::Write { .. } => self.reply_error(id, Errno::EBADF),
+            FuseOp::OpenDir { ino } => self.opendir(now, id, ino),
+            FuseOp::ReadDir {
+                fh,
+                offset,
+                size_bytes,
+                plus,
+                ..
+            } => self.readdir(id, fh, offset, size_bytes, plus),
+            FuseOp::ReleaseDir { fh, .. } => self.releasedir(id, fh),
+            FuseOp::StatFs { .. } => self.reply(id, FuseReply::StatFs(synthetic_statfs())),
+            op @ (FuseOp::SetAttr { .. }
+            | FuseOp::Create { .. }
+            | FuseOp::Mkdir { .. }
+            | FuseOp::Unlink { .. }
+            | FuseOp::Rmdir { .. }
+            | FuseOp::Rename { .. }) => {
+                tracing::warn!(
+                    operation = op.name(),
+                    "not supported yet: the write path is not built; replying ENOTSUP"
+                );
+                self.reply_error(id, Errno::ENOTSUP);
+            }
+        }
+    }
+
+    fn handle_interrupt(&mut self, id: FuseReqId) {
+        let Some(waiting) = self.waiting.get(&id).copied() else {
+            return;
+        };
+        match waiting {
+            Waiting::Lookup => self.abandon_lookup(id),
+            Waiting::Read(fh) => self.abandon_read(id, fh),
+            Waiting::ReadDir(fh) => self.abandon_readdir(id, fh),
+        }
+        self.reply_error(id, Errno::EINTR);
+    }
+
+    fn begin_shutdown(&mut self) {
+        if self.shutting_down {
+            return;
+        }
+        self.shutting_down = true;
+        for call_id in self.calls.ids() {
+            self.cancel_call(call_id);
+        }
+        let unanswered: Vec<FuseReqId> = self.waiting.keys().copied().collect();
+        for id in unanswered {
+            self.reply_error(id, Errno::EIO);
+        }
+        self.lookups.clear();
+        for reader in self.files.values_mut() {
+            reader.forget_pending_reads();
+        }
+        for dir in self.dirs.values_mut() {
+            dir.forget_waiting_readdirs();
+        }
+    }
+
+    fn maybe_finish_shutdown(&mut self) {
+        if self.shutting_down && !self.done_sent && self.calls.is_empty() && self.waiting.is_empty()
+        {
+            self.done_sent = true;
+            self.outputs.push_back(Output::Done);
+        }
+    }
+
+    /// Sweeps expired unreferenced inodes once per table-size inputs, so the cost stays
+    /// constant per input on average.
+    fn maybe_sweep(&mut self, now: Instant) {
+        self.inputs_since_sweep += 1;
+        if self.inputs_since_sweep >= self.inodes.len().max(1024) {
+            self.inputs_since_sweep = 0;
+            self.inodes.sweep(now);
+        }
+    }
+}
+
+/// goofys' answer to `df`: a petabyte, mostly free, and a billion inodes.
+fn synthetic_statfs() -> StatFs {
+    const BLOCK_SIZE: u32 = 4096;
+    const PETABYTE_BLOCKS: u64 = (1 << 50) / BLOCK_SIZE as u64;
+    StatFs {
+        blocks: PETABYTE_BLOCKS,
+        blocks_free: PETABYTE_BLOCKS,
+        blocks_available: PETABYTE_BLOCKS,
+        files: 1_000_000_000,
+        files_free: 1_000_000_000,
+        block_size: BLOCK_SIZE,
+        name_max_bytes: crate::namespace::NAME_MAX_BYTES as u32,
+        fragment_size: BLOCK_SIZE,
+    }
+}

@@ -1,0 +1,483 @@
+//! Reading open files: sequential prefetch, random reads, and resuming truncated bodies.
+//!
+//! Problems this module solves:
+//! - Streaming a large object fast needs several large ranged GETs in flight ahead of the
+//!   reader; a random reader must not pay for bytes it will never read. A read that continues
+//!   where the last one ended (or lands in what is already being fetched) is sequential and
+//!   doubles the prefetch window, from `prefetch_initial_window_bytes` up to
+//!   `prefetch_max_window_bytes`, split into GETs of at most `read_part_size_bytes`. Any other
+//!   read is random: the window resets and only the requested bytes are fetched.
+//! - Every GET carries `If-Match` with the ETag seen at open. If the object changed, S3 answers
+//!   412 and every read of the handle fails with ESTALE from then on, never mixing versions.
+//! - A body that ends early keeps the bytes that arrived and the GET resumes at the next
+//!   offset (see `Core::handle_truncated_body`).
+//! - Memory stays bounded: bytes behind the reader are dropped once no waiting read needs them.
+
+use std::collections::BTreeMap;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::calls::{CallId, Purpose};
+use crate::errno::{Errno, errno_for_s3_error};
+use crate::fuse_types::{FuseReply, OpenFlags, OpenReplyFlags};
+use crate::ids::{FileHandle, FuseReqId, Ino};
+use crate::io::Output;
+use crate::lookup::unexpected_response;
+use crate::machine::{Core, Waiting};
+use crate::s3_types::{
+    ByteRange, ETag, ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result,
+};
+use crate::time::Instant;
+
+/// A read waiting for bytes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct PendingRead {
+    id: FuseReqId,
+    start: u64,
+    end: u64,
+}
+
+/// The sequential-access detector.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Stream {
+    /// Where the last read ended.
+    next_offset: u64,
+    /// How far ahead of the reader to fetch.
+    window_bytes: u64,
+    /// The end of what the prefetcher has asked for.
+    prefetched_until: u64,
+    /// Consecutive sequential reads.
+    sequential_reads: u64,
+}
+
+/// The state of one open file handle.
+#[derive(Debug)]
+pub(crate) struct FileReader {
+    ino: Ino,
+    key: String,
+    etag: ETag,
+    size_bytes: u64,
+    /// The object changed since open: every read fails with ESTALE.
+    stale: bool,
+    /// Bytes that arrived, by offset, never overlapping.
+    chunks: BTreeMap<u64, Bytes>,
+    /// Ranges being fetched: start → (end, call).
+    inflight: BTreeMap<u64, (u64, CallId)>,
+    pending: Vec<PendingRead>,
+    stream: Stream,
+}
+
+impl FileReader {
+    /// Forgets waiting reads (at shutdown, after they were answered).
+    pub(crate) fn forget_pending_reads(&mut self) {
+        self.pending.clear();
+    }
+
+    /// The end of the data or fetch that covers `offset`, if any.
+    fn covered_until(&self, offset: u64) -> Option<u64> {
+        let chunk_end = self
+            .chunks
+            .range(..=offset)
+            .next_back()
+            .map(|(&start, bytes)| start + bytes.len() as u64)
+            .filter(|&end| end > offset);
+        let fetch_end = self
+            .inflight
+            .range(..=offset)
+            .next_back()
+            .map(|(_, &(end, _))| end)
+            .filter(|&end| end > offset);
+        chunk_end.max(fetch_end)
+    }
+
+    /// The start of the next chunk or fetch after `offset`.
+    fn next_covered_start(&self, offset: u64) -> Option<u64> {
+        let chunk = self.chunks.range(offset..).next().map(|(&start, _)| start);
+        let fetch = self
+            .inflight
+            .range(offset..)
+            .next()
+            .map(|(&start, _)| start);
+        match (chunk, fetch) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// The byte ranges in `[start, end)` that are neither here nor being fetched.
+    fn gaps(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut gaps = Vec::new();
+        let mut at = start;
+        while at < end {
+            if let Some(covered_end) = self.covered_until(at) {
+                at = covered_end;
+                continue;
+            }
+            let gap_end = self
+                .next_covered_start(at)
+                .map_or(end, |next| next.min(end));
+            gaps.push((at, gap_end));
+            at = gap_end;
+        }
+        gaps
+    }
+
+    /// Drops bytes that no waiting read needs and that are not ahead of the reader within the
+    /// prefetch window.
+    fn evict(&mut self, keep_ahead_bytes: u64) {
+        let ahead_start = self.stream.next_offset;
+        let ahead_end = ahead_start.saturating_add(keep_ahead_bytes);
+        let pending = &self.pending;
+        self.chunks.retain(|&start, bytes| {
+            let end = start + bytes.len() as u64;
+            let ahead = end > ahead_start && start < ahead_end;
+            ahead
+                || pending
+                    .iter()
+                    .any(|read| read.start < end && start < read.end)
+        });
+    }
+}
+
+impl Core {
+    /// Opens a read handle on a file inode whose attributes are fresh.
+    pub(crate) fn open_reader(&mut self, id: FuseReqId, ino: Ino, flags: OpenFlags) {
+        let initial_window = self.config.prefetch_initial_window_bytes;
+        let inode = self.inodes.get_mut(ino).expect("opening a known inode");
+        let Some(etag) = inode.etag.clone() else {
+            return self.reply_error(id, Errno::EIO);
+        };
+        let direct_io = flags.has(OpenFlags::O_DIRECT);
+        let keep_cache = !direct_io && inode.kernel_cached_etag.as_ref() == Some(&etag);
+        inode.kernel_cached_etag = Some(etag.clone());
+        let reader = FileReader {
+            ino,
+            key: inode.key.clone(),
+            etag,
+            size_bytes: inode.size_bytes,
+            stale: false,
+            chunks: BTreeMap::new(),
+            inflight: BTreeMap::new(),
+            pending: Vec::new(),
+            stream: Stream {
+                next_offset: 0,
+                window_bytes: initial_window,
+                prefetched_until: 0,
+                sequential_reads: 0,
+            },
+        };
+        self.inodes.open_handle(ino);
+        let fh = self.allocate_handle();
+        self.files.insert(fh, reader);
+        self.reply(
+            id,
+            FuseReply::Opened {
+                fh,
+                flags: OpenReplyFlags {
+                    keep_cache,
+                    direct_io,
+                },
+            },
+        );
+    }
+
+    pub(crate) fn read(
+        &mut self,
+        now: Instant,
+        id: FuseReqId,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+    ) {
+        let config = &self.config;
+        let Some(reader) = self.files.get_mut(&fh) else {
+            return self.reply_error(id, Errno::EBADF);
+        };
+        if reader.stale {
+            return self.reply_error(id, Errno::ESTALE);
+        }
+        let end = offset
+            .saturating_add(u64::from(size))
+            .min(reader.size_bytes);
+        if offset >= end {
+            return self.reply(id, FuseReply::Data(Bytes::new()));
+        }
+
+        let stream = &mut reader.stream;
+        let sequential = offset == stream.next_offset
+            || (offset > stream.next_offset && offset < stream.prefetched_until);
+        let fetch_end = if sequential {
+            if stream.sequential_reads > 0 {
+                stream.window_bytes =
+                    (stream.window_bytes * 2).min(config.prefetch_max_window_bytes);
+            }
+            stream.sequential_reads += 1;
+            let fetch_end = end
+                .saturating_add(stream.window_bytes)
+                .min(reader.size_bytes);
+            stream.prefetched_until = stream.prefetched_until.max(fetch_end);
+            fetch_end
+        } else {
+            stream.window_bytes = config.prefetch_initial_window_bytes;
+            stream.sequential_reads = 0;
+            stream.prefetched_until = end;
+            end
+        };
+        stream.next_offset = end;
+        reader.pending.push(PendingRead {
+            id,
+            start: offset,
+            end,
+        });
+        self.waiting.insert(id, Waiting::Read(fh));
+
+        if !sequential {
+            self.cancel_unneeded_fetches(fh);
+        }
+        self.fetch_gaps(now, fh, offset, fetch_end);
+        self.serve_reads(fh);
+    }
+
+    /// Starts GETs for whatever of `[start, end)` is neither here nor on its way.
+    fn fetch_gaps(&mut self, now: Instant, fh: FileHandle, start: u64, end: u64) {
+        let part_size = self.config.read_part_size_bytes.max(1);
+        let reader = &self.files[&fh];
+        let (key, etag) = (reader.key.clone(), reader.etag.clone());
+        for (gap_start, gap_end) in reader.gaps(start, end) {
+            let mut at = gap_start;
+            while at < gap_end {
+                let piece_end = (at + part_size).min(gap_end);
+                let request = S3Request::GetObject {
+                    key: key.clone(),
+                    range: Some(ByteRange::new(at, piece_end)),
+                    if_match: Some(etag.clone()),
+                };
+                let call = self.start_call(now, Purpose::ReadRange { fh }, request);
+                self.files
+                    .get_mut(&fh)
+                    .expect("reader exists")
+                    .inflight
+                    .insert(at, (piece_end, call));
+                at = piece_end;
+            }
+        }
+    }
+
+    /// After a jump, cancels prefetches that no waiting read overlaps.
+    fn cancel_unneeded_fetches(&mut self, fh: FileHandle) {
+        let reader = self.files.get_mut(&fh).expect("reader exists");
+        let pending = &reader.pending;
+        let unneeded: Vec<(u64, CallId)> = reader
+            .inflight
+            .iter()
+            .filter(|&(&start, &(end, _))| {
+                !pending
+                    .iter()
+                    .any(|read| read.start < end && start < read.end)
+            })
+            .map(|(&start, &(_, call))| (start, call))
+            .collect();
+        for &(start, _) in &unneeded {
+            reader.inflight.remove(&start);
+        }
+        for (_, call) in unneeded {
+            self.cancel_call(call);
+        }
+    }
+
+    /// Answers every waiting read whose bytes have all arrived.
+    fn serve_reads(&mut self, fh: FileHandle) {
+        let keep_ahead_bytes =
+            self.config.prefetch_max_window_bytes + self.config.read_part_size_bytes;
+        let Some(reader) = self.files.get_mut(&fh) else {
+            return;
+        };
+        let mut ready = Vec::new();
+        reader.pending.retain(
+            |read| match assemble(&reader.chunks, read.start, read.end) {
+                Some(bytes) => {
+                    ready.push((read.id, bytes));
+                    false
+                }
+                None => true,
+            },
+        );
+        reader.evict(keep_ahead_bytes);
+        for (id, bytes) in ready {
+            self.reply(id, FuseReply::Data(bytes));
+        }
+    }
+
+    pub(crate) fn read_range_done(
+        &mut self,
+        now: Instant,
+        fh: FileHandle,
+        call_id: CallId,
+        request: &S3Request,
+        result: S3Result,
+    ) {
+        let S3Request::GetObject {
+            range: Some(range), ..
+        } = request
+        else {
+            unreachable!("read calls are ranged GETs")
+        };
+        match result {
+            Ok(S3Response::GetObject(output)) => self.read_data_arrived(
+                now,
+                fh,
+                call_id,
+                output.range_start,
+                output.body.0,
+                Some(output.meta),
+            ),
+            Ok(other) => {
+                self.read_range_failed(fh, range.start, unexpected_response("GetObject", &other))
+            }
+            Err(error) => self.read_range_failed(fh, range.start, error),
+        }
+    }
+
+    /// Bytes of a ranged GET arrived, starting at `data_start` in the object.
+    pub(crate) fn read_data_arrived(
+        &mut self,
+        _now: Instant,
+        fh: FileHandle,
+        call_id: CallId,
+        data_start: u64,
+        data: Bytes,
+        meta: Option<ObjectMeta>,
+    ) {
+        let Some(reader) = self.files.get_mut(&fh) else {
+            return;
+        };
+        if let Some(meta) = &meta
+            && meta.etag != reader.etag
+        {
+            // A server that ignored If-Match: the bytes are of another version.
+            return self.mark_stale(fh);
+        }
+        let Some((&fetch_start, &(fetch_end, _))) = reader
+            .inflight
+            .iter()
+            .find(|&(_, &(_, call))| call == call_id)
+        else {
+            return;
+        };
+        reader.inflight.remove(&fetch_start);
+        let data_end = data_start + data.len() as u64;
+        let useful_end = data_end.min(fetch_end);
+        if data_start <= fetch_start && useful_end > fetch_start {
+            let slice =
+                data.slice((fetch_start - data_start) as usize..(useful_end - data_start) as usize);
+            reader.chunks.insert(fetch_start, slice);
+            if useful_end < fetch_end {
+                reader.inflight.insert(useful_end, (fetch_end, call_id));
+            }
+        } else {
+            tracing::warn!(
+                ?fh,
+                data_start,
+                fetch_start,
+                "GET returned bytes outside the requested range"
+            );
+            reader.inflight.insert(fetch_start, (fetch_end, call_id));
+            return;
+        }
+        self.serve_reads(fh);
+    }
+
+    fn read_range_failed(&mut self, fh: FileHandle, fetch_start: u64, error: S3Error) {
+        let Some(reader) = self.files.get_mut(&fh) else {
+            return;
+        };
+        if let S3Error::Service(service) = &error
+            && matches!(
+                service.code,
+                S3ErrorCode::PreconditionFailed | S3ErrorCode::InvalidRange
+            )
+        {
+            return self.mark_stale(fh);
+        }
+        let errno = errno_for_s3_error(&error);
+        let Some((fetch_end, _)) = reader.inflight.remove(&fetch_start) else {
+            return;
+        };
+        let mut failed = Vec::new();
+        reader.pending.retain(|read| {
+            let overlaps = read.start < fetch_end && fetch_start < read.end;
+            if overlaps {
+                failed.push(read.id);
+            }
+            !overlaps
+        });
+        for id in failed {
+            self.reply_error(id, errno);
+        }
+    }
+
+    /// The object changed since open: fail every read of the handle with ESTALE, now and later.
+    fn mark_stale(&mut self, fh: FileHandle) {
+        let reader = self.files.get_mut(&fh).expect("reader exists");
+        tracing::info!(key = %reader.key, "object changed while open; reads fail with ESTALE");
+        reader.stale = true;
+        reader.chunks.clear();
+        let ino = reader.ino;
+        let calls: Vec<CallId> = reader.inflight.values().map(|&(_, call)| call).collect();
+        reader.inflight.clear();
+        let pending: Vec<FuseReqId> = reader.pending.drain(..).map(|read| read.id).collect();
+        for call in calls {
+            self.cancel_call(call);
+        }
+        for id in pending {
+            self.reply_error(id, Errno::ESTALE);
+        }
+        self.inodes.expire_stat(ino);
+        self.emit(Output::InvalidateInode { ino });
+    }
+
+    pub(crate) fn release(&mut self, id: FuseReqId, fh: FileHandle) {
+        let Some(mut reader) = self.files.remove(&fh) else {
+            return self.reply_error(id, Errno::EBADF);
+        };
+        for &(_, call) in reader.inflight.values() {
+            self.cancel_call(call);
+        }
+        for read in reader.pending.drain(..) {
+            self.reply_error(read.id, Errno::EBADF);
+        }
+        self.inodes.close_handle(reader.ino);
+        self.reply(id, FuseReply::Empty);
+    }
+
+    /// An interrupted read: stop waiting for it (the prefetch goes on). The caller replies.
+    pub(crate) fn abandon_read(&mut self, id: FuseReqId, fh: FileHandle) {
+        if let Some(reader) = self.files.get_mut(&fh) {
+            reader.pending.retain(|read| read.id != id);
+        }
+    }
+}
+
+/// The bytes of `[start, end)` if they have all arrived.
+fn assemble(chunks: &BTreeMap<u64, Bytes>, start: u64, end: u64) -> Option<Bytes> {
+    let (&first_start, first) = chunks.range(..=start).next_back()?;
+    let first_end = first_start + first.len() as u64;
+    if first_end >= end {
+        return Some(first.slice((start - first_start) as usize..(end - first_start) as usize));
+    }
+    let mut out = BytesMut::with_capacity((end - start) as usize);
+    let mut at = start;
+    while at < end {
+        let (&chunk_start, chunk) = chunks.range(..=at).next_back()?;
+        let chunk_end = chunk_start + chunk.len() as u64;
+        if chunk_end <= at {
+            return None;
+        }
+        let take_end = chunk_end.min(end);
+        out.extend_from_slice(
+            &chunk[(at - chunk_start) as usize..(take_end - chunk_start) as usize],
+        );
+        at = take_end;
+    }
+    Some(out.freeze())
+}
