@@ -486,6 +486,6 @@ mod tests {
             &page(&["d/", "d/.", "d/ok"], &["d//", "d/../", "d/sub/"]),
         );
         items.extend(merger.finish());
-        assert_eq!(names(&items), vec!["sub/", "ok"]);
+        assert_eq!(names(&items), vec!["ok", "sub/"]);
     }
 }

@@ -15,6 +15,7 @@ use goofys_core::{
     Core, CoreConfig, FileHandle, FuseReqId, Ino, Input, Instant, Output, S3ReqId, UnixNanos,
 };
 
+#[derive(Debug)]
 pub struct Harness {
     pub core: Core,
     pub now: Instant,

@@ -1,0 +1,307 @@
+//! Reading open files: prefetch, random reads, truncated bodies, changed objects, retries.
+
+mod harness;
+
+use std::time::Duration;
+
+use goofys_core::fuse_types::{FuseOp, FuseReply};
+use goofys_core::s3_types::{Body, ETag, S3Error, S3ErrorCode, S3Request, TransportError};
+use goofys_core::{CoreConfig, Errno, Ino, Input, Output};
+use harness::*;
+
+const KIB: u64 = 1024;
+const MIB: u64 = 1024 * 1024;
+
+#[test]
+fn a_sequential_reader_gets_a_growing_prefetch_window_with_several_gets_in_flight() {
+    let config = CoreConfig {
+        prefetch_initial_window_bytes: MIB,
+        prefetch_max_window_bytes: 64 * MIB,
+        read_part_size_bytes: 8 * MIB,
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let file = content((200 * MIB) as usize);
+    let (ino, fh) = h.open_file("big", &file);
+
+    let mut offset = 0;
+    let mut requested_until = 0;
+    let mut most_in_flight = 0;
+    let mut in_flight = Vec::new();
+    while offset < 100 * MIB {
+        let id = h.read(ino, fh, offset, (128 * KIB) as u32);
+        for (s3_id, request) in h.take_requests() {
+            let range = range_of(&request);
+            assert_eq!(
+                range.start, requested_until,
+                "fetches are contiguous, never repeated"
+            );
+            assert!(range.len_bytes() <= 8 * MIB);
+            assert!(
+                matches!(&request, S3Request::GetObject { if_match: Some(tag), .. } if *tag == ETag::new("v1"))
+            );
+            requested_until = range.end;
+            in_flight.push((s3_id, range));
+        }
+        most_in_flight = most_in_flight.max(in_flight.len());
+        // S3 answers the oldest request.
+        while h
+            .take_reply(id)
+            .map(|reply| {
+                assert_eq!(
+                    reply,
+                    FuseReply::Data(file.slice(offset as usize..(offset + 128 * KIB) as usize))
+                )
+            })
+            .is_none()
+        {
+            let (s3_id, range) = in_flight.remove(0);
+            h.s3(s3_id, get_reply(&file, range, "v1"));
+        }
+        offset += 128 * KIB;
+    }
+    assert!(
+        requested_until >= offset + 64 * MIB - 128 * KIB,
+        "the window grew to 64 MiB ahead"
+    );
+    assert!(
+        requested_until <= offset + 64 * MIB + 8 * MIB,
+        "and no further"
+    );
+    assert!(
+        most_in_flight >= 8,
+        "several GETs in flight at once ({most_in_flight})"
+    );
+}
+
+#[test]
+fn the_first_read_asks_for_about_a_mebibyte() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content((10 * MIB) as usize);
+    let (ino, fh) = h.open_file("f", &file);
+    h.read(ino, fh, 0, 4096);
+    let (_, request) = h.take_one_request();
+    assert_eq!(range_of(&request).end, 4096 + MIB);
+}
+
+#[test]
+fn a_random_read_fetches_only_what_it_needs() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content((50 * MIB) as usize);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 20 * MIB, 4096);
+    let (s3_id, request) = h.take_one_request();
+    assert_eq!(range_of(&request).start, 20 * MIB);
+    assert_eq!(range_of(&request).len_bytes(), 4096);
+    h.s3(s3_id, get_reply(&file, range_of(&request), "v1"));
+    assert_eq!(
+        h.data(id),
+        file.slice((20 * MIB) as usize..(20 * MIB + 4096) as usize)
+    );
+}
+
+#[test]
+fn a_read_past_the_end_is_empty_and_a_read_across_it_is_short() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(1000);
+    let (ino, fh) = h.open_file("f", &file);
+    let past = h.read(ino, fh, 5000, 100);
+    assert_eq!(h.data(past).len(), 0);
+    let across = h.read(ino, fh, 900, 4096);
+    let (s3_id, request) = h.take_one_request();
+    assert_eq!(range_of(&request).end, 1000, "never asks past the end");
+    h.s3(s3_id, get_reply(&file, range_of(&request), "v1"));
+    assert_eq!(h.data(across), file.slice(900..));
+}
+
+#[test]
+fn a_truncated_body_keeps_what_arrived_and_resumes_at_the_next_offset() {
+    let mut h = Harness::new(CoreConfig {
+        prefetch_initial_window_bytes: 0,
+        ..CoreConfig::default()
+    });
+    let file = content(100_000);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 0, 100_000);
+    let (s3_id, request) = h.take_one_request();
+    assert_eq!(range_of(&request).len_bytes(), 100_000);
+    let received = Body(file.slice(0..30_000));
+    h.s3(
+        s3_id,
+        Err(S3Error::Transport(TransportError::Truncated { received })),
+    );
+    let (resumed_id, resumed) = h.take_one_request();
+    assert_eq!(
+        range_of(&resumed).start,
+        30_000,
+        "resumes where the body stopped"
+    );
+    assert_eq!(range_of(&resumed).end, 100_000);
+    h.s3(resumed_id, get_reply(&file, range_of(&resumed), "v1"));
+    assert_eq!(h.data(id), file);
+}
+
+#[test]
+fn a_changed_object_fails_reads_with_estale_never_mixed_bytes() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(10_000);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 0, 4096);
+    let (s3_id, _) = h.take_one_request();
+    h.s3(
+        s3_id,
+        Err(S3Error::service(412, S3ErrorCode::PreconditionFailed)),
+    );
+    assert_eq!(h.reply(id), FuseReply::Error(Errno::ESTALE));
+    assert!(h.outputs.contains(&Output::InvalidateInode { ino }));
+    let later = h.read(ino, fh, 4096, 4096);
+    assert_eq!(h.reply(later), FuseReply::Error(Errno::ESTALE));
+    assert!(h.take_requests().is_empty());
+}
+
+#[test]
+fn a_server_that_ignores_if_match_still_cannot_mix_versions() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(10_000);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 0, 4096);
+    let (s3_id, request) = h.take_one_request();
+    h.s3(s3_id, get_reply(&file, range_of(&request), "v2"));
+    assert_eq!(h.reply(id), FuseReply::Error(Errno::ESTALE));
+}
+
+#[test]
+fn slowdown_is_retried_after_a_jittered_backoff_under_a_new_request_id() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(5000);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 0, 5000);
+    let (first, request) = h.take_one_request();
+    h.s3(first, Err(S3Error::service(503, S3ErrorCode::SlowDown)));
+    assert!(
+        h.take_requests().is_empty(),
+        "not resent before the backoff"
+    );
+    let retry_at = h.core.poll_timeout().expect("a backoff timer");
+    assert!(
+        retry_at <= h.now + Duration::from_millis(100),
+        "first backoff is at most 100 ms"
+    );
+    h.advance_to_timer();
+    let (second, again) = h.take_one_request();
+    assert_ne!(second, first);
+    assert_eq!(again, request);
+    h.s3(first, get_reply(&file, range_of(&request), "v1"));
+    assert!(
+        h.take_reply(id).is_none(),
+        "a result for the abandoned attempt is ignored"
+    );
+    h.s3(second, get_reply(&file, range_of(&request), "v1"));
+    assert_eq!(h.data(id), file);
+    h.s3(second, get_reply(&file, range_of(&request), "v1"));
+    assert!(h.outputs.is_empty(), "a duplicate result is ignored");
+}
+
+#[test]
+fn retries_stop_after_the_configured_attempts_with_eio() {
+    let mut h = Harness::new(CoreConfig {
+        retry_max_attempts: 4,
+        ..CoreConfig::default()
+    });
+    let file = content(5000);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 0, 100);
+    for attempt in 1..=4 {
+        let (s3_id, _) = h.take_one_request();
+        h.s3(
+            s3_id,
+            Err(S3Error::service(500, S3ErrorCode::InternalError)),
+        );
+        if attempt < 4 {
+            assert!(h.take_reply(id).is_none());
+            h.advance_to_timer();
+        }
+    }
+    assert_eq!(h.reply(id), FuseReply::Error(Errno::EIO));
+    assert!(h.core.poll_timeout().is_none());
+}
+
+#[test]
+fn a_request_that_never_answers_is_cancelled_at_its_deadline_and_retried() {
+    let mut h = Harness::new(CoreConfig {
+        s3_request_timeout: Duration::from_secs(30),
+        ..CoreConfig::default()
+    });
+    let file = content(5000);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 0, 5000);
+    let (stalled, request) = h.take_one_request();
+    assert_eq!(h.core.poll_timeout(), Some(h.now + Duration::from_secs(30)));
+    h.advance(Duration::from_secs(30));
+    assert_eq!(h.take_cancels(), vec![stalled]);
+    h.advance_to_timer();
+    let (retry, _) = h.take_one_request();
+    h.s3(retry, get_reply(&file, range_of(&request), "v1"));
+    assert_eq!(h.data(id), file);
+}
+
+#[test]
+fn open_revalidates_expired_attributes_and_keeps_the_page_cache_of_an_unchanged_object() {
+    let mut h = Harness::new(CoreConfig::default());
+    let entry = h.lookup_file(Ino::ROOT, "f", meta(100, "v1"));
+    let ino = entry.attr.ino;
+    let first = h.open(ino);
+    let fh = match h.reply(first) {
+        FuseReply::Opened { fh, flags } => {
+            assert!(!flags.keep_cache, "nothing cached at the first open");
+            fh
+        }
+        other => panic!("{other:?}"),
+    };
+    h.fuse(FuseOp::Release { ino, fh });
+    h.advance(Duration::from_secs(61));
+    let second = h.open(ino);
+    let (head, request) = h.take_one_request();
+    assert_eq!(request, S3Request::HeadObject { key: "f".into() });
+    h.s3(
+        head,
+        Ok(goofys_core::s3_types::S3Response::HeadObject(meta(
+            100, "v1",
+        ))),
+    );
+    match h.reply(second) {
+        FuseReply::Opened { flags, .. } => {
+            assert!(flags.keep_cache, "same ETag: the kernel may keep its pages")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_interrupted_read_gets_eintr_and_exactly_one_reply() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(5000);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 0, 5000);
+    let (s3_id, request) = h.take_one_request();
+    h.input(Input::Interrupt { id });
+    assert_eq!(h.reply(id), FuseReply::Error(Errno::EINTR));
+    h.s3(s3_id, get_reply(&file, range_of(&request), "v1"));
+    assert!(h.take_reply(id).is_none());
+}
+
+#[test]
+fn shutdown_answers_everything_cancels_everything_and_is_done() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(5000);
+    let (ino, fh) = h.open_file("f", &file);
+    let read = h.read(ino, fh, 0, 5000);
+    let lookup = h.lookup(Ino::ROOT, "other");
+    let in_flight = h.take_requests().len();
+    h.input(Input::Shutdown);
+    assert_eq!(h.reply(read), FuseReply::Error(Errno::EIO));
+    assert_eq!(h.reply(lookup), FuseReply::Error(Errno::EIO));
+    assert_eq!(h.take_cancels().len(), in_flight);
+    assert_eq!(h.outputs, vec![Output::Done]);
+    assert!(!h.core.has_calls_in_progress());
+}
