@@ -102,19 +102,10 @@ impl Calls {
     }
 
     /// Emits the call's request under a fresh id, with a deadline.
-    fn send(
-        &mut self,
-        call_id: CallId,
-        now: Instant,
-        timeout: Duration,
-        out: &mut VecDeque<Output>,
-    ) {
+    fn send(&mut self, call_id: CallId, now: Instant, timeout: Duration, out: &mut VecDeque<Output>) {
         let id = S3ReqId(self.next_request);
         self.next_request += 1;
-        let call = self
-            .calls
-            .get_mut(&call_id)
-            .expect("sending an unknown call");
+        let call = self.calls.get_mut(&call_id).expect("sending an unknown call");
         self.timers.remove(&(call.state.timer(), call_id));
         let deadline = now + timeout;
         call.state = CallState::InFlight { id, deadline };
@@ -127,22 +118,13 @@ impl Calls {
     }
 
     /// Sends the call again at once, e.g. to resume a truncated GET at a new range.
-    pub fn resend_now(
-        &mut self,
-        call_id: CallId,
-        now: Instant,
-        timeout: Duration,
-        out: &mut VecDeque<Output>,
-    ) {
+    pub fn resend_now(&mut self, call_id: CallId, now: Instant, timeout: Duration, out: &mut VecDeque<Output>) {
         self.send(call_id, now, timeout, out);
     }
 
     /// Sends the call again after `delay`, as attempt `attempt + 1`.
     pub fn retry_after(&mut self, call_id: CallId, now: Instant, delay: Duration) {
-        let call = self
-            .calls
-            .get_mut(&call_id)
-            .expect("retrying an unknown call");
+        let call = self.calls.get_mut(&call_id).expect("retrying an unknown call");
         self.timers.remove(&(call.state.timer(), call_id));
         call.attempt += 1;
         call.state = CallState::Backoff { until: now + delay };
@@ -163,10 +145,7 @@ impl Calls {
     /// Matches a result to its call. `None` for results nobody waits for any more.
     pub fn accept_result(&mut self, id: S3ReqId) -> Option<CallId> {
         let call_id = self.by_request.remove(&id)?;
-        let call = self
-            .calls
-            .get(&call_id)
-            .expect("request of an unknown call");
+        let call = self.calls.get(&call_id).expect("request of an unknown call");
         self.timers.remove(&(call.state.timer(), call_id));
         Some(call_id)
     }
@@ -196,12 +175,7 @@ impl Calls {
 
     /// Fires the first timer due at `now`, if any: a deadline cancels the attempt in flight
     /// (the caller treats it as a timeout), a backoff end sends the call again.
-    pub fn fire_next_due(
-        &mut self,
-        now: Instant,
-        timeout: Duration,
-        out: &mut VecDeque<Output>,
-    ) -> Option<DueTimer> {
+    pub fn fire_next_due(&mut self, now: Instant, timeout: Duration, out: &mut VecDeque<Output>) -> Option<DueTimer> {
         let &(at, call_id) = self.timers.first()?;
         if at > now {
             return None;

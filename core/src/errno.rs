@@ -123,10 +123,7 @@ mod tests {
 
     #[test]
     fn s3_errors_map_to_the_documented_errnos() {
-        assert_eq!(
-            errno_for_s3_error(&service(404, S3ErrorCode::NoSuchKey)),
-            Errno::ENOENT
-        );
+        assert_eq!(errno_for_s3_error(&service(404, S3ErrorCode::NoSuchKey)), Errno::ENOENT);
         assert_eq!(
             errno_for_s3_error(&service(403, S3ErrorCode::AccessDenied)),
             Errno::EACCES
@@ -135,10 +132,7 @@ mod tests {
             errno_for_s3_error(&service(412, S3ErrorCode::PreconditionFailed)),
             Errno::ESTALE
         );
-        assert_eq!(
-            errno_for_s3_error(&service(503, S3ErrorCode::SlowDown)),
-            Errno::EIO
-        );
+        assert_eq!(errno_for_s3_error(&service(503, S3ErrorCode::SlowDown)), Errno::EIO);
         assert_eq!(
             errno_for_s3_error(&service(500, S3ErrorCode::InternalError)),
             Errno::EIO

@@ -170,13 +170,7 @@ impl InodeTable {
     }
 
     /// Records what S3 says `name` in `parent` is, refreshing its TTLs from `now`.
-    pub fn upsert_child(
-        &mut self,
-        parent: Ino,
-        name: &str,
-        stat: ChildStat,
-        now: Instant,
-    ) -> (Ino, UpsertEffect) {
+    pub fn upsert_child(&mut self, parent: Ino, name: &str, stat: ChildStat, now: Instant) -> (Ino, UpsertEffect) {
         let slot = (parent, name.to_owned());
         self.negative.remove(&slot);
         let stat_expiry = now + self.stat_cache_ttl;
@@ -207,11 +201,7 @@ impl InodeTable {
 
         let replaced = self.dentries.contains_key(&slot);
         self.detach(parent, name);
-        let parent_key = self
-            .inodes
-            .get(&parent)
-            .map(|p| p.key.clone())
-            .unwrap_or_default();
+        let parent_key = self.inodes.get(&parent).map(|p| p.key.clone()).unwrap_or_default();
         let ino = Ino(self.next_ino);
         self.next_ino += 1;
         let (kind, key, size_bytes, etag, mtime) = match stat {
@@ -380,10 +370,7 @@ impl InodeTable {
             .inodes
             .values()
             .filter(|inode| {
-                inode.ino != Ino::ROOT
-                    && inode.lookup_count == 0
-                    && inode.open_handles == 0
-                    && now >= inode.stat_expiry
+                inode.ino != Ino::ROOT && inode.lookup_count == 0 && inode.open_handles == 0 && now >= inode.stat_expiry
             })
             .map(|inode| (inode.ino, (inode.parent, inode.name.clone())))
             .collect();
@@ -517,10 +504,7 @@ mod tests {
         let (dir, effect) = t.upsert_child(Ino::ROOT, "x", ChildStat::Directory, T0);
         assert_ne!(dir, ino);
         assert_eq!(effect, UpsertEffect::Replaced);
-        assert!(
-            t.get(ino).is_none(),
-            "the unreferenced file inode is dropped"
-        );
+        assert!(t.get(ino).is_none(), "the unreferenced file inode is dropped");
         assert_eq!(t.get(dir).unwrap().key, "x/");
     }
 

@@ -18,9 +18,7 @@ use crate::ids::{FuseReqId, Ino};
 use crate::inode::{CachedLookup, ChildStat};
 use crate::machine::{Core, Waiting};
 use crate::namespace::{InvalidName, check_name};
-use crate::s3_types::{
-    ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, TransportError,
-};
+use crate::s3_types::{ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, TransportError};
 use crate::time::Instant;
 
 /// Why a lookup-like request is asking S3.
@@ -157,11 +155,7 @@ impl Core {
     fn revalidate_file(&mut self, now: Instant, id: FuseReqId, ino: Ino, intent: Intent) {
         let inode = self.inodes.get(ino).expect("caller checked the inode");
         let (parent, name, key) = (inode.parent, inode.name.clone(), inode.key.clone());
-        let head = self.start_call(
-            now,
-            Purpose::LookupHead { op: id },
-            S3Request::HeadObject { key },
-        );
+        let head = self.start_call(now, Purpose::LookupHead { op: id }, S3Request::HeadObject { key });
         let op = LookupOp {
             intent,
             parent,
@@ -180,9 +174,7 @@ impl Core {
         lookup.head = Probe::Answered(match result {
             Ok(S3Response::HeadObject(meta)) => Ok(Some(meta)),
             Ok(other) => Err(unexpected_response("HeadObject", &other)),
-            Err(S3Error::Service(e)) if e.status == 404 || e.code == S3ErrorCode::NoSuchKey => {
-                Ok(None)
-            }
+            Err(S3Error::Service(e)) if e.status == 404 || e.code == S3ErrorCode::NoSuchKey => Ok(None),
             Err(e) => Err(e),
         });
         self.finish_lookup_if_decided(now, op);
@@ -193,9 +185,7 @@ impl Core {
             return;
         };
         lookup.list = Probe::Answered(match result {
-            Ok(S3Response::ListObjectsV2(page)) => {
-                Ok(!page.objects.is_empty() || !page.common_prefixes.is_empty())
-            }
+            Ok(S3Response::ListObjectsV2(page)) => Ok(!page.objects.is_empty() || !page.common_prefixes.is_empty()),
             Ok(other) => Err(unexpected_response("ListObjectsV2", &other)),
             Err(e) => Err(e),
         });
@@ -223,17 +213,12 @@ impl Core {
             self.cancel_call(call);
         }
         let LookupOp {
-            intent,
-            parent,
-            name,
-            ..
+            intent, parent, name, ..
         } = lookup;
         match (intent, found) {
             (_, Found::Failed(error)) => self.reply_error(id, errno_for_s3_error(&error)),
             (Intent::Lookup, Found::Directory) => {
-                let (ino, effect) =
-                    self.inodes
-                        .upsert_child(parent, &name, ChildStat::Directory, now);
+                let (ino, effect) = self.inodes.upsert_child(parent, &name, ChildStat::Directory, now);
                 self.notify_upsert(parent, &name, ino, effect);
                 self.reply_entry(id, ino);
             }
@@ -248,13 +233,9 @@ impl Core {
                 self.reply_entry(id, ino);
             }
             (Intent::GetAttr { ino } | Intent::Open { ino, .. }, Found::File(meta)) => {
-                let effect = self.inodes.refresh_file(
-                    ino,
-                    meta.size_bytes,
-                    meta.etag,
-                    meta.last_modified,
-                    now,
-                );
+                let effect = self
+                    .inodes
+                    .refresh_file(ino, meta.size_bytes, meta.etag, meta.last_modified, now);
                 self.notify_upsert(parent, &name, ino, effect);
                 match intent {
                     Intent::Open { flags, .. } => self.open_reader(id, ino, flags),
@@ -304,7 +285,5 @@ impl Core {
 /// A reply of the wrong kind is a transport bug; it fails the request rather than the mount.
 pub(crate) fn unexpected_response(expected: &str, got: &S3Response) -> S3Error {
     tracing::error!(expected, ?got, "S3 reply does not match its request");
-    S3Error::Transport(TransportError::Other(format!(
-        "expected a {expected} reply"
-    )))
+    S3Error::Transport(TransportError::Other(format!("expected a {expected} reply")))
 }

@@ -132,13 +132,7 @@ impl Core {
     }
 
     /// Tells the kernel what an [`InodeTable::upsert_child`] changed.
-    pub(crate) fn notify_upsert(
-        &mut self,
-        parent: Ino,
-        name: &str,
-        ino: Ino,
-        effect: UpsertEffect,
-    ) {
+    pub(crate) fn notify_upsert(&mut self, parent: Ino, name: &str, ino: Ino, effect: UpsertEffect) {
         match effect {
             UpsertEffect::Unchanged | UpsertEffect::NewInode => {}
             UpsertEffect::Replaced => {
@@ -159,19 +153,9 @@ impl Core {
 
     // ---- S3 calls ------------------------------------------------------------------------
 
-    pub(crate) fn start_call(
-        &mut self,
-        now: Instant,
-        purpose: Purpose,
-        request: S3Request,
-    ) -> CallId {
-        self.calls.start(
-            now,
-            self.config.s3_request_timeout,
-            purpose,
-            request,
-            &mut self.outputs,
-        )
+    pub(crate) fn start_call(&mut self, now: Instant, purpose: Purpose, request: S3Request) -> CallId {
+        self.calls
+            .start(now, self.config.s3_request_timeout, purpose, request, &mut self.outputs)
     }
 
     pub(crate) fn cancel_call(&mut self, call_id: CallId) {
@@ -179,18 +163,14 @@ impl Core {
     }
 
     fn fire_due_timers(&mut self, now: Instant) {
-        while let Some(due) =
-            self.calls
-                .fire_next_due(now, self.config.s3_request_timeout, &mut self.outputs)
+        while let Some(due) = self
+            .calls
+            .fire_next_due(now, self.config.s3_request_timeout, &mut self.outputs)
         {
             match due {
                 DueTimer::Deadline(call_id) => {
                     tracing::debug!(?call_id, "S3 request timed out");
-                    self.handle_call_error(
-                        now,
-                        call_id,
-                        S3Error::Transport(TransportError::Timeout),
-                    );
+                    self.handle_call_error(now, call_id, S3Error::Transport(TransportError::Timeout));
                 }
                 DueTimer::Resent(call_id) => tracing::debug!(?call_id, "S3 request retried"),
             }
@@ -207,9 +187,7 @@ impl Core {
                 let call = self.calls.finish(call_id).expect("accepted call exists");
                 self.deliver(now, call_id, call.purpose, &call.request, Ok(response));
             }
-            Err(S3Error::Transport(TransportError::Truncated { received }))
-                if !received.is_empty() =>
-            {
+            Err(S3Error::Transport(TransportError::Truncated { received })) if !received.is_empty() => {
                 self.handle_truncated_body(now, call_id, received.0.clone());
             }
             Err(error) => self.handle_call_error(now, call_id, error),
@@ -220,10 +198,7 @@ impl Core {
     fn handle_truncated_body(&mut self, now: Instant, call_id: CallId, received: bytes::Bytes) {
         let call = self.calls.get_mut(call_id).expect("accepted call exists");
         let purpose = call.purpose;
-        let S3Request::GetObject {
-            range: Some(range), ..
-        } = &mut call.request
-        else {
+        let S3Request::GetObject { range: Some(range), .. } = &mut call.request else {
             let error = S3Error::Transport(TransportError::Truncated {
                 received: received.into(),
             });
@@ -236,12 +211,8 @@ impl Core {
         if resume_at < range.end {
             range.start = resume_at;
             tracing::debug!(?call_id, resume_at, "GET body truncated; resuming");
-            self.calls.resend_now(
-                call_id,
-                now,
-                self.config.s3_request_timeout,
-                &mut self.outputs,
-            );
+            self.calls
+                .resend_now(call_id, now, self.config.s3_request_timeout, &mut self.outputs);
         } else {
             self.calls.finish(call_id);
         }
@@ -256,10 +227,7 @@ impl Core {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
-        if is_retryable(&error)
-            && call.attempt < self.config.retry_max_attempts
-            && !self.shutting_down
-        {
+        if is_retryable(&error) && call.attempt < self.config.retry_max_attempts && !self.shutting_down {
             let delay = backoff_delay(
                 call.attempt,
                 self.config.retry_initial_backoff,
@@ -275,14 +243,7 @@ impl Core {
         self.deliver(now, call_id, call.purpose, &call.request, Err(error));
     }
 
-    fn deliver(
-        &mut self,
-        now: Instant,
-        call_id: CallId,
-        purpose: Purpose,
-        request: &S3Request,
-        result: S3Result,
-    ) {
+    fn deliver(&mut self, now: Instant, call_id: CallId, purpose: Purpose, request: &S3Request, result: S3Result) {
         match purpose {
             Purpose::LookupHead { op } => self.lookup_head_done(now, op, result),
             Purpose::LookupList { op } => self.lookup_list_done(now, op, result),
@@ -305,9 +266,7 @@ impl Core {
             FuseOp::Forget { ino, nlookup } => self.inodes.forget(ino, nlookup),
             FuseOp::GetAttr { ino, .. } => self.getattr(now, id, ino),
             FuseOp::Open { ino, flags } => self.open(now, id, ino, flags),
-            FuseOp::Read {
-                fh, offset, size, ..
-            } => self.read(now, id, fh, offset, size),
+            FuseOp::Read { fh, offset, size, .. } => self.read(now, id, fh, offset, size),
             FuseOp::Release { fh, .. } => self.release(id, fh),
             FuseOp::Flush { fh, .. } | FuseOp::Fsync { fh, .. } => {
                 // A reader has nothing to flush; close(2) flushes every handle.
@@ -378,8 +337,7 @@ impl Core {
     }
 
     fn maybe_finish_shutdown(&mut self) {
-        if self.shutting_down && !self.done_sent && self.calls.is_empty() && self.waiting.is_empty()
-        {
+        if self.shutting_down && !self.done_sent && self.calls.is_empty() && self.waiting.is_empty() {
             self.done_sent = true;
             self.outputs.push_back(Output::Done);
         }

@@ -133,10 +133,7 @@ pub fn place_key<'a>(mount_prefix: &str, key: &'a str) -> Option<KeyPlacement<'a
     let mut components: Vec<&str> = rest.split('/').collect();
     let last = components.pop().expect("split yields at least one item");
     let file = if last.is_empty() { None } else { Some(last) };
-    Some(KeyPlacement {
-        dirs: components,
-        file,
-    })
+    Some(KeyPlacement { dirs: components, file })
 }
 
 /// Whether every component of a path is a valid name, i.e. whether the path can be reached
@@ -174,16 +171,10 @@ mod tests {
 
     #[test]
     fn common_prefixes_become_directories_unless_their_name_is_invalid() {
-        assert_eq!(
-            classify_common_prefix("d/", "d/sub/"),
-            ListedItem::Directory("sub")
-        );
+        assert_eq!(classify_common_prefix("d/", "d/sub/"), ListedItem::Directory("sub"));
         assert_eq!(classify_common_prefix("d/", "d//"), ListedItem::Hidden);
         assert_eq!(classify_common_prefix("d/", "d/./"), ListedItem::Hidden);
-        assert_eq!(
-            classify_common_prefix("", "top/"),
-            ListedItem::Directory("top")
-        );
+        assert_eq!(classify_common_prefix("", "top/"), ListedItem::Directory("top"));
     }
 
     #[test]

@@ -24,9 +24,7 @@ use crate::ids::{FileHandle, FuseReqId, Ino};
 use crate::io::Output;
 use crate::lookup::unexpected_response;
 use crate::machine::{Core, Waiting};
-use crate::s3_types::{
-    ByteRange, ETag, ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result,
-};
+use crate::s3_types::{ByteRange, ETag, ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::time::Instant;
 
 /// A read waiting for bytes.
@@ -93,11 +91,7 @@ impl FileReader {
     /// The start of the next chunk or fetch after `offset`.
     fn next_covered_start(&self, offset: u64) -> Option<u64> {
         let chunk = self.chunks.range(offset..).next().map(|(&start, _)| start);
-        let fetch = self
-            .inflight
-            .range(offset..)
-            .next()
-            .map(|(&start, _)| start);
+        let fetch = self.inflight.range(offset..).next().map(|(&start, _)| start);
         match (chunk, fetch) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
@@ -113,9 +107,7 @@ impl FileReader {
                 at = covered_end;
                 continue;
             }
-            let gap_end = self
-                .next_covered_start(at)
-                .map_or(end, |next| next.min(end));
+            let gap_end = self.next_covered_start(at).map_or(end, |next| next.min(end));
             gaps.push((at, gap_end));
             at = gap_end;
         }
@@ -131,10 +123,7 @@ impl FileReader {
         self.chunks.retain(|&start, bytes| {
             let end = start + bytes.len() as u64;
             let ahead = end > ahead_start && start < ahead_end;
-            ahead
-                || pending
-                    .iter()
-                    .any(|read| read.start < end && start < read.end)
+            ahead || pending.iter().any(|read| read.start < end && start < read.end)
         });
     }
 }
@@ -173,22 +162,12 @@ impl Core {
             id,
             FuseReply::Opened {
                 fh,
-                flags: OpenReplyFlags {
-                    keep_cache,
-                    direct_io,
-                },
+                flags: OpenReplyFlags { keep_cache, direct_io },
             },
         );
     }
 
-    pub(crate) fn read(
-        &mut self,
-        now: Instant,
-        id: FuseReqId,
-        fh: FileHandle,
-        offset: u64,
-        size: u32,
-    ) {
+    pub(crate) fn read(&mut self, now: Instant, id: FuseReqId, fh: FileHandle, offset: u64, size: u32) {
         let config = &self.config;
         let Some(reader) = self.files.get_mut(&fh) else {
             return self.reply_error(id, Errno::EBADF);
@@ -196,25 +175,20 @@ impl Core {
         if reader.stale {
             return self.reply_error(id, Errno::ESTALE);
         }
-        let end = offset
-            .saturating_add(u64::from(size))
-            .min(reader.size_bytes);
+        let end = offset.saturating_add(u64::from(size)).min(reader.size_bytes);
         if offset >= end {
             return self.reply(id, FuseReply::Data(Bytes::new()));
         }
 
         let stream = &mut reader.stream;
-        let sequential = offset == stream.next_offset
-            || (offset > stream.next_offset && offset < stream.prefetched_until);
+        let sequential =
+            offset == stream.next_offset || (offset > stream.next_offset && offset < stream.prefetched_until);
         let fetch_end = if sequential {
             if stream.sequential_reads > 0 {
-                stream.window_bytes =
-                    (stream.window_bytes * 2).min(config.prefetch_max_window_bytes);
+                stream.window_bytes = (stream.window_bytes * 2).min(config.prefetch_max_window_bytes);
             }
             stream.sequential_reads += 1;
-            let fetch_end = end
-                .saturating_add(stream.window_bytes)
-                .min(reader.size_bytes);
+            let fetch_end = end.saturating_add(stream.window_bytes).min(reader.size_bytes);
             stream.prefetched_until = stream.prefetched_until.max(fetch_end);
             fetch_end
         } else {
@@ -224,11 +198,7 @@ impl Core {
             end
         };
         stream.next_offset = end;
-        reader.pending.push(PendingRead {
-            id,
-            start: offset,
-            end,
-        });
+        reader.pending.push(PendingRead { id, start: offset, end });
         self.waiting.insert(id, Waiting::Read(fh));
 
         if !sequential {
@@ -270,11 +240,7 @@ impl Core {
         let unneeded: Vec<(u64, CallId)> = reader
             .inflight
             .iter()
-            .filter(|&(&start, &(end, _))| {
-                !pending
-                    .iter()
-                    .any(|read| read.start < end && start < read.end)
-            })
+            .filter(|&(&start, &(end, _))| !pending.iter().any(|read| read.start < end && start < read.end))
             .map(|(&start, &(_, call))| (start, call))
             .collect();
         for &(start, _) in &unneeded {
@@ -287,21 +253,20 @@ impl Core {
 
     /// Answers every waiting read whose bytes have all arrived.
     fn serve_reads(&mut self, fh: FileHandle) {
-        let keep_ahead_bytes =
-            self.config.prefetch_max_window_bytes + self.config.read_part_size_bytes;
+        let keep_ahead_bytes = self.config.prefetch_max_window_bytes + self.config.read_part_size_bytes;
         let Some(reader) = self.files.get_mut(&fh) else {
             return;
         };
         let mut ready = Vec::new();
-        reader.pending.retain(
-            |read| match assemble(&reader.chunks, read.start, read.end) {
+        reader
+            .pending
+            .retain(|read| match assemble(&reader.chunks, read.start, read.end) {
                 Some(bytes) => {
                     ready.push((read.id, bytes));
                     false
                 }
                 None => true,
-            },
-        );
+            });
         reader.evict(keep_ahead_bytes);
         for (id, bytes) in ready {
             self.reply(id, FuseReply::Data(bytes));
@@ -316,24 +281,14 @@ impl Core {
         request: &S3Request,
         result: S3Result,
     ) {
-        let S3Request::GetObject {
-            range: Some(range), ..
-        } = request
-        else {
+        let S3Request::GetObject { range: Some(range), .. } = request else {
             unreachable!("read calls are ranged GETs")
         };
         match result {
-            Ok(S3Response::GetObject(output)) => self.read_data_arrived(
-                now,
-                fh,
-                call_id,
-                output.range_start,
-                output.body.0,
-                Some(output.meta),
-            ),
-            Ok(other) => {
-                self.read_range_failed(fh, range.start, unexpected_response("GetObject", &other))
+            Ok(S3Response::GetObject(output)) => {
+                self.read_data_arrived(now, fh, call_id, output.range_start, output.body.0, Some(output.meta))
             }
+            Ok(other) => self.read_range_failed(fh, range.start, unexpected_response("GetObject", &other)),
             Err(error) => self.read_range_failed(fh, range.start, error),
         }
     }
@@ -357,10 +312,7 @@ impl Core {
             // A server that ignored If-Match: the bytes are of another version.
             return self.mark_stale(fh);
         }
-        let Some((&fetch_start, &(fetch_end, _))) = reader
-            .inflight
-            .iter()
-            .find(|&(_, &(_, call))| call == call_id)
+        let Some((&fetch_start, &(fetch_end, _))) = reader.inflight.iter().find(|&(_, &(_, call))| call == call_id)
         else {
             return;
         };
@@ -368,8 +320,7 @@ impl Core {
         let data_end = data_start + data.len() as u64;
         let useful_end = data_end.min(fetch_end);
         if data_start <= fetch_start && useful_end > fetch_start {
-            let slice =
-                data.slice((fetch_start - data_start) as usize..(useful_end - data_start) as usize);
+            let slice = data.slice((fetch_start - data_start) as usize..(useful_end - data_start) as usize);
             reader.chunks.insert(fetch_start, slice);
             if useful_end < fetch_end {
                 reader.inflight.insert(useful_end, (fetch_end, call_id));
@@ -474,9 +425,7 @@ fn assemble(chunks: &BTreeMap<u64, Bytes>, start: u64, end: u64) -> Option<Bytes
             return None;
         }
         let take_end = chunk_end.min(end);
-        out.extend_from_slice(
-            &chunk[(at - chunk_start) as usize..(take_end - chunk_start) as usize],
-        );
+        out.extend_from_slice(&chunk[(at - chunk_start) as usize..(take_end - chunk_start) as usize]);
         at = take_end;
     }
     Some(out.freeze())

@@ -40,12 +40,7 @@ pub fn is_retryable(error: &S3Error) -> bool {
 /// Full-jitter exponential backoff: a uniform random delay in
 /// `[0, min(max_backoff, initial_backoff * 2^(attempt - 1))]`, where `attempt` is the number of
 /// the attempt that just failed (1 for the first).
-pub fn backoff_delay(
-    attempt: u32,
-    initial_backoff: Duration,
-    max_backoff: Duration,
-    rng: &mut impl Rng,
-) -> Duration {
+pub fn backoff_delay(attempt: u32, initial_backoff: Duration, max_backoff: Duration, rng: &mut impl Rng) -> Duration {
     let exponent = attempt.saturating_sub(1).min(32);
     let cap = initial_backoff
         .saturating_mul(1u32 << exponent.min(31))
@@ -66,30 +61,16 @@ mod tests {
     #[test]
     fn server_errors_and_network_failures_are_retried_client_errors_are_not() {
         assert!(is_retryable(&S3Error::service(503, S3ErrorCode::SlowDown)));
-        assert!(is_retryable(&S3Error::service(
-            500,
-            S3ErrorCode::InternalError
-        )));
+        assert!(is_retryable(&S3Error::service(500, S3ErrorCode::InternalError)));
         assert!(is_retryable(&S3Error::service(
             502,
             S3ErrorCode::Other("BadGateway".into())
         )));
-        assert!(is_retryable(&S3Error::Transport(
-            TransportError::ConnectionReset
-        )));
+        assert!(is_retryable(&S3Error::Transport(TransportError::ConnectionReset)));
         assert!(is_retryable(&S3Error::Transport(TransportError::Timeout)));
-        assert!(!is_retryable(&S3Error::service(
-            404,
-            S3ErrorCode::NoSuchKey
-        )));
-        assert!(!is_retryable(&S3Error::service(
-            403,
-            S3ErrorCode::AccessDenied
-        )));
-        assert!(!is_retryable(&S3Error::service(
-            412,
-            S3ErrorCode::PreconditionFailed
-        )));
+        assert!(!is_retryable(&S3Error::service(404, S3ErrorCode::NoSuchKey)));
+        assert!(!is_retryable(&S3Error::service(403, S3ErrorCode::AccessDenied)));
+        assert!(!is_retryable(&S3Error::service(412, S3ErrorCode::PreconditionFailed)));
         assert!(!is_retryable(&S3Error::Transport(TransportError::Tls(
             "bad cert".into()
         ))));
@@ -106,13 +87,8 @@ mod tests {
                 assert!(backoff_delay(attempt, initial, max, &mut rng) <= cap);
             }
         }
-        let delays: Vec<_> = (0..20)
-            .map(|_| backoff_delay(8, initial, max, &mut rng))
-            .collect();
-        assert!(
-            delays.windows(2).any(|w| w[0] != w[1]),
-            "jitter must vary the delay"
-        );
+        let delays: Vec<_> = (0..20).map(|_| backoff_delay(8, initial, max, &mut rng)).collect();
+        assert!(delays.windows(2).any(|w| w[0] != w[1]), "jitter must vary the delay");
         assert!(backoff_delay(40, initial, max, &mut rng) <= max);
     }
 }

@@ -339,11 +339,9 @@ impl S3ErrorCode {
             "PreconditionFailed" => S3ErrorCode::PreconditionFailed,
             "NotModified" => S3ErrorCode::NotModified,
             "InvalidRange" => S3ErrorCode::InvalidRange,
-            "SlowDown"
-            | "Throttling"
-            | "ThrottlingException"
-            | "RequestLimitExceeded"
-            | "TooManyRequests" => S3ErrorCode::SlowDown,
+            "SlowDown" | "Throttling" | "ThrottlingException" | "RequestLimitExceeded" | "TooManyRequests" => {
+                S3ErrorCode::SlowDown
+            }
             "InternalError" => S3ErrorCode::InternalError,
             "ServiceUnavailable" => S3ErrorCode::ServiceUnavailable,
             "RequestTimeout" => S3ErrorCode::RequestTimeout,
@@ -489,9 +487,6 @@ mod tests {
             assert_eq!(S3ErrorCode::from_code(code).as_str(), code);
         }
         assert_eq!(S3ErrorCode::from_code("Throttling"), S3ErrorCode::SlowDown);
-        assert_eq!(
-            S3ErrorCode::from_code("Odd"),
-            S3ErrorCode::Other("Odd".into())
-        );
+        assert_eq!(S3ErrorCode::from_code("Odd"), S3ErrorCode::Other("Odd".into()));
     }
 }

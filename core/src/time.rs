@@ -63,12 +63,7 @@ impl Sub<Instant> for Instant {
 
 impl fmt::Debug for Instant {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "t+{}.{:09}s",
-            self.nanos / 1_000_000_000,
-            self.nanos % 1_000_000_000
-        )
+        write!(f, "t+{}.{:09}s", self.nanos / 1_000_000_000, self.nanos % 1_000_000_000)
     }
 }
 
@@ -128,9 +123,7 @@ mod tests {
         assert_eq!(t.secs(), -1);
         assert_eq!(t.subsec_nanos(), 999_999_999);
         assert_eq!(
-            UnixNanos::from_secs(3)
-                .add_duration(Duration::from_millis(5))
-                .0,
+            UnixNanos::from_secs(3).add_duration(Duration::from_millis(5)).0,
             3_005_000_000
         );
     }

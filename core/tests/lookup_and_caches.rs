@@ -47,11 +47,7 @@ fn a_directory_answers_at_once_and_wins_over_a_file_of_the_same_name() {
     h.s3(list_id, Ok(list_page(&[("both/x", 1)], &[], None)));
     let entry = h.entry(id);
     assert_eq!(entry.attr.kind, FileKind::Directory);
-    assert_eq!(
-        h.take_cancels(),
-        vec![head_id],
-        "the HEAD is no longer needed"
-    );
+    assert_eq!(h.take_cancels(), vec![head_id], "the HEAD is no longer needed");
     // Its late answer is ignored.
     h.s3(head_id, Ok(S3Response::HeadObject(meta(3, "e"))));
     assert!(h.outputs.is_empty(), "{:?}", h.outputs);
@@ -87,18 +83,11 @@ fn a_missing_name_is_negatively_cached_until_its_ttl() {
     h.advance(Duration::from_secs(4));
     let again = h.lookup(Ino::ROOT, "nope");
     assert_eq!(h.reply(again), FuseReply::Error(Errno::ENOENT));
-    assert!(
-        h.take_requests().is_empty(),
-        "answered from the negative cache"
-    );
+    assert!(h.take_requests().is_empty(), "answered from the negative cache");
 
     h.advance(Duration::from_secs(1));
     h.lookup(Ino::ROOT, "nope");
-    assert_eq!(
-        h.take_requests().len(),
-        2,
-        "the negative entry expired at its deadline"
-    );
+    assert_eq!(h.take_requests().len(), 2, "the negative entry expired at its deadline");
 }
 
 #[test]
@@ -126,9 +115,7 @@ fn cached_entries_need_no_s3_until_the_stat_ttl_and_zero_turns_caching_off() {
     h.s3(head, Ok(S3Response::HeadObject(meta(20, "e2"))));
     assert_eq!(h.attr(id).size_bytes, 20);
     assert!(
-        h.outputs.contains(&Output::InvalidateInode {
-            ino: entry.attr.ino
-        }),
+        h.outputs.contains(&Output::InvalidateInode { ino: entry.attr.ino }),
         "a new version drops the kernel's cached pages"
     );
 
@@ -140,11 +127,7 @@ fn cached_entries_need_no_s3_until_the_stat_ttl_and_zero_turns_caching_off() {
     });
     uncached.lookup_file(Ino::ROOT, "f", meta(10, "e1"));
     uncached.lookup(Ino::ROOT, "f");
-    assert_eq!(
-        uncached.take_requests().len(),
-        2,
-        "with TTL 0 every lookup asks S3"
-    );
+    assert_eq!(uncached.take_requests().len(), 2, "with TTL 0 every lookup asks S3");
 }
 
 #[test]
@@ -168,9 +151,7 @@ fn a_prefix_mount_looks_keys_up_under_its_prefix() {
             key: "data/2024/f".into()
         }
     );
-    assert!(
-        matches!(&keys[1], S3Request::ListObjectsV2 { prefix, .. } if prefix == "data/2024/f/")
-    );
+    assert!(matches!(&keys[1], S3Request::ListObjectsV2 { prefix, .. } if prefix == "data/2024/f/"));
 }
 
 #[test]
@@ -179,9 +160,7 @@ fn access_denied_is_not_retried_and_becomes_eacces() {
     let id = h.lookup(Ino::ROOT, "secret");
     for (s3_id, request) in h.take_requests() {
         match request {
-            S3Request::HeadObject { .. } => {
-                h.s3(s3_id, Err(S3Error::service(403, S3ErrorCode::AccessDenied)))
-            }
+            S3Request::HeadObject { .. } => h.s3(s3_id, Err(S3Error::service(403, S3ErrorCode::AccessDenied))),
             _ => h.s3(s3_id, Ok(list_page(&[], &[], None))),
         }
     }

@@ -54,12 +54,7 @@ fn dir_names(reply: &FuseReply) -> Vec<(String, u64)> {
             .collect(),
         FuseReply::DirPlus(entries) => entries
             .iter()
-            .map(|e| {
-                (
-                    e.dirent.name.to_string_lossy().into_owned(),
-                    e.dirent.next_offset,
-                )
-            })
+            .map(|e| (e.dirent.name.to_string_lossy().into_owned(), e.dirent.next_offset))
             .collect(),
         other => panic!("expected entries, got {other:?}"),
     }
@@ -99,10 +94,7 @@ fn a_directory_of_5000_entries_lists_whole_and_stable_under_any_offset() {
         assert_eq!(names[0], all[offset as usize], "offset {offset}");
     }
     assert!(dir_names(&readdir(&mut h, fh, 5002, 4096, false)).is_empty());
-    assert!(
-        h.take_requests().is_empty(),
-        "no second listing for the same handle"
-    );
+    assert!(h.take_requests().is_empty(), "no second listing for the same handle");
 }
 
 #[test]
@@ -111,17 +103,11 @@ fn listing_three_pages_follows_continuation_tokens() {
         list_page_keys: 2,
         ..CoreConfig::default()
     });
-    let keys: Vec<String> = ["a", "b", "c", "d", "e"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let keys: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
     let fh = opendir(&mut h, Ino::ROOT);
     let mut tokens = Vec::new();
     while let Some((s3_id, request)) = h.take_requests().into_iter().next() {
-        let S3Request::ListObjectsV2 {
-            continuation_token, ..
-        } = request
-        else {
+        let S3Request::ListObjectsV2 { continuation_token, .. } = request else {
             panic!()
         };
         tokens.push(continuation_token.clone());
@@ -130,11 +116,7 @@ fn listing_three_pages_follows_continuation_tokens() {
         let objects: Vec<(&str, u64)> = keys[start..end].iter().map(|k| (k.as_str(), 1)).collect();
         h.s3(
             s3_id,
-            Ok(list_page(
-                &objects,
-                &[],
-                (end < 5).then(|| end.to_string()).as_deref(),
-            )),
+            Ok(list_page(&objects, &[], (end < 5).then(|| end.to_string()).as_deref())),
         );
     }
     assert_eq!(tokens, vec![None, Some("2".into()), Some("4".into())]);
@@ -179,9 +161,7 @@ fn readdirplus_returns_attributes_and_takes_a_reference_per_entry() {
     let fh = opendir(&mut h, Ino::ROOT);
     answer_listing(&mut h, &["f1".to_string()], 1000);
     let reply = readdir(&mut h, fh, 0, 4096, true);
-    let FuseReply::DirPlus(entries) = reply else {
-        panic!()
-    };
+    let FuseReply::DirPlus(entries) = reply else { panic!() };
     assert_eq!(entries.len(), 3);
     let file = &entries[2];
     assert_eq!(file.entry.attr.size_bytes, 7);
@@ -202,16 +182,10 @@ fn a_file_and_a_directory_of_the_same_name_list_once_as_the_directory() {
     let (s3_id, _) = h.take_one_request();
     h.s3(
         s3_id,
-        Ok(list_page(
-            &[("a", 1), ("a-b", 1), ("a.txt", 1)],
-            &["a/"],
-            None,
-        )),
+        Ok(list_page(&[("a", 1), ("a-b", 1), ("a.txt", 1)], &["a/"], None)),
     );
     let reply = readdir(&mut h, fh, 2, 4096, false);
-    let FuseReply::Dir(entries) = reply else {
-        panic!()
-    };
+    let FuseReply::Dir(entries) = reply else { panic!() };
     let listed: Vec<(String, FileKind)> = entries
         .iter()
         .map(|e| (e.name.to_string_lossy().into_owned(), e.kind))
@@ -238,10 +212,7 @@ fn a_failed_listing_reaches_the_caller_as_an_errno() {
         .map(|(n, _)| n)
         .collect();
     assert_eq!(dots, vec![".", ".."]);
-    assert_eq!(
-        readdir(&mut h, fh, 2, 4096, false),
-        FuseReply::Error(Errno::EACCES)
-    );
+    assert_eq!(readdir(&mut h, fh, 2, 4096, false), FuseReply::Error(Errno::EACCES));
 }
 
 #[test]
@@ -254,19 +225,14 @@ fn releasedir_cancels_the_listing_and_unknown_handles_get_ebadf() {
     assert_eq!(h.take_cancels(), vec![s3_id]);
     h.s3(s3_id, Ok(S3Response::ListObjectsV2(Default::default())));
     assert!(h.outputs.is_empty());
-    assert_eq!(
-        readdir(&mut h, fh, 0, 4096, false),
-        FuseReply::Error(Errno::EBADF)
-    );
+    assert_eq!(readdir(&mut h, fh, 0, 4096, false), FuseReply::Error(Errno::EBADF));
 }
 
 #[test]
 fn opendir_of_a_file_is_enotdir_and_lookup_under_a_file_too() {
     let mut h = Harness::new(CoreConfig::default());
     let entry = h.lookup_file(Ino::ROOT, "f", meta(1, "e"));
-    let id = h.fuse(FuseOp::OpenDir {
-        ino: entry.attr.ino,
-    });
+    let id = h.fuse(FuseOp::OpenDir { ino: entry.attr.ino });
     assert_eq!(h.reply(id), FuseReply::Error(Errno::ENOTDIR));
     let id = h.fuse(FuseOp::Lookup {
         parent: entry.attr.ino,

@@ -32,14 +32,9 @@ fn a_sequential_reader_gets_a_growing_prefetch_window_with_several_gets_in_fligh
         let id = h.read(ino, fh, offset, (128 * KIB) as u32);
         for (s3_id, request) in h.take_requests() {
             let range = range_of(&request);
-            assert_eq!(
-                range.start, requested_until,
-                "fetches are contiguous, never repeated"
-            );
+            assert_eq!(range.start, requested_until, "fetches are contiguous, never repeated");
             assert!(range.len_bytes() <= 8 * MIB);
-            assert!(
-                matches!(&request, S3Request::GetObject { if_match: Some(tag), .. } if *tag == ETag::new("v1"))
-            );
+            assert!(matches!(&request, S3Request::GetObject { if_match: Some(tag), .. } if *tag == ETag::new("v1")));
             requested_until = range.end;
             in_flight.push((s3_id, range));
         }
@@ -64,14 +59,8 @@ fn a_sequential_reader_gets_a_growing_prefetch_window_with_several_gets_in_fligh
         requested_until >= offset + 64 * MIB - 128 * KIB,
         "the window grew to 64 MiB ahead"
     );
-    assert!(
-        requested_until <= offset + 64 * MIB + 8 * MIB,
-        "and no further"
-    );
-    assert!(
-        most_in_flight >= 8,
-        "several GETs in flight at once ({most_in_flight})"
-    );
+    assert!(requested_until <= offset + 64 * MIB + 8 * MIB, "and no further");
+    assert!(most_in_flight >= 8, "several GETs in flight at once ({most_in_flight})");
 }
 
 #[test]
@@ -94,10 +83,7 @@ fn a_random_read_fetches_only_what_it_needs() {
     assert_eq!(range_of(&request).start, 20 * MIB);
     assert_eq!(range_of(&request).len_bytes(), 4096);
     h.s3(s3_id, get_reply(&file, range_of(&request), "v1"));
-    assert_eq!(
-        h.data(id),
-        file.slice((20 * MIB) as usize..(20 * MIB + 4096) as usize)
-    );
+    assert_eq!(h.data(id), file.slice((20 * MIB) as usize..(20 * MIB + 4096) as usize));
 }
 
 #[test]
@@ -126,16 +112,9 @@ fn a_truncated_body_keeps_what_arrived_and_resumes_at_the_next_offset() {
     let (s3_id, request) = h.take_one_request();
     assert_eq!(range_of(&request).len_bytes(), 100_000);
     let received = Body(file.slice(0..30_000));
-    h.s3(
-        s3_id,
-        Err(S3Error::Transport(TransportError::Truncated { received })),
-    );
+    h.s3(s3_id, Err(S3Error::Transport(TransportError::Truncated { received })));
     let (resumed_id, resumed) = h.take_one_request();
-    assert_eq!(
-        range_of(&resumed).start,
-        30_000,
-        "resumes where the body stopped"
-    );
+    assert_eq!(range_of(&resumed).start, 30_000, "resumes where the body stopped");
     assert_eq!(range_of(&resumed).end, 100_000);
     h.s3(resumed_id, get_reply(&file, range_of(&resumed), "v1"));
     assert_eq!(h.data(id), file);
@@ -148,10 +127,7 @@ fn a_changed_object_fails_reads_with_estale_never_mixed_bytes() {
     let (ino, fh) = h.open_file("f", &file);
     let id = h.read(ino, fh, 0, 4096);
     let (s3_id, _) = h.take_one_request();
-    h.s3(
-        s3_id,
-        Err(S3Error::service(412, S3ErrorCode::PreconditionFailed)),
-    );
+    h.s3(s3_id, Err(S3Error::service(412, S3ErrorCode::PreconditionFailed)));
     assert_eq!(h.reply(id), FuseReply::Error(Errno::ESTALE));
     assert!(h.outputs.contains(&Output::InvalidateInode { ino }));
     let later = h.read(ino, fh, 4096, 4096);
@@ -178,10 +154,7 @@ fn slowdown_is_retried_after_a_jittered_backoff_under_a_new_request_id() {
     let id = h.read(ino, fh, 0, 5000);
     let (first, request) = h.take_one_request();
     h.s3(first, Err(S3Error::service(503, S3ErrorCode::SlowDown)));
-    assert!(
-        h.take_requests().is_empty(),
-        "not resent before the backoff"
-    );
+    assert!(h.take_requests().is_empty(), "not resent before the backoff");
     let retry_at = h.core.poll_timeout().expect("a backoff timer");
     assert!(
         retry_at <= h.now + Duration::from_millis(100),
@@ -213,10 +186,7 @@ fn retries_stop_after_the_configured_attempts_with_eio() {
     let id = h.read(ino, fh, 0, 100);
     for attempt in 1..=4 {
         let (s3_id, _) = h.take_one_request();
-        h.s3(
-            s3_id,
-            Err(S3Error::service(500, S3ErrorCode::InternalError)),
-        );
+        h.s3(s3_id, Err(S3Error::service(500, S3ErrorCode::InternalError)));
         if attempt < 4 {
             assert!(h.take_reply(id).is_none());
             h.advance_to_timer();
@@ -263,12 +233,7 @@ fn open_revalidates_expired_attributes_and_keeps_the_page_cache_of_an_unchanged_
     let second = h.open(ino);
     let (head, request) = h.take_one_request();
     assert_eq!(request, S3Request::HeadObject { key: "f".into() });
-    h.s3(
-        head,
-        Ok(goofys_core::s3_types::S3Response::HeadObject(meta(
-            100, "v1",
-        ))),
-    );
+    h.s3(head, Ok(goofys_core::s3_types::S3Response::HeadObject(meta(100, "v1"))));
     match h.reply(second) {
         FuseReply::Opened { flags, .. } => {
             assert!(flags.keep_cache, "same ETag: the kernel may keep its pages")

@@ -8,12 +8,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use goofys_core::fuse_types::{Attr, Entry, FuseOp, FuseReply, OpenFlags};
 use goofys_core::s3_types::{
-    Body, ByteRange, ETag, GetObjectOutput, ListPage, ObjectMeta, ObjectSummary, S3Error,
-    S3ErrorCode, S3Request, S3Response, S3Result,
+    Body, ByteRange, ETag, GetObjectOutput, ListPage, ObjectMeta, ObjectSummary, S3Error, S3ErrorCode, S3Request,
+    S3Response, S3Result,
 };
-use goofys_core::{
-    Core, CoreConfig, FileHandle, FuseReqId, Ino, Input, Instant, Output, S3ReqId, UnixNanos,
-};
+use goofys_core::{Core, CoreConfig, FileHandle, FuseReqId, Ino, Input, Instant, Output, S3ReqId, UnixNanos};
 
 #[derive(Debug)]
 pub struct Harness {
@@ -98,9 +96,10 @@ impl Harness {
 
     /// Removes and returns the reply to `id`, if it was given.
     pub fn take_reply(&mut self, id: FuseReqId) -> Option<FuseReply> {
-        let position = self.outputs.iter().position(
-            |output| matches!(output, Output::FuseReply { id: reply_id, .. } if *reply_id == id),
-        )?;
+        let position = self
+            .outputs
+            .iter()
+            .position(|output| matches!(output, Output::FuseReply { id: reply_id, .. } if *reply_id == id))?;
         let Output::FuseReply { reply, .. } = self.outputs.remove(position) else {
             unreachable!()
         };
@@ -162,12 +161,7 @@ impl Harness {
     }
 
     pub fn read(&mut self, ino: Ino, fh: FileHandle, offset: u64, size: u32) -> FuseReqId {
-        self.fuse(FuseOp::Read {
-            ino,
-            fh,
-            offset,
-            size,
-        })
+        self.fuse(FuseOp::Read { ino, fh, offset, size })
     }
 
     /// Looks up a file, answering HEAD with `meta` and the directory probe with nothing.
@@ -175,9 +169,7 @@ impl Harness {
         let id = self.lookup(parent, name);
         for (s3_id, request) in self.take_requests() {
             match request {
-                S3Request::HeadObject { .. } => {
-                    self.s3(s3_id, Ok(S3Response::HeadObject(meta.clone())))
-                }
+                S3Request::HeadObject { .. } => self.s3(s3_id, Ok(S3Response::HeadObject(meta.clone()))),
                 S3Request::ListObjectsV2 { .. } => self.s3(s3_id, Ok(list_page(&[], &[], None))),
                 other => panic!("unexpected {other:?}"),
             }
@@ -234,9 +226,7 @@ pub fn not_found() -> S3Result {
 
 pub fn range_of(request: &S3Request) -> ByteRange {
     match request {
-        S3Request::GetObject {
-            range: Some(range), ..
-        } => *range,
+        S3Request::GetObject { range: Some(range), .. } => *range,
         other => panic!("expected a ranged GET, got {other:?}"),
     }
 }
