@@ -357,10 +357,23 @@ impl S3Model {
         metadata: Metadata,
     ) -> ETag {
         let etag = ETag::new(hex(&md5_of(&body)));
+        self.insert_object(key, now, body, etag, content_type, metadata)
+    }
+
+    /// Stores an object (replacing any with that key) and returns its ETag.
+    fn insert_object(
+        &mut self,
+        key: &str,
+        last_modified: UnixNanos,
+        body: Bytes,
+        etag: ETag,
+        content_type: Option<String>,
+        metadata: Metadata,
+    ) -> ETag {
         let object = StoredObject {
             body,
             etag: etag.clone(),
-            last_modified: now,
+            last_modified,
             content_type,
             metadata,
         };
@@ -558,16 +571,13 @@ impl S3Model {
             md5s.extend_from_slice(&part.md5);
         }
         let etag = ETag::new(format!("{}-{}", hex(&md5_of(&md5s)), parts.len()));
-        let object = StoredObject {
-            body: body.freeze(),
-            etag: etag.clone(),
-            last_modified: upload.initiated,
-            content_type: upload.content_type.clone(),
-            metadata: upload.metadata.clone(),
-        };
+        let (initiated, content_type, metadata) = (
+            upload.initiated,
+            upload.content_type.clone(),
+            upload.metadata.clone(),
+        );
         self.uploads.remove(&upload_id.0);
-        self.objects.insert(key.to_owned(), object);
-        Ok(etag)
+        Ok(self.insert_object(key, initiated, body.freeze(), etag, content_type, metadata))
     }
 
     fn copy_object(
@@ -606,15 +616,7 @@ impl S3Model {
         } else {
             source.etag.clone()
         };
-        let object = StoredObject {
-            body,
-            etag: etag.clone(),
-            last_modified: now,
-            content_type,
-            metadata,
-        };
-        self.objects.insert(key.to_owned(), object);
-        Ok(etag)
+        Ok(self.insert_object(key, now, body, etag, content_type, metadata))
     }
 }
 
