@@ -35,6 +35,22 @@
 //!
 //! HeadObject in [`S3Request`] carries no `If-Match`; [`check_if_match`] is the rule the HTTP
 //! front applies to a HEAD that does.
+//!
+//! Where servers disagree, the model does what AWS does:
+//! - A prefix vanishes with its last object (SeaweedFS keeps it).
+//! - Conditional PUT is enforced (Garage ignores `If-None-Match`/`If-Match` on PUT).
+//! - Non-last parts under the minimum are refused (Garage and ministack accept them).
+//! - UploadPart after AbortMultipartUpload is `NoSuchUpload` (moto answers 500, s3s-fs 403).
+//! - `x-amz-copy-source-if-match` is honoured (moto ignores it).
+//! - A multipart object's Last-Modified is the time its upload was initiated, as AWS documents;
+//!   S3Proxy and most local servers use the completion time.
+//! - A copy-source range past the source's end is 400 `InvalidArgument` (some servers say 416).
+//! - Part numbers in CompleteMultipartUpload must be strictly ascending: a repeated number is
+//!   `InvalidPartOrder`.
+//! - A retried CompleteMultipartUpload of a completed upload is `NoSuchUpload` (S3Proxy; AWS may
+//!   briefly repeat the success, which a client cannot rely on either way).
+//! - `max_keys = 0` gives an empty page with no continuation token.
+//! - The content type is stored as sent (`None` if absent); the HTTP front reports S3's default.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
