@@ -117,8 +117,10 @@ impl Calls {
         });
     }
 
-    /// Sends the call again at once, e.g. to resume a truncated GET at a new range.
+    /// Sends the call again at once as a fresh request, e.g. to resume a truncated GET at a new
+    /// range: it made progress, so its retry budget starts over.
     pub fn resend_now(&mut self, call_id: CallId, now: Instant, timeout: Duration, out: &mut VecDeque<Output>) {
+        self.calls.get_mut(&call_id).expect("resending an unknown call").attempt = 1;
         self.send(call_id, now, timeout, out);
     }
 

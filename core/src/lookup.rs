@@ -56,6 +56,9 @@ pub(crate) struct LookupOp {
     head: Probe<Option<ObjectMeta>>,
     /// ListObjectsV2 on `key/`: whether anything is under it.
     list: Probe<bool>,
+    /// When the first probe answered: what the lookup learns is as old as that, and cache
+    /// deadlines count from it, not from when the slower probe finished.
+    observed_at: Option<Instant>,
 }
 
 /// What the probes found.
@@ -111,6 +114,7 @@ impl Core {
                     name: name.to_owned(),
                     head: Probe::Pending(head),
                     list: Probe::Pending(list),
+                    observed_at: None,
                 };
                 self.lookups.insert(id, op);
                 self.waiting.insert(id, Waiting::Lookup);
@@ -162,6 +166,7 @@ impl Core {
             name,
             head: Probe::Pending(head),
             list: Probe::NotAsked,
+            observed_at: None,
         };
         self.lookups.insert(id, op);
         self.waiting.insert(id, Waiting::Lookup);
@@ -171,6 +176,7 @@ impl Core {
         let Some(lookup) = self.lookups.get_mut(&op) else {
             return;
         };
+        lookup.observed_at = Some(lookup.observed_at.map_or(now, |at| at.min(now)));
         lookup.head = Probe::Answered(match result {
             Ok(S3Response::HeadObject(meta)) => Ok(Some(meta)),
             Ok(other) => Err(unexpected_response("HeadObject", &other)),
@@ -184,6 +190,7 @@ impl Core {
         let Some(lookup) = self.lookups.get_mut(&op) else {
             return;
         };
+        lookup.observed_at = Some(lookup.observed_at.map_or(now, |at| at.min(now)));
         lookup.list = Probe::Answered(match result {
             Ok(S3Response::ListObjectsV2(page)) => Ok(!page.objects.is_empty() || !page.common_prefixes.is_empty()),
             Ok(other) => Err(unexpected_response("ListObjectsV2", &other)),
@@ -213,12 +220,19 @@ impl Core {
             self.cancel_call(call);
         }
         let LookupOp {
-            intent, parent, name, ..
+            intent,
+            parent,
+            name,
+            observed_at,
+            ..
         } = lookup;
+        let observed_at = observed_at.unwrap_or(now);
         match (intent, found) {
             (_, Found::Failed(error)) => self.reply_error(id, errno_for_s3_error(&error)),
             (Intent::Lookup, Found::Directory) => {
-                let (ino, effect) = self.inodes.upsert_child(parent, &name, ChildStat::Directory, now);
+                let (ino, effect) = self
+                    .inodes
+                    .upsert_child(parent, &name, ChildStat::Directory, observed_at);
                 self.notify_upsert(parent, &name, ino, effect);
                 self.reply_entry(id, ino);
             }
@@ -228,14 +242,14 @@ impl Core {
                     etag: meta.etag,
                     mtime: meta.last_modified,
                 };
-                let (ino, effect) = self.inodes.upsert_child(parent, &name, stat, now);
+                let (ino, effect) = self.inodes.upsert_child(parent, &name, stat, observed_at);
                 self.notify_upsert(parent, &name, ino, effect);
                 self.reply_entry(id, ino);
             }
             (Intent::GetAttr { ino } | Intent::Open { ino, .. }, Found::File(meta)) => {
                 let effect = self
                     .inodes
-                    .refresh_file(ino, meta.size_bytes, meta.etag, meta.last_modified, now);
+                    .refresh_file(ino, meta.size_bytes, meta.etag, meta.last_modified, observed_at);
                 self.notify_upsert(parent, &name, ino, effect);
                 match intent {
                     Intent::Open { flags, .. } => self.open_reader(id, ino, flags),
@@ -248,7 +262,7 @@ impl Core {
                 }
             }
             (intent, Found::Nothing | Found::Directory) => {
-                self.inodes.set_negative(parent, &name, now);
+                self.inodes.set_negative(parent, &name, observed_at);
                 if intent != Intent::Lookup {
                     // The kernel still holds the name for a file that is gone.
                     self.emit(crate::io::Output::InvalidateEntry {

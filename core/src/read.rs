@@ -8,9 +8,10 @@
 //!   `prefetch_max_window_bytes`, split into GETs of at most `read_part_size_bytes`. Any other
 //!   read is random: the window resets and only the requested bytes are fetched.
 //! - Every GET carries `If-Match` with the ETag seen at open. If the object changed, S3 answers
-//!   412 and every read of the handle fails with ESTALE from then on, never mixing versions.
+//!   412 (404 if it was deleted) and every read of the handle fails with ESTALE from then on,
+//!   never mixing versions.
 //! - A body that ends early keeps the bytes that arrived and the GET resumes at the next
-//!   offset (see `Core::handle_truncated_body`).
+//!   offset (see `Core::handle_truncated_body`); progress restarts its retry budget.
 //! - Memory stays bounded: bytes behind the reader are dropped once no waiting read needs them.
 
 use std::collections::BTreeMap;
@@ -342,10 +343,12 @@ impl Core {
         let Some(reader) = self.files.get_mut(&fh) else {
             return;
         };
+        // The object was replaced (412), shrank (416) or deleted (404) since open: the handle's
+        // version is gone.
         if let S3Error::Service(service) = &error
             && matches!(
                 service.code,
-                S3ErrorCode::PreconditionFailed | S3ErrorCode::InvalidRange
+                S3ErrorCode::PreconditionFailed | S3ErrorCode::InvalidRange | S3ErrorCode::NoSuchKey
             )
         {
             return self.mark_stale(fh);

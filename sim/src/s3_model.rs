@@ -58,9 +58,8 @@ use std::ops::Bound;
 use bytes::{Bytes, BytesMut};
 use goofys_core::UnixNanos;
 use goofys_core::s3_types::{
-    Body, ByteRange, CompletedPart, ETag, GetObjectOutput, ListPage, Metadata, MetadataDirective,
-    ObjectMeta, ObjectSummary, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, ServiceError,
-    UploadId,
+    Body, ByteRange, CompletedPart, ETag, GetObjectOutput, ListPage, Metadata, MetadataDirective, ObjectMeta,
+    ObjectSummary, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, ServiceError, UploadId,
 };
 use md5::{Digest, Md5};
 
@@ -204,11 +203,7 @@ impl S3Model {
                 )
                 .map(S3Response::ListObjectsV2),
             S3Request::HeadObject { key } => Ok(S3Response::HeadObject(self.existing(key)?.meta())),
-            S3Request::GetObject {
-                key,
-                range,
-                if_match,
-            } => self
+            S3Request::GetObject { key, range, if_match } => self
                 .get_object(key, *range, if_match.as_ref())
                 .map(S3Response::GetObject),
             S3Request::PutObject {
@@ -226,13 +221,7 @@ impl S3Model {
                 if *if_none_match_any && self.objects.contains_key(key) {
                     return Err(precondition_failed());
                 }
-                let etag = self.store_single_part(
-                    now,
-                    key,
-                    body.0.clone(),
-                    content_type.clone(),
-                    metadata.clone(),
-                );
+                let etag = self.store_single_part(now, key, body.0.clone(), content_type.clone(), metadata.clone());
                 Ok(S3Response::PutObject { etag })
             }
             S3Request::CreateMultipartUpload {
@@ -292,11 +281,7 @@ impl S3Model {
                 let etag = self.store_part(key, upload_id, *part_number, part)?;
                 Ok(S3Response::UploadPartCopy { etag })
             }
-            S3Request::CompleteMultipartUpload {
-                key,
-                upload_id,
-                parts,
-            } => self
+            S3Request::CompleteMultipartUpload { key, upload_id, parts } => self
                 .complete_multipart_upload(key, upload_id, parts)
                 .map(|etag| S3Response::CompleteMultipartUpload { etag }),
             S3Request::AbortMultipartUpload { key, upload_id } => {
@@ -310,13 +295,7 @@ impl S3Model {
                 metadata_directive,
                 source_if_match,
             } => self
-                .copy_object(
-                    now,
-                    source_key,
-                    key,
-                    metadata_directive,
-                    source_if_match.as_ref(),
-                )
+                .copy_object(now, source_key, key, metadata_directive, source_if_match.as_ref())
                 .map(|etag| S3Response::CopyObject { etag }),
             S3Request::DeleteObject { key } => {
                 self.objects.remove(key);
@@ -350,9 +329,7 @@ impl S3Model {
 
     /// Every object, in key (UTF-8 byte) order.
     pub fn objects(&self) -> impl Iterator<Item = (&str, &StoredObject)> {
-        self.objects
-            .iter()
-            .map(|(key, object)| (key.as_str(), object))
+        self.objects.iter().map(|(key, object)| (key.as_str(), object))
     }
 
     /// Multipart uploads neither completed nor aborted.
@@ -423,15 +400,10 @@ impl S3Model {
             return Ok(page);
         }
         'seek: loop {
-            if prefix_end
-                .as_deref()
-                .is_some_and(|end| resume_at.as_str() >= end)
-            {
+            if prefix_end.as_deref().is_some_and(|end| resume_at.as_str() >= end) {
                 break;
             }
-            let upper = prefix_end
-                .as_deref()
-                .map_or(Bound::Unbounded, Bound::Excluded);
+            let upper = prefix_end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
             let entries = self
                 .objects
                 .range::<str, _>((Bound::Included(resume_at.as_str()), upper));
@@ -482,10 +454,7 @@ impl S3Model {
                     ));
                 }
                 let end = range.end.min(object.size_bytes());
-                (
-                    range.start,
-                    object.body.slice(range.start as usize..end as usize),
-                )
+                (range.start, object.body.slice(range.start as usize..end as usize))
             }
         };
         Ok(GetObjectOutput {
@@ -516,10 +485,7 @@ impl S3Model {
             return Err(part_number_out_of_range(self.limits.max_parts));
         }
         let etag = part.etag.clone();
-        let upload = self
-            .uploads
-            .get_mut(&upload_id.0)
-            .expect("upload checked above");
+        let upload = self.uploads.get_mut(&upload_id.0).expect("upload checked above");
         upload.parts.insert(part_number, part);
         Ok(etag)
     }
@@ -587,11 +553,8 @@ impl S3Model {
             md5s.extend_from_slice(&part.md5);
         }
         let etag = ETag::new(format!("{}-{}", hex(&md5_of(&md5s)), parts.len()));
-        let (initiated, content_type, metadata) = (
-            upload.initiated,
-            upload.content_type.clone(),
-            upload.metadata.clone(),
-        );
+        let (initiated, content_type, metadata) =
+            (upload.initiated, upload.content_type.clone(), upload.metadata.clone());
         self.uploads.remove(&upload_id.0);
         Ok(self.insert_object(key, initiated, body.freeze(), etag, content_type, metadata))
     }
@@ -619,10 +582,7 @@ impl S3Model {
                 }
                 (source.content_type.clone(), source.metadata.clone())
             }
-            MetadataDirective::Replace {
-                content_type,
-                metadata,
-            } => (content_type.clone(), metadata.clone()),
+            MetadataDirective::Replace { content_type, metadata } => (content_type.clone(), metadata.clone()),
         };
         let body = source.body.clone();
         // A copy is a single-part object: its ETag is the MD5 of the body. A single-part
@@ -640,9 +600,7 @@ impl S3Model {
 /// or the same ETag. A condition that does not hold is 412 `PreconditionFailed`.
 pub fn check_if_match(condition: Option<&ETag>, current: &ETag) -> Result<(), S3Error> {
     match condition {
-        Some(expected) if expected.as_str() != "*" && expected != current => {
-            Err(precondition_failed())
-        }
+        Some(expected) if expected.as_str() != "*" && expected != current => Err(precondition_failed()),
         _ => Ok(()),
     }
 }
@@ -708,11 +666,7 @@ fn decode_continuation_token(token: &str) -> Result<String, S3Error> {
     }
     let bytes = (0..token.len())
         .step_by(2)
-        .map(|at| {
-            token
-                .get(at..at + 2)
-                .and_then(|pair| u8::from_str_radix(pair, 16).ok())
-        })
+        .map(|at| token.get(at..at + 2).and_then(|pair| u8::from_str_radix(pair, 16).ok()))
         .collect::<Option<Vec<u8>>>()
         .ok_or_else(invalid)?;
     String::from_utf8(bytes).map_err(|_| invalid())
@@ -742,11 +696,7 @@ fn service_error(status: u16, code: S3ErrorCode, message: impl Into<String>) -> 
 }
 
 fn no_such_key() -> S3Error {
-    service_error(
-        404,
-        S3ErrorCode::NoSuchKey,
-        "The specified key does not exist.",
-    )
+    service_error(404, S3ErrorCode::NoSuchKey, "The specified key does not exist.")
 }
 
 fn no_such_upload() -> S3Error {

@@ -65,17 +65,11 @@ fn list_page(model: &mut S3Model, request: &S3Request) -> ListPage {
 }
 
 fn list(model: &mut S3Model, prefix: &str, delimiter: Option<&str>, max_keys: u32) -> ListPage {
-    list_page(
-        model,
-        &list_request(prefix, delimiter, max_keys, None, None),
-    )
+    list_page(model, &list_request(prefix, delimiter, max_keys, None, None))
 }
 
 fn keys_of(page: &ListPage) -> Vec<&str> {
-    page.objects
-        .iter()
-        .map(|object| object.key.as_str())
-        .collect()
+    page.objects.iter().map(|object| object.key.as_str()).collect()
 }
 
 /// Every page of a listing, following continuation tokens (and passing StartAfter on every
@@ -139,12 +133,7 @@ fn create_upload(model: &mut S3Model, key: &str) -> UploadId {
     }
 }
 
-fn upload_part_request(
-    key: &str,
-    upload_id: &UploadId,
-    part_number: u32,
-    body: &[u8],
-) -> S3Request {
+fn upload_part_request(key: &str, upload_id: &UploadId, part_number: u32, body: &[u8]) -> S3Request {
     S3Request::UploadPart {
         key: key.into(),
         upload_id: upload_id.clone(),
@@ -153,17 +142,8 @@ fn upload_part_request(
     }
 }
 
-fn upload_part(
-    model: &mut S3Model,
-    key: &str,
-    upload_id: &UploadId,
-    part_number: u32,
-    body: &[u8],
-) -> CompletedPart {
-    match model.apply(
-        at(11),
-        &upload_part_request(key, upload_id, part_number, body),
-    ) {
+fn upload_part(model: &mut S3Model, key: &str, upload_id: &UploadId, part_number: u32, body: &[u8]) -> CompletedPart {
+    match model.apply(at(11), &upload_part_request(key, upload_id, part_number, body)) {
         Ok(S3Response::UploadPart { etag }) => CompletedPart { part_number, etag },
         other => panic!("upload part {part_number}: {other:?}"),
     }
@@ -207,17 +187,7 @@ fn part_copy_request(
 #[test]
 fn list_returns_keys_in_utf8_byte_order() {
     let mut model = S3Model::new();
-    let keys = [
-        "z",
-        "a",
-        "B",
-        "é",
-        "a/b",
-        "a-b",
-        "\u{10000}",
-        "\u{FFFD}",
-        "A",
-    ];
+    let keys = ["z", "a", "B", "é", "a/b", "a-b", "\u{10000}", "\u{FFFD}", "A"];
     put_keys(&mut model, &keys);
     let page = list(&mut model, "", None, 1000);
     let mut expected: Vec<&str> = keys.to_vec();
@@ -311,10 +281,7 @@ fn list_continuation_token_is_opaque_and_deterministic() {
     let first = list(&mut model, "", None, 1);
     let again = list(&mut model, "", None, 1);
     let token = first.next_continuation_token.expect("more remain");
-    assert_eq!(
-        again.next_continuation_token.as_deref(),
-        Some(token.as_str())
-    );
+    assert_eq!(again.next_continuation_token.as_deref(), Some(token.as_str()));
     assert!(!token.contains("secret"), "the token shows a key: {token}");
     assert!(token.bytes().all(|byte| byte.is_ascii_alphanumeric()));
 }
@@ -350,10 +317,7 @@ fn list_start_after_skips_keys_up_to_and_including_it() {
 fn list_start_after_inside_a_common_prefix_still_reports_the_prefix() {
     let mut model = S3Model::new();
     put_keys(&mut model, &["d/1", "d/2", "e"]);
-    let page = list_page(
-        &mut model,
-        &list_request("", Some("/"), 1000, None, Some("d/1")),
-    );
+    let page = list_page(&mut model, &list_request("", Some("/"), 1000, None, Some("d/1")));
     assert_eq!(page.common_prefixes, ["d/"]);
     assert_eq!(keys_of(&page), ["e"]);
 }
@@ -438,10 +402,7 @@ fn directory_vanishes_with_its_last_object() {
             },
         )
         .expect("delete");
-    assert_eq!(
-        list(&mut model, "gone/", Some("/"), 1000),
-        ListPage::default()
-    );
+    assert_eq!(list(&mut model, "gone/", Some("/"), 1000), ListPage::default());
     assert_eq!(list(&mut model, "", Some("/"), 1000), ListPage::default());
 }
 
@@ -470,10 +431,7 @@ fn list_handles_prefixes_ending_in_the_highest_code_points() {
     let top = list(&mut model, "", Some("/"), 1);
     let pages = all_pages(&mut model, "", Some("/"), 1, None);
     assert_eq!(keys_of(&top), ["a\u{10FFFF}"]);
-    let prefixes: Vec<String> = pages
-        .iter()
-        .flat_map(|page| page.common_prefixes.clone())
-        .collect();
+    let prefixes: Vec<String> = pages.iter().flat_map(|page| page.common_prefixes.clone()).collect();
     assert_eq!(prefixes, ["a\u{10FFFF}/", "\u{10FFFF}/"]);
 }
 
@@ -524,8 +482,7 @@ fn brute_force_listing(
 }
 
 fn small_key() -> impl Strategy<Value = String> {
-    proptest::collection::vec(prop_oneof!["a", "b", "/", "é", "\u{10FFFF}"], 1..6)
-        .prop_map(|parts| parts.concat())
+    proptest::collection::vec(prop_oneof!["a", "b", "/", "é", "\u{10FFFF}"], 1..6).prop_map(|parts| parts.concat())
 }
 
 proptest! {
@@ -633,10 +590,7 @@ fn get_range_returns_the_slice_and_its_start() {
     let output = get_output(&mut model, &get("f", Some(ByteRange::new(3, 7)), None));
     assert_eq!(output.body.0, Bytes::from_static(b"3456"));
     assert_eq!(output.range_start, 3);
-    assert_eq!(
-        output.meta.size_bytes, 10,
-        "the total size, as Content-Range says"
-    );
+    assert_eq!(output.meta.size_bytes, 10, "the total size, as Content-Range says");
 }
 
 #[test]
@@ -652,10 +606,7 @@ fn get_range_shares_the_stored_bytes_instead_of_copying() {
 fn get_range_running_past_the_end_is_clipped() {
     let mut model = S3Model::new();
     put(&mut model, "f", b"0123456789");
-    let output = get_output(
-        &mut model,
-        &get("f", Some(ByteRange::new(8, 2_000_000)), None),
-    );
+    let output = get_output(&mut model, &get("f", Some(ByteRange::new(8, 2_000_000)), None));
     assert_eq!(output.body.0, Bytes::from_static(b"89"));
     assert_eq!(output.range_start, 8);
 }
@@ -666,15 +617,8 @@ fn get_range_starting_at_or_past_the_end_is_416_invalid_range() {
     put(&mut model, "f", b"0123456789");
     put(&mut model, "empty", b"");
     for (key, start) in [("f", 10), ("f", 11), ("empty", 0)] {
-        let result = model.apply(
-            at(2),
-            &get(key, Some(ByteRange::new(start, start + 5)), None),
-        );
-        assert_eq!(
-            error_of(result),
-            (416, S3ErrorCode::InvalidRange),
-            "{key} from {start}"
-        );
+        let result = model.apply(at(2), &get(key, Some(ByteRange::new(start, start + 5)), None));
+        assert_eq!(error_of(result), (416, S3ErrorCode::InvalidRange), "{key} from {start}");
     }
 }
 
@@ -706,9 +650,7 @@ fn head_if_match_rule_is_412_on_mismatch() {
     assert_eq!(check_if_match(Some(&current), &current), Ok(()));
     assert_eq!(check_if_match(Some(&ETag::new("*")), &current), Ok(()));
     assert_eq!(
-        error_of(
-            check_if_match(Some(&ETag::new("other")), &current).map(|()| S3Response::DeleteObject)
-        ),
+        error_of(check_if_match(Some(&ETag::new("other")), &current).map(|()| S3Response::DeleteObject)),
         (412, S3ErrorCode::PreconditionFailed)
     );
 }
@@ -736,9 +678,7 @@ fn put_etag_is_the_hex_md5_of_the_body() {
 fn put_overwrites_the_body_and_last_modified() {
     let mut model = S3Model::new();
     put(&mut model, "f", b"old");
-    model
-        .apply(at(9), &put_request("f", b"new body"))
-        .expect("overwrite");
+    model.apply(at(9), &put_request("f", b"new body")).expect("overwrite");
     let object = model.object("f").expect("stored");
     assert_eq!(object.body, Bytes::from_static(b"new body"));
     assert_eq!(object.last_modified, at(9));
@@ -760,10 +700,7 @@ fn put_if_none_match_any_on_an_existing_key_is_412() {
         .expect("creates a missing key");
     let second = model.apply(at(2), &create_only(b"second"));
     assert_eq!(error_of(second), (412, S3ErrorCode::PreconditionFailed));
-    assert_eq!(
-        model.object("f").expect("kept").body,
-        Bytes::from_static(b"first")
-    );
+    assert_eq!(model.object("f").expect("kept").body, Bytes::from_static(b"first"));
 }
 
 fn conditional_put(key: &str, if_match: ETag) -> S3Request {
@@ -783,13 +720,8 @@ fn put_if_match_mismatch_is_412_and_a_match_overwrites() {
     let etag = put(&mut model, "f", b"original");
     let stale = model.apply(at(2), &conditional_put("f", ETag::new("0000")));
     assert_eq!(error_of(stale), (412, S3ErrorCode::PreconditionFailed));
-    assert_eq!(
-        model.object("f").expect("kept").body,
-        Bytes::from_static(b"original")
-    );
-    model
-        .apply(at(3), &conditional_put("f", etag))
-        .expect("matching ETag");
+    assert_eq!(model.object("f").expect("kept").body, Bytes::from_static(b"original"));
+    model.apply(at(3), &conditional_put("f", etag)).expect("matching ETag");
     assert_eq!(
         model.object("f").expect("replaced").body,
         Bytes::from_static(b"replacement")
@@ -816,11 +748,7 @@ fn put_rejects_empty_and_too_long_keys() {
         error_of(model.apply(at(1), &put_request("", b"x"))),
         (400, S3ErrorCode::Other("InvalidArgument".into()))
     );
-    put(
-        &mut model,
-        &"k".repeat(MAX_KEY_LEN_BYTES),
-        b"longest allowed",
-    );
+    put(&mut model, &"k".repeat(MAX_KEY_LEN_BYTES), b"longest allowed");
     assert_eq!(model.objects().count(), 1);
 }
 
@@ -837,11 +765,7 @@ fn multipart_etag_is_md5_of_part_md5s_with_count() {
         .map(|(body, number)| upload_part(&mut model, "big", &upload_id, number, body))
         .collect();
     for (part, body) in parts.iter().zip(bodies) {
-        assert_eq!(
-            part.etag.as_str(),
-            md5_hex(body),
-            "a part's ETag is its MD5"
-        );
+        assert_eq!(part.etag.as_str(), md5_hex(body), "a part's ETag is its MD5");
     }
     let result = model.apply(at(12), &complete_request("big", &upload_id, &parts));
     let mut binary_md5s = Vec::new();
@@ -851,9 +775,7 @@ fn multipart_etag_is_md5_of_part_md5s_with_count() {
     let expected = ETag::new(format!("{}-3", md5_hex(&binary_md5s)));
     assert_eq!(
         result,
-        Ok(S3Response::CompleteMultipartUpload {
-            etag: expected.clone()
-        })
+        Ok(S3Response::CompleteMultipartUpload { etag: expected.clone() })
     );
     let object = model.object("big").expect("completed");
     assert_eq!(object.etag, expected);
@@ -870,15 +792,8 @@ fn multipart_object_keeps_create_metadata_and_initiation_time() {
         .expect("complete");
     let object = model.object("big").expect("completed");
     assert_eq!(object.content_type.as_deref(), Some("video/mp4"));
-    assert_eq!(
-        object.metadata,
-        Metadata::from([("mtime".into(), "7".into())])
-    );
-    assert_eq!(
-        object.last_modified,
-        at(10),
-        "AWS: the time the upload was initiated"
-    );
+    assert_eq!(object.metadata, Metadata::from([("mtime".into(), "7".into())]));
+    assert_eq!(object.last_modified, at(10), "AWS: the time the upload was initiated");
 }
 
 #[test]
@@ -919,14 +834,8 @@ fn upload_part_number_must_be_between_one_and_max_parts() {
     let mut model = small_parts_model();
     let upload_id = create_upload(&mut model, "f");
     for part_number in [0, 6] {
-        let result = model.apply(
-            at(11),
-            &upload_part_request("f", &upload_id, part_number, b"x"),
-        );
-        assert_eq!(
-            error_of(result),
-            (400, S3ErrorCode::Other("InvalidArgument".into()))
-        );
+        let result = model.apply(at(11), &upload_part_request("f", &upload_id, part_number, b"x"));
+        assert_eq!(error_of(result), (400, S3ErrorCode::Other("InvalidArgument".into())));
     }
     upload_part(&mut model, "f", &upload_id, 5, b"max part number");
     let too_many: Vec<CompletedPart> = (1..=6)
@@ -936,10 +845,7 @@ fn upload_part_number_must_be_between_one_and_max_parts() {
         })
         .collect();
     let result = model.apply(at(12), &complete_request("f", &upload_id, &too_many));
-    assert_eq!(
-        error_of(result),
-        (400, S3ErrorCode::Other("InvalidArgument".into()))
-    );
+    assert_eq!(error_of(result), (400, S3ErrorCode::Other("InvalidArgument".into())));
 }
 
 #[test]
@@ -948,18 +854,11 @@ fn complete_rejects_parts_out_of_order_with_invalid_part_order() {
     let upload_id = create_upload(&mut model, "f");
     let one = upload_part(&mut model, "f", &upload_id, 1, b"12345678");
     let two = upload_part(&mut model, "f", &upload_id, 2, b"tail");
-    for parts in [
-        vec![two.clone(), one.clone()],
-        vec![one.clone(), one.clone()],
-    ] {
+    for parts in [vec![two.clone(), one.clone()], vec![one.clone(), one.clone()]] {
         let result = model.apply(at(12), &complete_request("f", &upload_id, &parts));
         assert_eq!(error_of(result), (400, S3ErrorCode::InvalidPartOrder));
     }
-    assert_eq!(
-        model.uploads_in_progress(),
-        1,
-        "a failed complete keeps the upload"
-    );
+    assert_eq!(model.uploads_in_progress(), 1, "a failed complete keeps the upload");
     model
         .apply(at(12), &complete_request("f", &upload_id, &[one, two]))
         .expect("in order");
@@ -990,10 +889,7 @@ fn complete_rejects_a_small_non_last_part_with_entity_too_small() {
     let upload_id = create_upload(&mut model, "f");
     let small = upload_part(&mut model, "f", &upload_id, 1, b"1234567");
     let last = upload_part(&mut model, "f", &upload_id, 2, b"x");
-    let result = model.apply(
-        at(12),
-        &complete_request("f", &upload_id, &[small, last.clone()]),
-    );
+    let result = model.apply(at(12), &complete_request("f", &upload_id, &[small, last.clone()]));
     assert_eq!(error_of(result), (400, S3ErrorCode::EntityTooSmall));
     // Exactly the minimum is enough, and the last part may be smaller, even empty.
     let exact = upload_part(&mut model, "f", &upload_id, 1, b"12345678");
@@ -1015,18 +911,9 @@ fn complete_rejects_a_small_non_last_part_with_entity_too_small() {
 fn complete_with_the_default_limit_needs_5_mib_parts() {
     let mut model = S3Model::new();
     let upload_id = create_upload(&mut model, "f");
-    let almost = upload_part(
-        &mut model,
-        "f",
-        &upload_id,
-        1,
-        &vec![0; 5 * 1024 * 1024 - 1],
-    );
+    let almost = upload_part(&mut model, "f", &upload_id, 1, &vec![0; 5 * 1024 * 1024 - 1]);
     let last = upload_part(&mut model, "f", &upload_id, 2, b"x");
-    let result = model.apply(
-        at(12),
-        &complete_request("f", &upload_id, &[almost, last.clone()]),
-    );
+    let result = model.apply(at(12), &complete_request("f", &upload_id, &[almost, last.clone()]));
     assert_eq!(error_of(result), (400, S3ErrorCode::EntityTooSmall));
     let enough = upload_part(&mut model, "f", &upload_id, 1, &vec![0; 5 * 1024 * 1024]);
     model
@@ -1039,10 +926,7 @@ fn complete_with_no_parts_is_400_malformed_xml() {
     let mut model = small_parts_model();
     let upload_id = create_upload(&mut model, "f");
     let result = model.apply(at(12), &complete_request("f", &upload_id, &[]));
-    assert_eq!(
-        error_of(result),
-        (400, S3ErrorCode::Other("MalformedXML".into()))
-    );
+    assert_eq!(error_of(result), (400, S3ErrorCode::Other("MalformedXML".into())));
 }
 
 #[test]
@@ -1112,24 +996,14 @@ fn abort_makes_later_upload_part_and_complete_no_such_upload() {
         key: "f".into(),
         upload_id: upload_id.clone(),
     };
-    assert_eq!(
-        model.apply(at(12), &abort),
-        Ok(S3Response::AbortMultipartUpload)
-    );
+    assert_eq!(model.apply(at(12), &abort), Ok(S3Response::AbortMultipartUpload));
     assert_eq!(model.uploads_in_progress(), 0);
     let later_part = model.apply(at(13), &upload_part_request("f", &upload_id, 2, b"x"));
     assert_eq!(error_of(later_part), (404, S3ErrorCode::NoSuchUpload));
     let later_complete = model.apply(at(13), &complete_request("f", &upload_id, &[part]));
     assert_eq!(error_of(later_complete), (404, S3ErrorCode::NoSuchUpload));
-    assert_eq!(
-        error_of(model.apply(at(13), &abort)),
-        (404, S3ErrorCode::NoSuchUpload)
-    );
-    assert_eq!(
-        model.object("f"),
-        None,
-        "an aborted upload creates no object"
-    );
+    assert_eq!(error_of(model.apply(at(13), &abort)), (404, S3ErrorCode::NoSuchUpload));
+    assert_eq!(model.object("f"), None, "an aborted upload creates no object");
 }
 
 #[test]
@@ -1147,13 +1021,7 @@ fn upload_part_copy_copies_the_source_range() {
     };
     assert_eq!(etag.as_str(), md5_hex(b"23456789ab"));
     let tail = upload_part(&mut model, "dest", &upload_id, 2, b"!");
-    let parts = [
-        CompletedPart {
-            part_number: 1,
-            etag,
-        },
-        tail,
-    ];
+    let parts = [CompletedPart { part_number: 1, etag }, tail];
     model
         .apply(at(12), &complete_request("dest", &upload_id, &parts))
         .expect("complete");
@@ -1188,10 +1056,7 @@ fn upload_part_copy_source_if_match_mismatch_is_412() {
     );
     assert_eq!(error_of(stale), (412, S3ErrorCode::PreconditionFailed));
     model
-        .apply(
-            at(11),
-            &part_copy_request(&upload_id, "source", None, Some(etag)),
-        )
+        .apply(at(11), &part_copy_request(&upload_id, "source", None, Some(etag)))
         .expect("matching source ETag");
 }
 
@@ -1204,20 +1069,14 @@ fn upload_part_copy_range_past_the_source_end_is_400_invalid_argument() {
         at(11),
         &part_copy_request(&upload_id, "source", Some(ByteRange::new(5, 11)), None),
     );
-    assert_eq!(
-        error_of(result),
-        (400, S3ErrorCode::Other("InvalidArgument".into()))
-    );
+    assert_eq!(error_of(result), (400, S3ErrorCode::Other("InvalidArgument".into())));
 }
 
 #[test]
 fn upload_part_copy_of_a_missing_source_is_404_no_such_key() {
     let mut model = small_parts_model();
     let upload_id = create_upload(&mut model, "dest");
-    let result = model.apply(
-        at(11),
-        &part_copy_request(&upload_id, "missing", None, None),
-    );
+    let result = model.apply(at(11), &part_copy_request(&upload_id, "missing", None, None));
     assert_eq!(error_of(result), (404, S3ErrorCode::NoSuchKey));
 }
 
@@ -1249,10 +1108,7 @@ fn copy_object_with_copy_directive_keeps_body_and_metadata() {
     let copy = model.object("dst").expect("copied");
     assert_eq!(copy.body, Bytes::from_static(b"content"));
     assert_eq!(copy.content_type.as_deref(), Some("text/plain"));
-    assert_eq!(
-        copy.metadata,
-        Metadata::from([("mtime".into(), "12345".into())])
-    );
+    assert_eq!(copy.metadata, Metadata::from([("mtime".into(), "12345".into())]));
     assert_eq!(copy.last_modified, at(20));
     assert!(model.object("src").is_some(), "the source stays");
 }
@@ -1270,10 +1126,7 @@ fn copy_object_with_replace_directive_replaces_metadata_even_onto_itself() {
             .apply(at(20), &copy_request("src", destination, replace.clone()))
             .expect("copy");
         let copy = model.object(destination).expect("copied");
-        assert_eq!(
-            copy.metadata,
-            Metadata::from([("mtime".into(), "999".into())])
-        );
+        assert_eq!(copy.metadata, Metadata::from([("mtime".into(), "999".into())]));
         assert_eq!(copy.content_type, None);
         assert_eq!(copy.body, Bytes::from_static(b"content"));
     }
@@ -1302,18 +1155,13 @@ fn copy_object_source_if_match_mismatch_is_412() {
         (412, S3ErrorCode::PreconditionFailed)
     );
     assert_eq!(model.object("dst"), None);
-    model
-        .apply(at(2), &copy(etag))
-        .expect("matching source ETag");
+    model.apply(at(2), &copy(etag)).expect("matching source ETag");
 }
 
 #[test]
 fn copy_object_of_a_missing_source_is_404_no_such_key() {
     let mut model = S3Model::new();
-    let result = model.apply(
-        at(2),
-        &copy_request("missing", "dst", MetadataDirective::Copy),
-    );
+    let result = model.apply(at(2), &copy_request("missing", "dst", MetadataDirective::Copy));
     assert_eq!(error_of(result), (404, S3ErrorCode::NoSuchKey));
 }
 
@@ -1326,10 +1174,7 @@ fn copy_of_a_multipart_object_gets_the_md5_of_its_body() {
     model
         .apply(at(12), &complete_request("big", &upload_id, &[one, two]))
         .expect("complete");
-    let result = model.apply(
-        at(13),
-        &copy_request("big", "copy", MetadataDirective::Copy),
-    );
+    let result = model.apply(at(13), &copy_request("big", "copy", MetadataDirective::Copy));
     assert_eq!(
         result,
         Ok(S3Response::CopyObject {
@@ -1361,10 +1206,7 @@ fn delete_objects_counts_missing_keys_as_deleted() {
         model.apply(at(2), &request),
         Ok(S3Response::DeleteObjects { failed: vec![] })
     );
-    assert_eq!(
-        model.objects().map(|(key, _)| key).collect::<Vec<_>>(),
-        ["keep"]
-    );
+    assert_eq!(model.objects().map(|(key, _)| key).collect::<Vec<_>>(), ["keep"]);
 }
 
 #[test]
@@ -1379,11 +1221,7 @@ fn delete_objects_takes_at_most_1000_keys() {
         error_of(model.apply(at(2), &too_many)),
         (400, S3ErrorCode::Other("MalformedXML".into()))
     );
-    assert_eq!(
-        model.objects().count(),
-        1001,
-        "a rejected batch deletes nothing"
-    );
+    assert_eq!(model.objects().count(), 1001, "a rejected batch deletes nothing");
     let empty = S3Request::DeleteObjects { keys: vec![] };
     assert_eq!(
         error_of(model.apply(at(2), &empty)),
@@ -1404,10 +1242,7 @@ fn another_client_puts_and_deletes_objects() {
     let etag = model.put_object(at(4), "ext", Bytes::from_static(b"hello"));
     assert_eq!(etag.as_str(), md5_hex(b"hello"));
     let object = model.object("ext").expect("stored");
-    assert_eq!(
-        (object.last_modified, object.content_type.clone()),
-        (at(4), None)
-    );
+    assert_eq!((object.last_modified, object.content_type.clone()), (at(4), None));
     assert!(model.delete_object("ext"));
     assert!(!model.delete_object("ext"));
 }
