@@ -7,9 +7,9 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-use bytes::Bytes;
 
 use crate::ids::{FileHandle, Ino};
+use crate::s3_types::Body;
 use crate::time::UnixNanos;
 
 /// What kind of file an inode is.
@@ -118,7 +118,7 @@ pub enum FuseOp {
         ino: Ino,
         fh: FileHandle,
         offset: u64,
-        data: Bytes,
+        data: Body,
     },
     Flush {
         ino: Ino,
@@ -279,7 +279,8 @@ pub enum FuseReply {
         fh: FileHandle,
         flags: OpenReplyFlags,
     },
-    Data(Bytes),
+    /// Read data; `Debug` shows its length only.
+    Data(Body),
     Written {
         size: u32,
     },

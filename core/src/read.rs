@@ -25,7 +25,7 @@ use crate::ids::{FileHandle, FuseReqId, Ino};
 use crate::io::Output;
 use crate::lookup::unexpected_response;
 use crate::machine::{Core, Waiting};
-use crate::s3_types::{ByteRange, ETag, ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use crate::s3_types::{Body, ByteRange, ETag, ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::time::Instant;
 
 /// A read waiting for bytes.
@@ -178,7 +178,7 @@ impl Core {
         }
         let end = offset.saturating_add(u64::from(size)).min(reader.size_bytes);
         if offset >= end {
-            return self.reply(id, FuseReply::Data(Bytes::new()));
+            return self.reply(id, FuseReply::Data(Body::default()));
         }
 
         let stream = &mut reader.stream;
@@ -270,7 +270,7 @@ impl Core {
             });
         reader.evict(keep_ahead_bytes);
         for (id, bytes) in ready {
-            self.reply(id, FuseReply::Data(bytes));
+            self.reply(id, FuseReply::Data(Body(bytes)));
         }
     }
 

@@ -45,7 +45,7 @@ fn a_sequential_reader_gets_a_growing_prefetch_window_with_several_gets_in_fligh
             .map(|reply| {
                 assert_eq!(
                     reply,
-                    FuseReply::Data(file.slice(offset as usize..(offset + 128 * KIB) as usize))
+                    FuseReply::Data(Body(file.slice(offset as usize..(offset + 128 * KIB) as usize)))
                 )
             })
             .is_none()

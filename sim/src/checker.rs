@@ -16,29 +16,53 @@ use crate::history::{History, Resolved, Version, Window};
 
 pub type Check = Result<(), String>;
 
+/// The windows in which each kind of lookup answer may have been formed: a cached file entry
+/// is as old as the shorter of the stat and type TTLs, a directory entry as old as the type
+/// TTL, a negative entry as old as the negative TTL.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct LookupWindows {
+    pub file: Window,
+    pub directory: Window,
+    pub missing: Window,
+}
+
 /// What a lookup may answer: the entry's kind and size, or an errno.
-pub fn check_lookup(history: &History, key: &str, name: &str, window: Window, reply: &FuseReply) -> Check {
+pub fn check_lookup(history: &History, key: &str, name: &str, windows: &LookupWindows, reply: &FuseReply) -> Check {
     match check_name(name) {
         Err(InvalidName::TooLong) => return expect_error(reply, Errno::ENAMETOOLONG, "a name over 255 bytes"),
         Err(_) => return expect_error(reply, Errno::ENOENT, "an invalid name"),
         Ok(()) => {}
     }
-    let outcomes = history.lookup_outcomes(key, window);
-    let allowed = match reply {
-        FuseReply::Entry(entry) => match entry.attr.kind {
-            FileKind::Directory => outcomes.contains(&Resolved::Directory),
-            FileKind::File => outcomes
-                .iter()
-                .any(|o| matches!(o, Resolved::File { size_bytes, .. } if *size_bytes == entry.attr.size_bytes)),
-            FileKind::Symlink => false,
-        },
-        FuseReply::Error(Errno::ENOENT) => outcomes.contains(&Resolved::Missing),
-        _ => false,
+    let (window, allowed) = match reply {
+        FuseReply::Entry(entry) if entry.attr.kind == FileKind::Directory => {
+            let outcomes = history.lookup_outcomes(key, windows.directory);
+            (windows.directory, outcomes.contains(&Resolved::Directory))
+        }
+        FuseReply::Entry(entry) if entry.attr.kind == FileKind::File => {
+            let outcomes = history.lookup_outcomes(key, windows.file);
+            let size = entry.attr.size_bytes;
+            (
+                windows.file,
+                outcomes
+                    .iter()
+                    .any(|o| matches!(o, Resolved::File { size_bytes, .. } if *size_bytes == size)),
+            )
+        }
+        FuseReply::Error(Errno::ENOENT) => (
+            windows.missing,
+            history
+                .lookup_outcomes(key, windows.missing)
+                .contains(&Resolved::Missing),
+        ),
+        _ => (windows.file, false),
     };
     if allowed {
         Ok(())
     } else {
-        Err(format!("lookup of {key:?}: got {reply:?}, allowed {outcomes:?}"))
+        let outcomes = history.lookup_outcomes(key, window);
+        Err(format!(
+            "lookup of {key:?}: got {reply:?}, allowed in {window:?}: {outcomes:?}"
+        ))
     }
 }
 
@@ -94,7 +118,7 @@ pub fn check_read(
     match reply {
         FuseReply::Data(bytes) => {
             let before = candidates.len();
-            candidates.retain(|version| expected_slice(version, offset, size) == *bytes);
+            candidates.retain(|version| expected_slice(version, offset, size) == bytes.0);
             if candidates.is_empty() {
                 Err(format!(
                     "read at {offset} of {size} bytes returned {} bytes matching none of {before} versions",

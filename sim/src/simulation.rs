@@ -209,6 +209,44 @@ struct DirCheck {
     checked_complete: bool,
 }
 
+/// How old a cached answer may be when it is given: its cache's TTL plus the time a reply
+/// takes to come back (the cache deadline counts from when the reply was handled, the data is
+/// from when S3 answered). A cache with TTL 0 serves nothing: answers are fresh.
+#[derive(Clone, Copy, Debug)]
+struct Staleness {
+    /// A file entry: the shorter of the stat and type TTLs.
+    lookup_file: Duration,
+    lookup_directory: Duration,
+    lookup_missing: Duration,
+    /// Attributes of a known inode (getattr, open).
+    stat: Duration,
+    longest: Duration,
+}
+
+impl Staleness {
+    fn new(config: &goofys_core::CoreConfig, max_response_latency: Duration) -> Self {
+        let age = |ttl: Duration| {
+            if ttl.is_zero() {
+                Duration::ZERO
+            } else {
+                ttl + max_response_latency
+            }
+        };
+        let lookup_file = age(config.stat_cache_ttl.min(config.type_cache_ttl));
+        let lookup_directory = age(config.type_cache_ttl);
+        let lookup_missing = age(config.negative_cache_ttl);
+        let stat = age(config.stat_cache_ttl);
+        let longest = lookup_file.max(lookup_directory).max(lookup_missing).max(stat);
+        Staleness {
+            lookup_file,
+            lookup_directory,
+            lookup_missing,
+            stat,
+            longest,
+        }
+    }
+}
+
 struct Sim<'a> {
     scenario: &'a Scenario,
     core: Core,
@@ -229,7 +267,7 @@ struct Sim<'a> {
     known: BTreeMap<Ino, Known>,
     files: BTreeMap<FileHandle, FileCheck>,
     dirs: BTreeMap<FileHandle, DirCheck>,
-    staleness: Duration,
+    staleness: Staleness,
     phase: Phase,
     done: bool,
     trace: Trace,
@@ -245,11 +283,7 @@ impl<'a> Sim<'a> {
             FaultPlan::Random(faults) => faults.latency_min + faults.latency_mean * 10,
             FaultPlan::Scripted(script) => script.iter().map(|d| d.response_latency).max().unwrap_or_default(),
         };
-        let longest_ttl = config
-            .stat_cache_ttl
-            .max(config.type_cache_ttl)
-            .max(config.negative_cache_ttl);
-        let staleness = longest_ttl + max_response_latency + Duration::from_millis(1);
+        let staleness = Staleness::new(&config, max_response_latency);
         // Faults stay below the retry budget, so none can surface as EIO (see FaultInjector).
         let retry_horizon = (config.s3_request_timeout + config.retry_max_backoff + max_response_latency * 2)
             * config.retry_max_attempts;
@@ -413,7 +447,7 @@ impl<'a> Sim<'a> {
         match self.phase {
             Phase::Safety => Err("safety phase stalled with processes unfinished".into()),
             Phase::Liveness => {
-                let at = self.now + self.staleness + Duration::from_secs(1);
+                let at = self.now + self.staleness.longest + Duration::from_secs(1);
                 self.schedule(at, Event::StartWalk);
                 self.phase = Phase::Walk;
                 Ok(())
@@ -692,8 +726,9 @@ impl<'a> Sim<'a> {
         self.schedule(at, Event::ProcessWake(process));
     }
 
-    fn window(&self, issued_at: Instant) -> Window {
-        let from = Instant::from_nanos(issued_at.as_nanos().saturating_sub(self.staleness.as_nanos() as u64));
+    /// The window for an answer that may be up to `age` old at `issued_at`.
+    fn window(&self, issued_at: Instant, age: Duration) -> Window {
+        let from = Instant::from_nanos(issued_at.as_nanos().saturating_sub(age.as_nanos() as u64));
         Window { from, to: self.now }
     }
 
@@ -727,7 +762,7 @@ impl<'a> Sim<'a> {
             ));
         }
         let process = outstanding.process;
-        let window = self.window(outstanding.issued_at);
+        let window = self.window(outstanding.issued_at, self.staleness.stat);
         let interrupted_here = outstanding.interrupted && reply == FuseReply::Error(goofys_core::Errno::EINTR);
         let running = self.processes[process]
             .running
@@ -752,7 +787,13 @@ impl<'a> Sim<'a> {
                         }
                     } else {
                         let key = self.key_of(path);
-                        checker::check_lookup(&self.history, &key, &name.to_string_lossy(), window, &reply)
+                        let issued_at = outstanding.issued_at;
+                        let windows = checker::LookupWindows {
+                            file: self.window(issued_at, self.staleness.lookup_file),
+                            directory: self.window(issued_at, self.staleness.lookup_directory),
+                            missing: self.window(issued_at, self.staleness.lookup_missing),
+                        };
+                        checker::check_lookup(&self.history, &key, &name.to_string_lossy(), &windows, &reply)
                             .map_err(context)?;
                     }
                 }
@@ -933,7 +974,7 @@ impl<'a> Sim<'a> {
                     .map_err(context)?;
                 let opened_at = dir.opened_at;
                 if let FuseReply::DirPlus(entries) = &reply {
-                    let listing_window = self.window(opened_at);
+                    let listing_window = self.window(opened_at, self.staleness.stat);
                     for entry in entries.iter().filter(|e| e.dirent.next_offset > 2) {
                         self.learn_from_readdirplus(&running.action.path, entry, listing_window)
                             .map_err(context)?;

@@ -148,7 +148,7 @@ impl Harness {
 
     pub fn data(&mut self, id: FuseReqId) -> Bytes {
         match self.reply(id) {
-            FuseReply::Data(bytes) => bytes,
+            FuseReply::Data(bytes) => bytes.0,
             other => panic!("expected data, got {other:?}"),
         }
     }
