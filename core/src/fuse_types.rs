@@ -7,7 +7,6 @@
 use std::ffi::OsString;
 use std::time::Duration;
 
-
 use crate::ids::{FileHandle, Ino};
 use crate::s3_types::Body;
 use crate::time::UnixNanos;

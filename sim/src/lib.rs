@@ -9,7 +9,9 @@
 
 pub mod checker;
 pub mod faults;
+pub mod fuzz;
 pub mod history;
+pub mod plan;
 pub mod rng;
 pub mod s3_model;
 pub mod scenario;

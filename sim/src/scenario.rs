@@ -164,7 +164,11 @@ pub fn generate(entropy: &mut impl Entropy, size: ScenarioSize) -> Scenario {
     let mount_prefix = config.mount_prefix.clone();
     let mut keys = BTreeSet::new();
     let key_count = entropy.between(4, 40);
-    while (keys.len() as u64) < key_count {
+    // Bounded attempts: with little entropy (a fuzzer's short input) keys repeat.
+    for _ in 0..key_count * 4 {
+        if keys.len() as u64 >= key_count {
+            break;
+        }
         keys.insert(generate_key(entropy, &mount_prefix));
     }
     // Keys outside a prefix mount must stay invisible.

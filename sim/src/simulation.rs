@@ -263,6 +263,8 @@ struct Sim<'a> {
     processes: Vec<Process>,
     external_done: bool,
     outstanding: BTreeMap<FuseReqId, Outstanding>,
+    /// FUSE requests sent by processes, fed to the core in order before the next event.
+    inbox: VecDeque<Input>,
     next_fuse: u64,
     known: BTreeMap<Ino, Known>,
     files: BTreeMap<FileHandle, FileCheck>,
@@ -350,6 +352,7 @@ impl<'a> Sim<'a> {
             processes,
             external_done: scenario.external.is_empty(),
             outstanding: BTreeMap::new(),
+            inbox: VecDeque::new(),
             next_fuse: 1,
             known,
             files: BTreeMap::new(),
@@ -396,6 +399,10 @@ impl<'a> Sim<'a> {
             self.schedule(Instant::ZERO + first, Event::External(0));
         }
         while !self.done {
+            if let Some(input) = self.inbox.pop_front() {
+                self.core_input(input)?;
+                continue;
+            }
             self.events_processed += 1;
             if self.events_processed > self.limits.max_events
                 || self.now - Instant::ZERO > self.limits.max_simulated_time
@@ -650,7 +657,10 @@ impl<'a> Sim<'a> {
                 self.schedule(self.now + delay, Event::Interrupt(id));
             }
         }
-        self.core_input(Input::Fuse { id, op })
+        // Queued, not fed at once: a reply that leads to the next request would otherwise
+        // recurse through the core once per request of a long system call.
+        self.inbox.push_back(Input::Fuse { id, op });
+        Ok(())
     }
 
     fn start_next_syscall(&mut self, process: usize) -> Checked {

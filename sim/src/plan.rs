@@ -1,0 +1,228 @@
+//! A step-by-step driver that records the S3 request plan of FUSE operations, for snapshot
+//! tests of hand-written scenarios ("listing a 3-page directory", "a SlowDown retried").
+//!
+//! It runs the real core against the S3 model with scripted faults, answers every request as
+//! soon as it is sent (in order), fires timers as they come due, and writes one line per event
+//! in simulated milliseconds, so the text is deterministic and short.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use bytes::Bytes;
+use goofys_core::fuse_types::{FuseOp, FuseReply};
+use goofys_core::s3_types::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, TransportError};
+use goofys_core::{Core, CoreConfig, FuseReqId, Input, Instant, Output, UnixNanos};
+
+use crate::faults::FaultKind;
+use crate::s3_model::S3Model;
+
+/// Drives one core against one model and records what happens.
+#[derive(Debug)]
+pub struct PlanDriver {
+    pub core: Core,
+    pub model: S3Model,
+    now: Instant,
+    next_fuse: u64,
+    /// Faults for the coming S3 requests, in order; then none.
+    faults: Vec<FaultKind>,
+    plan: String,
+}
+
+impl PlanDriver {
+    pub fn new(config: CoreConfig) -> Self {
+        PlanDriver {
+            core: Core::new(config, UnixNanos::from_secs(1_700_000_000), 7),
+            model: S3Model::new(),
+            now: Instant::ZERO,
+            next_fuse: 1,
+            faults: Vec::new(),
+            plan: String::new(),
+        }
+    }
+
+    /// Puts an object in the bucket before the scenario.
+    pub fn put(&mut self, key: &str, body: impl Into<Bytes>) {
+        self.model
+            .put_object(UnixNanos::from_secs(1_700_000_000), key, body.into());
+    }
+
+    /// The next S3 requests meet these faults, one each.
+    pub fn inject(&mut self, faults: impl IntoIterator<Item = FaultKind>) {
+        self.faults.extend(faults);
+    }
+
+    /// Runs one FUSE operation to its reply and returns the reply.
+    pub fn run(&mut self, op: FuseOp) -> FuseReply {
+        let id = FuseReqId(self.next_fuse);
+        self.next_fuse += 1;
+        let _ = writeln!(self.plan, "{} {}", self.clock(), describe_op(&op));
+        let mut pending = Vec::new();
+        let mut reply = None;
+        self.feed(Input::Fuse { id, op }, &mut pending, &mut reply, id);
+        loop {
+            if let Some(reply) = reply.take() {
+                return reply;
+            }
+            if let Some((s3_id, request)) = (!pending.is_empty()).then(|| pending.remove(0)) {
+                let result = self.execute(&request);
+                if let Some(result) = result {
+                    self.feed(Input::S3 { id: s3_id, result }, &mut pending, &mut reply, id);
+                }
+                continue;
+            }
+            let Some(at) = self.core.poll_timeout() else {
+                panic!("no reply, nothing in flight and no timer:\n{}", self.plan);
+            };
+            self.now = self.now.max(at);
+            self.feed(Input::Timeout, &mut pending, &mut reply, id);
+        }
+    }
+
+    /// The plan so far.
+    pub fn plan(&self) -> &str {
+        &self.plan
+    }
+
+    fn clock(&self) -> String {
+        format!("[{:>7.1} ms]", (self.now - Instant::ZERO).as_secs_f64() * 1000.0)
+    }
+
+    fn feed(
+        &mut self,
+        input: Input,
+        pending: &mut Vec<(goofys_core::S3ReqId, S3Request)>,
+        reply: &mut Option<FuseReply>,
+        waiting_for: FuseReqId,
+    ) {
+        self.core.handle_input(self.now, input);
+        while let Some(output) = self.core.poll_output() {
+            match output {
+                Output::S3Request { id, request } => {
+                    let _ = writeln!(self.plan, "{}   -> {}", self.clock(), describe_request(&request));
+                    pending.push((id, request));
+                }
+                Output::CancelS3 { id } => {
+                    pending.retain(|(pending_id, _)| *pending_id != id);
+                    let _ = writeln!(self.plan, "{}   cancel", self.clock());
+                }
+                Output::FuseReply { id, reply: r } => {
+                    let _ = writeln!(self.plan, "{} reply {}", self.clock(), describe_reply(&r));
+                    if id == waiting_for {
+                        *reply = Some(r);
+                    }
+                }
+                Output::InvalidateInode { .. } | Output::InvalidateEntry { .. } | Output::Done => {}
+            }
+        }
+    }
+
+    /// Answers a request, with the next scripted fault. `None` for a stall.
+    fn execute(&mut self, request: &S3Request) -> Option<S3Result> {
+        // Every round trip takes one simulated millisecond.
+        self.now = self.now + Duration::from_millis(1);
+        let fault = if self.faults.is_empty() {
+            FaultKind::None
+        } else {
+            self.faults.remove(0)
+        };
+        let wall = UnixNanos::from_secs(1_700_000_000).add_duration(self.now - Instant::ZERO);
+        let result = match fault {
+            FaultKind::None => self.model.apply(wall, request),
+            FaultKind::SlowDown => Err(S3Error::service(503, S3ErrorCode::SlowDown)),
+            FaultKind::InternalError => Err(S3Error::service(500, S3ErrorCode::InternalError)),
+            FaultKind::ResetBeforeApply => Err(S3Error::Transport(TransportError::ConnectionReset)),
+            FaultKind::ResetAfterApply => {
+                let _lost_in_transit = self.model.apply(wall, request);
+                Err(S3Error::Transport(TransportError::ConnectionReset))
+            }
+            FaultKind::TruncateBody { per_million } => match self.model.apply(wall, request) {
+                Ok(S3Response::GetObject(output)) => {
+                    let cut = output.body.len() * per_million as usize / 1_000_000;
+                    Err(S3Error::Transport(TransportError::Truncated {
+                        received: output.body.slice(..cut).into(),
+                    }))
+                }
+                other => other,
+            },
+            FaultKind::Stall => {
+                let _ = writeln!(self.plan, "{}   <- (no answer)", self.clock());
+                return None;
+            }
+        };
+        let _ = writeln!(self.plan, "{}   <- {}", self.clock(), describe_result(&result));
+        Some(result)
+    }
+}
+
+fn describe_op(op: &FuseOp) -> String {
+    match op {
+        FuseOp::Lookup { parent, name } => format!("lookup {parent:?} {name:?}"),
+        FuseOp::Read { fh, offset, size, .. } => format!("read {fh:?} at {offset} for {size}"),
+        FuseOp::ReadDir {
+            fh,
+            offset,
+            size_bytes,
+            plus,
+            ..
+        } => {
+            format!(
+                "readdir{} {fh:?} from {offset} into {size_bytes} bytes",
+                if *plus { "plus" } else { "" }
+            )
+        }
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe_request(request: &S3Request) -> String {
+    match request {
+        S3Request::ListObjectsV2 {
+            prefix,
+            continuation_token,
+            max_keys,
+            ..
+        } => {
+            format!("ListObjectsV2 prefix={prefix:?} token={continuation_token:?} max_keys={max_keys}")
+        }
+        S3Request::HeadObject { key } => format!("HeadObject {key:?}"),
+        S3Request::GetObject { key, range, if_match } => format!(
+            "GetObject {key:?} range={range:?} if_match={}",
+            if_match.as_ref().map_or("-", |tag| tag.as_str())
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+fn describe_result(result: &S3Result) -> String {
+    match result {
+        Ok(S3Response::ListObjectsV2(page)) => format!(
+            "{} objects, {} prefixes, next token {:?}",
+            page.objects.len(),
+            page.common_prefixes.len(),
+            page.next_continuation_token
+        ),
+        Ok(S3Response::HeadObject(meta)) => format!("{} bytes, etag {}", meta.size_bytes, meta.etag.as_str()),
+        Ok(S3Response::GetObject(output)) => format!("{} bytes from {}", output.body.len(), output.range_start),
+        Ok(other) => format!("{other:?}"),
+        Err(S3Error::Service(error)) => format!("{} {}", error.status, error.code.as_str()),
+        Err(S3Error::Transport(TransportError::Truncated { received })) => {
+            format!("body cut after {} bytes", received.len())
+        }
+        Err(S3Error::Transport(error)) => format!("{error:?}"),
+    }
+}
+
+fn describe_reply(reply: &FuseReply) -> String {
+    match reply {
+        FuseReply::Entry(entry) => format!(
+            "entry {:?} {:?} {} bytes",
+            entry.attr.ino, entry.attr.kind, entry.attr.size_bytes
+        ),
+        FuseReply::Opened { fh, .. } => format!("opened {fh:?}"),
+        FuseReply::Data(data) => format!("{} bytes", data.len()),
+        FuseReply::Dir(entries) => format!("{} entries", entries.len()),
+        FuseReply::DirPlus(entries) => format!("{} entries with attributes", entries.len()),
+        FuseReply::Error(errno) => format!("error {errno:?}"),
+        other => format!("{other:?}"),
+    }
+}
