@@ -186,3 +186,39 @@ fn forget_drops_an_inode_once_the_kernel_and_caches_are_done_with_it() {
     }
     assert_eq!(h.core.inode_count(), before - 1, "swept after expiry");
 }
+
+/// Found by simulator seed 206: when the HEAD answered long before the directory probe, the
+/// entry was cached from the probe's time, so attributes could outlive their TTL.
+#[test]
+fn regression_a_slow_lookup_caches_from_its_first_answer() {
+    let config = CoreConfig {
+        stat_cache_ttl: Duration::from_secs(5),
+        type_cache_ttl: Duration::from_secs(5),
+        ..CoreConfig::default()
+    };
+    let mut h = Harness::new(config);
+    let id = h.lookup(Ino::ROOT, "f");
+    let requests = h.take_requests();
+    let (head_id, _) = requests
+        .iter()
+        .find(|(_, r)| matches!(r, S3Request::HeadObject { .. }))
+        .unwrap()
+        .clone();
+    let (list_id, _) = requests
+        .iter()
+        .find(|(_, r)| matches!(r, S3Request::ListObjectsV2 { .. }))
+        .unwrap()
+        .clone();
+    h.s3(head_id, Ok(S3Response::HeadObject(meta(3, "e1"))));
+    h.advance(Duration::from_secs(4));
+    h.s3(list_id, Ok(list_page(&[], &[], None)));
+    h.entry(id);
+    // Five seconds after the HEAD answered, the attributes have expired.
+    h.advance(Duration::from_secs(1));
+    h.lookup(Ino::ROOT, "f");
+    assert_eq!(
+        h.take_requests().len(),
+        2,
+        "the cached entry expired five seconds after the HEAD"
+    );
+}

@@ -25,6 +25,8 @@ pub struct PlanDriver {
     next_fuse: u64,
     /// Faults for the coming S3 requests, in order; then none.
     faults: Vec<FaultKind>,
+    /// Requests sent and not answered yet; answered in order, also across operations.
+    pending: Vec<(goofys_core::S3ReqId, S3Request)>,
     plan: String,
 }
 
@@ -36,6 +38,7 @@ impl PlanDriver {
             now: Instant::ZERO,
             next_fuse: 1,
             faults: Vec::new(),
+            pending: Vec::new(),
             plan: String::new(),
         }
     }
@@ -56,17 +59,16 @@ impl PlanDriver {
         let id = FuseReqId(self.next_fuse);
         self.next_fuse += 1;
         let _ = writeln!(self.plan, "{} {}", self.clock(), describe_op(&op));
-        let mut pending = Vec::new();
         let mut reply = None;
-        self.feed(Input::Fuse { id, op }, &mut pending, &mut reply, id);
+        self.feed(Input::Fuse { id, op }, &mut reply, id);
         loop {
             if let Some(reply) = reply.take() {
                 return reply;
             }
-            if let Some((s3_id, request)) = (!pending.is_empty()).then(|| pending.remove(0)) {
-                let result = self.execute(&request);
-                if let Some(result) = result {
-                    self.feed(Input::S3 { id: s3_id, result }, &mut pending, &mut reply, id);
+            if !self.pending.is_empty() {
+                let (s3_id, request) = self.pending.remove(0);
+                if let Some(result) = self.execute(&request) {
+                    self.feed(Input::S3 { id: s3_id, result }, &mut reply, id);
                 }
                 continue;
             }
@@ -74,7 +76,7 @@ impl PlanDriver {
                 panic!("no reply, nothing in flight and no timer:\n{}", self.plan);
             };
             self.now = self.now.max(at);
-            self.feed(Input::Timeout, &mut pending, &mut reply, id);
+            self.feed(Input::Timeout, &mut reply, id);
         }
     }
 
@@ -87,22 +89,16 @@ impl PlanDriver {
         format!("[{:>7.1} ms]", (self.now - Instant::ZERO).as_secs_f64() * 1000.0)
     }
 
-    fn feed(
-        &mut self,
-        input: Input,
-        pending: &mut Vec<(goofys_core::S3ReqId, S3Request)>,
-        reply: &mut Option<FuseReply>,
-        waiting_for: FuseReqId,
-    ) {
+    fn feed(&mut self, input: Input, reply: &mut Option<FuseReply>, waiting_for: FuseReqId) {
         self.core.handle_input(self.now, input);
         while let Some(output) = self.core.poll_output() {
             match output {
                 Output::S3Request { id, request } => {
                     let _ = writeln!(self.plan, "{}   -> {}", self.clock(), describe_request(&request));
-                    pending.push((id, request));
+                    self.pending.push((id, request));
                 }
                 Output::CancelS3 { id } => {
-                    pending.retain(|(pending_id, _)| *pending_id != id);
+                    self.pending.retain(|(pending_id, _)| *pending_id != id);
                     let _ = writeln!(self.plan, "{}   cancel", self.clock());
                 }
                 Output::FuseReply { id, reply: r } => {
