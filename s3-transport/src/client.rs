@@ -515,3 +515,430 @@ fn classify_request_error(error: &hyper_util::client::legacy::Error) -> S3Error 
     }
     S3Error::Transport(TransportError::Other(text))
 }
+
+#[cfg(test)]
+mod tests {
+    use aws_credential_types::Credentials;
+    use goofys_core::s3_types::{Body, ByteRange, Metadata};
+
+    use super::*;
+    use crate::config::{CredentialSource, ServerSideEncryption, SseCustomerKey};
+    use crate::test_support::{LogCapture, ScriptedReply, ScriptedServer, set_dispatch};
+
+    const LIST_REPLY: &str =
+        "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
+
+    async fn client_for(server: &ScriptedServer, config: TransportConfig) -> S3Client {
+        S3Client::new(TransportConfig {
+            bucket: "bucket".into(),
+            endpoint: Some(server.endpoint()),
+            credentials: CredentialSource::Static(Credentials::new(
+                "AKIDTEST",
+                "SECRETTEST",
+                None,
+                None,
+                "test",
+            )),
+            ..config
+        })
+        .await
+        .unwrap()
+    }
+
+    fn get(key: &str) -> S3Request {
+        S3Request::GetObject {
+            key: key.into(),
+            range: None,
+            if_match: None,
+        }
+    }
+
+    fn list() -> S3Request {
+        S3Request::ListObjectsV2 {
+            prefix: String::new(),
+            delimiter: None,
+            continuation_token: None,
+            start_after: None,
+            max_keys: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_short_body_is_reported_as_truncated_with_what_arrived() {
+        let server = ScriptedServer::start(vec![ScriptedReply::Send {
+            bytes: b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\netag: \"e\"\r\n\r\n0123456789"
+                .to_vec(),
+            close: true,
+        }])
+        .await;
+        let client = client_for(&server, TransportConfig::default()).await;
+        let result = client.execute(&get("k")).await;
+        assert_eq!(
+            result,
+            Err(S3Error::Transport(TransportError::Truncated {
+                received: Body::from(b"0123456789".as_slice())
+            }))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_times_out() {
+        let server = ScriptedServer::start(vec![ScriptedReply::Hang]).await;
+        let client = client_for(
+            &server,
+            TransportConfig {
+                request_timeout_ms: 300,
+                ..Default::default()
+            },
+        )
+        .await;
+        let started = Instant::now();
+        assert_eq!(
+            client.execute(&get("k")).await,
+            Err(S3Error::Transport(TransportError::Timeout))
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
+
+    #[tokio::test]
+    async fn a_connection_closed_before_any_reply_is_a_reset() {
+        let server = ScriptedServer::start(vec![ScriptedReply::Send {
+            bytes: vec![],
+            close: true,
+        }])
+        .await;
+        let client = client_for(&server, TransportConfig::default()).await;
+        assert_eq!(
+            client.execute(&get("k")).await,
+            Err(S3Error::Transport(TransportError::ConnectionReset))
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_connection_is_a_connect_error_and_check_bucket_says_unreachable() {
+        let closed_port = {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            listener.local_addr().unwrap().port()
+        };
+        let client = S3Client::new(TransportConfig {
+            bucket: "bucket".into(),
+            endpoint: Some(format!("http://127.0.0.1:{closed_port}")),
+            credentials: CredentialSource::Anonymous,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        assert!(matches!(
+            client.execute(&get("k")).await,
+            Err(S3Error::Transport(TransportError::Connect(_)))
+        ));
+        let error = client.check_bucket("").await.unwrap_err();
+        assert!(
+            matches!(error, BucketCheckError::Unreachable { .. }),
+            "{error:?}"
+        );
+        let message = error.to_string();
+        assert!(
+            message.contains(&format!("127.0.0.1:{closed_port}")) && message.contains("--endpoint"),
+            "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn sequential_requests_reuse_one_connection() {
+        let replies = (0..5)
+            .map(|_| ScriptedReply::ok("200 OK", &[], LIST_REPLY.as_bytes()))
+            .collect();
+        let server = ScriptedServer::start(replies).await;
+        let client = client_for(&server, TransportConfig::default()).await;
+        for _ in 0..5 {
+            client.execute(&list()).await.unwrap();
+        }
+        assert_eq!(server.connections_accepted(), 1);
+        assert_eq!(client.connections_opened(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_reply_naming_another_region_moves_later_requests_there() {
+        let redirect = "<Error><Code>PermanentRedirect</Code><Message>use the right endpoint</Message></Error>";
+        let server = ScriptedServer::start(vec![
+            ScriptedReply::ok(
+                "301 Moved Permanently",
+                &[("x-amz-bucket-region", "eu-west-1")],
+                redirect.as_bytes(),
+            ),
+            ScriptedReply::ok("200 OK", &[], LIST_REPLY.as_bytes()),
+        ])
+        .await;
+        let client = client_for(&server, TransportConfig::default()).await;
+        assert_eq!(client.region(), "us-east-1");
+        client.check_bucket("").await.unwrap();
+        assert_eq!(client.region(), "eu-west-1");
+        let heads = server.request_heads();
+        assert!(
+            heads[0].contains("/us-east-1/s3/aws4_request"),
+            "{}",
+            heads[0]
+        );
+        assert!(
+            heads[1].contains("/eu-west-1/s3/aws4_request"),
+            "{}",
+            heads[1]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_configured_region_is_never_switched() {
+        let server = ScriptedServer::start(vec![ScriptedReply::ok(
+            "301 Moved Permanently",
+            &[("x-amz-bucket-region", "eu-west-1")],
+            b"<Error><Code>PermanentRedirect</Code></Error>",
+        )])
+        .await;
+        let client = client_for(
+            &server,
+            TransportConfig {
+                region: Some("ap-south-1".into()),
+                ..Default::default()
+            },
+        )
+        .await;
+        let error = client.check_bucket("").await.unwrap_err();
+        assert!(
+            matches!(error, BucketCheckError::WrongRegion { .. }),
+            "{error:?}"
+        );
+        assert!(error.to_string().contains("--region"), "{error}");
+        assert_eq!(client.region(), "ap-south-1");
+    }
+
+    #[tokio::test]
+    async fn check_bucket_names_the_cause_and_the_fix() {
+        let error_reply = |status: &str, code: &str| {
+            ScriptedReply::ok(
+                status,
+                &[],
+                format!("<Error><Code>{code}</Code><Message>m</Message></Error>").as_bytes(),
+            )
+        };
+        let server = ScriptedServer::start(vec![
+            error_reply("404 Not Found", "NoSuchBucket"),
+            error_reply("403 Forbidden", "SignatureDoesNotMatch"),
+            error_reply("403 Forbidden", "InvalidAccessKeyId"),
+            error_reply("403 Forbidden", "AccessDenied"),
+        ])
+        .await;
+        let client = client_for(&server, TransportConfig::default()).await;
+        let mut messages = Vec::new();
+        for _ in 0..4 {
+            messages.push(client.check_bucket("").await.unwrap_err().to_string());
+        }
+        assert!(
+            messages[0].contains("does not exist") && messages[0].contains("bucket name"),
+            "{}",
+            messages[0]
+        );
+        assert!(
+            messages[1].contains("secret access key is wrong"),
+            "{}",
+            messages[1]
+        );
+        assert!(
+            messages[2].contains("access key id is unknown"),
+            "{}",
+            messages[2]
+        );
+        assert!(
+            messages[3].contains("denied") && messages[3].contains("--profile"),
+            "{}",
+            messages[3]
+        );
+        assert!(messages.iter().all(|m| !m.contains('\n')));
+    }
+
+    #[tokio::test]
+    async fn anonymous_access_denied_says_no_credentials_were_found() {
+        let server = ScriptedServer::start(vec![ScriptedReply::ok(
+            "403 Forbidden",
+            &[],
+            b"<Error><Code>AccessDenied</Code></Error>",
+        )])
+        .await;
+        let client = client_for(
+            &server,
+            TransportConfig {
+                credentials: CredentialSource::Anonymous,
+                ..Default::default()
+            },
+        )
+        .await;
+        // client_for overrides the credentials; build an anonymous one by hand.
+        let anonymous = S3Client::new(TransportConfig {
+            credentials: CredentialSource::Anonymous,
+            ..client.config.clone()
+        })
+        .await
+        .unwrap();
+        assert!(anonymous.is_anonymous());
+        let error = anonymous.check_bucket("").await.unwrap_err();
+        assert!(
+            matches!(error, BucketCheckError::AnonymousAccessDenied { .. }),
+            "{error:?}"
+        );
+        assert!(
+            !server.request_heads()[0]
+                .to_ascii_lowercase()
+                .contains("authorization")
+        );
+    }
+
+    /// The secrets of one configuration, each as it could leak: raw, and as sent on the wire.
+    struct Secrets {
+        secret_key: &'static str,
+        session_token: &'static str,
+        sse_c_key_raw: &'static str,
+        sse_c_key_base64: String,
+        sse_c_key_md5: String,
+    }
+
+    fn secret_config(endpoint: String) -> (TransportConfig, Secrets) {
+        let key = SseCustomerKey::from_bytes(b"sse-c-key-0123456789-ABCDEFGHIJK").unwrap();
+        let secrets = Secrets {
+            secret_key: "wJalrXUtnFEMI-K7MDENG-bPxRfiCYSECRETKEY",
+            session_token: "FwoGZXIvYXdzEXAMPLESESSIONTOKEN0123456789",
+            sse_c_key_raw: "sse-c-key-0123456789-ABCDEFGHIJK",
+            sse_c_key_base64: key.base64_key(),
+            sse_c_key_md5: key.base64_key_md5(),
+        };
+        let config = TransportConfig {
+            bucket: "bucket".into(),
+            endpoint: Some(endpoint),
+            credentials: CredentialSource::Static(Credentials::new(
+                "AKIDPUBLIC",
+                secrets.secret_key,
+                Some(secrets.session_token.to_owned()),
+                None,
+                "test",
+            )),
+            encryption: ServerSideEncryption::CustomerKey(key),
+            ..Default::default()
+        };
+        (config, secrets)
+    }
+
+    fn assert_no_secret(text: &str, secrets: &Secrets, signatures: &[String], what: &str) {
+        let forbidden = [
+            secrets.secret_key,
+            secrets.session_token,
+            secrets.sse_c_key_raw,
+            &secrets.sse_c_key_base64,
+            &secrets.sse_c_key_md5,
+        ];
+        for secret in forbidden
+            .iter()
+            .copied()
+            .chain(signatures.iter().map(String::as_str))
+        {
+            assert!(
+                !text.contains(secret),
+                "{what} shows a secret ({secret}):\n{text}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn no_secret_reaches_debug_display_errors_or_trace_logs() {
+        let put = S3Request::PutObject {
+            key: "k".into(),
+            body: Body::from(b"body".as_slice()),
+            content_type: None,
+            metadata: Metadata::new(),
+            if_match: None,
+            if_none_match_any: false,
+        };
+        let ranged_get = S3Request::GetObject {
+            key: "k".into(),
+            range: Some(ByteRange::new(0, 2)),
+            if_match: None,
+        };
+        let server = ScriptedServer::start(vec![
+            ScriptedReply::ok("200 OK", &[("etag", "\"e\"")], b""),
+            ScriptedReply::ok(
+                "206 Partial Content",
+                &[("etag", "\"e\""), ("content-range", "bytes 0-1/4")],
+                b"bo",
+            ),
+            ScriptedReply::ok(
+                "403 Forbidden",
+                &[],
+                b"<Error><Code>SignatureDoesNotMatch</Code></Error>",
+            ),
+        ])
+        .await;
+        let (config, secrets) = secret_config(server.endpoint());
+        let logs = LogCapture::default();
+        let dispatch = logs.dispatch();
+        let guard = set_dispatch(&dispatch);
+        let client = S3Client::new(config.clone()).await.unwrap();
+        let put_result = client.execute(&put).await;
+        let get_result = client.execute(&ranged_get).await;
+        let check_error = client.check_bucket("").await.unwrap_err();
+        drop(guard);
+
+        // What the server saw: the secrets really were sent (so the search below is meaningful).
+        let heads = server.request_heads();
+        assert!(
+            heads[0].contains(&secrets.sse_c_key_base64)
+                && heads[0].contains(secrets.session_token)
+        );
+        let signatures: Vec<String> = heads
+            .iter()
+            .map(|head| {
+                head.rsplit_once("Signature=")
+                    .unwrap()
+                    .1
+                    .lines()
+                    .next()
+                    .unwrap()
+                    .trim()
+                    .to_owned()
+            })
+            .collect();
+
+        let log_text = logs.text();
+        assert!(
+            log_text.contains("sending") && log_text.contains("TRACE"),
+            "logs were not captured:\n{log_text}"
+        );
+        assert_no_secret(&log_text, &secrets, &signatures, "the TRACE log");
+
+        let endpoint = BucketEndpoint::resolve(&config, "us-east-1").unwrap();
+        let mut signed = build_request(&put, &config, &endpoint).unwrap();
+        let CredentialSource::Static(credentials) = &config.credentials else {
+            unreachable!()
+        };
+        sign_request(
+            &mut signed,
+            credentials,
+            "us-east-1",
+            SystemTime::now(),
+            PayloadSigning::Sha256,
+        )
+        .unwrap();
+        let formatted = [
+            format!("{config:?}"),
+            format!("{:?}", config.credentials),
+            format!("{:?}", config.encryption),
+            format!("{credentials:?}"),
+            format!("{client:?}"),
+            format!("{put:?} {ranged_get:?}"),
+            format!("{signed:?}"),
+            format!("{:?}", signed.headers()),
+            format!("{put_result:?} {get_result:?}"),
+            format!("{check_error:?} {check_error}"),
+        ];
+        for text in &formatted {
+            assert_no_secret(text, &secrets, &signatures, "a Debug or Display");
+        }
+    }
+}

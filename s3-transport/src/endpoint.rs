@@ -158,7 +158,7 @@ fn can_be_host_label(bucket: &str, https: bool) -> bool {
         && !bucket.starts_with(['-', '.'])
         && !bucket.ends_with(['-', '.'])
         && !bucket.contains("..")
-        && !(https && bucket.contains('.'))
+        && (!https || !bucket.contains('.'))
 }
 
 #[cfg(test)]

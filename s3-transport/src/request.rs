@@ -9,7 +9,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use goofys_core::s3_types::{ByteRange, ETag, Metadata, MetadataDirective, S3Request};
+use goofys_core::s3_types::{ByteRange, ETag, Metadata, MetadataDirective, S3Request, UploadId};
 use http::header::{
     CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, IF_MATCH, IF_NONE_MATCH, RANGE,
 };
@@ -223,6 +223,14 @@ impl<'a> Draft<'a> {
         self.secret_header(names.key_md5, &key.base64_key_md5());
     }
 
+    /// Addresses one part of a multipart upload (UploadPart, UploadPartCopy); an SSE-C
+    /// upload needs its key with every part.
+    fn part(&mut self, upload_id: &UploadId, part_number: u32) -> &mut Self {
+        self.query("partNumber", part_number.to_string())
+            .query("uploadId", upload_id.0.as_str())
+            .customer_key(&SSE_C)
+    }
+
     /// `x-amz-copy-source` and its conditions; the source is in the same bucket.
     fn copy_source(
         &mut self,
@@ -393,11 +401,7 @@ pub fn build_request<'r>(
             body,
         } => {
             draft = object(Method::PUT, key)?;
-            draft
-                .query("partNumber", part_number.to_string())
-                .query("uploadId", upload_id.0.as_str())
-                .customer_key(&SSE_C)
-                .body(body.0.clone());
+            draft.part(upload_id, *part_number).body(body.0.clone());
         }
         S3Request::UploadPartCopy {
             key,
@@ -409,9 +413,7 @@ pub fn build_request<'r>(
         } => {
             draft = object(Method::PUT, key)?;
             draft
-                .query("partNumber", part_number.to_string())
-                .query("uploadId", upload_id.0.as_str())
-                .customer_key(&SSE_C)
+                .part(upload_id, *part_number)
                 .copy_source(source_key, source_if_match.as_ref())?;
             if let Some(range) = source_range {
                 draft.header(X_AMZ_COPY_SOURCE_RANGE, &range_header(range))?;

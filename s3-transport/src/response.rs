@@ -95,10 +95,7 @@ fn etag_element(root: &Element) -> Result<ETag, S3Error> {
     Ok(ETag::new(required_text(root, "ETag")?))
 }
 
-fn header_text<'h>(
-    headers: &'h HeaderMap,
-    name: impl http::header::AsHeaderName,
-) -> Option<&'h str> {
+fn header_text(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Option<&str> {
     headers.get(name).and_then(|value| value.to_str().ok())
 }
 
@@ -296,5 +293,430 @@ fn code_from_status(request: &S3Request, status: StatusCode) -> S3ErrorCode {
         500 => S3ErrorCode::InternalError,
         503 => S3ErrorCode::SlowDown,
         other => S3ErrorCode::Other(format!("HTTP{other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use goofys_core::s3_types::{Body, ByteRange, MetadataDirective};
+
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(
+                http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        map
+    }
+
+    fn list() -> S3Request {
+        S3Request::ListObjectsV2 {
+            prefix: String::new(),
+            delimiter: Some("/".into()),
+            continuation_token: None,
+            start_after: None,
+            max_keys: 1000,
+        }
+    }
+
+    fn head() -> S3Request {
+        S3Request::HeadObject { key: "k".into() }
+    }
+
+    fn get(range: Option<ByteRange>) -> S3Request {
+        S3Request::GetObject {
+            key: "k".into(),
+            range,
+            if_match: None,
+        }
+    }
+
+    fn copy() -> S3Request {
+        S3Request::CopyObject {
+            source_key: "a".into(),
+            key: "b".into(),
+            metadata_directive: MetadataDirective::Copy,
+            source_if_match: None,
+        }
+    }
+
+    fn parse(
+        request: &S3Request,
+        status: u16,
+        header_pairs: &[(&str, &str)],
+        body: &'static str,
+    ) -> S3Result {
+        parse_response(
+            request,
+            StatusCode::from_u16(status).unwrap(),
+            &headers(header_pairs),
+            Bytes::from_static(body.as_bytes()),
+        )
+    }
+
+    const LIST_PAGE_URL_ENCODED: &str = r#"<?xml version="1.0" encoding="UTF-8"?>
+<ListBucketResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Name>examplebucket</Name>
+  <Prefix>photos%2F</Prefix>
+  <KeyCount>4</KeyCount>
+  <MaxKeys>3</MaxKeys>
+  <Delimiter>%2F</Delimiter>
+  <IsTruncated>true</IsTruncated>
+  <EncodingType>url</EncodingType>
+  <ContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwM=</ContinuationToken>
+  <NextContinuationToken>1ueGcxLPRx1Tr/XYExHnhbYLgveDs2J/wm36Hy4vbOwN=</NextContinuationToken>
+  <Contents>
+    <Key>photos/a+b%2Bc.jpg</Key>
+    <LastModified>2009-10-12T17:50:30.000Z</LastModified>
+    <ETag>&quot;fba9dede5f27731c9771645a39863328&quot;</ETag>
+    <Size>434234</Size>
+    <StorageClass>STANDARD</StorageClass>
+  </Contents>
+  <Contents>
+    <Key>photos/cr%0Dlf%0A%25%C3%A9</Key>
+    <LastModified>2024-02-29T23:59:59.123Z</LastModified>
+    <ETag>"3857f8b6d4f2b5cac1a84bcbb2b5d9e3-12"</ETag>
+    <Size>0</Size>
+    <StorageClass>STANDARD</StorageClass>
+  </Contents>
+  <CommonPrefixes><Prefix>photos/2006%2F</Prefix></CommonPrefixes>
+  <CommonPrefixes><Prefix>photos/with+space/</Prefix></CommonPrefixes>
+</ListBucketResult>"#;
+
+    #[test]
+    fn list_page_with_url_encoded_keys_prefixes_and_a_continuation_token() {
+        insta::assert_debug_snapshot!(parse(&list(), 200, &[], LIST_PAGE_URL_ENCODED));
+    }
+
+    #[test]
+    fn list_page_from_a_server_that_ignored_encoding_type_is_taken_literally() {
+        let page = parse(
+            &list(),
+            200,
+            &[],
+            r#"<ListBucketResult><IsTruncated>false</IsTruncated>
+<Contents><Key>a+b%20c</Key><LastModified>2024-01-01T00:00:00Z</LastModified><ETag>"x"</ETag><Size>1</Size></Contents>
+</ListBucketResult>"#,
+        );
+        let Ok(S3Response::ListObjectsV2(page)) = page else {
+            panic!("{page:?}");
+        };
+        assert_eq!(page.objects[0].key, "a+b%20c");
+        assert_eq!(page.next_continuation_token, None);
+    }
+
+    #[test]
+    fn a_truncated_list_without_a_token_is_malformed_not_the_end() {
+        let result = parse(
+            &list(),
+            200,
+            &[],
+            "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>",
+        );
+        assert!(
+            matches!(result, Err(S3Error::Transport(TransportError::Other(_)))),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn head_reply_headers_become_object_metadata() {
+        insta::assert_debug_snapshot!(parse(
+            &head(),
+            200,
+            &[
+                ("content-length", "434234"),
+                ("etag", "\"fba9dede5f27731c9771645a39863328\""),
+                ("last-modified", "Wed, 12 Oct 2009 17:50:00 GMT"),
+                ("content-type", "image/jpeg"),
+                ("x-amz-meta-mtime", "1700000000"),
+                ("x-amz-meta-mode", "0644"),
+                ("x-amz-request-id", "318BC8BC148832E5"),
+            ],
+            ""
+        ));
+    }
+
+    #[test]
+    fn ranged_get_takes_offset_and_total_size_from_content_range() {
+        let result = parse_response(
+            &get(Some(ByteRange::new(10, 20))),
+            StatusCode::PARTIAL_CONTENT,
+            &headers(&[
+                ("content-length", "10"),
+                ("content-range", "bytes 10-19/1048576"),
+                ("etag", "\"abc-3\""),
+                ("last-modified", "Wed, 12 Oct 2009 17:50:00 GMT"),
+            ]),
+            Bytes::from_static(b"0123456789"),
+        );
+        let Ok(S3Response::GetObject(output)) = result else {
+            panic!("{result:?}");
+        };
+        assert_eq!(output.range_start, 10);
+        assert_eq!(output.meta.size_bytes, 1_048_576);
+        assert_eq!(output.meta.etag.as_str(), "abc-3");
+        assert_eq!(output.body, Body::from(b"0123456789".as_slice()));
+    }
+
+    #[test]
+    fn whole_get_reports_the_body_length_as_size() {
+        let result = parse(
+            &get(None),
+            200,
+            &[("content-length", "3"), ("etag", "\"e\"")],
+            "abc",
+        );
+        let Ok(S3Response::GetObject(output)) = result else {
+            panic!("{result:?}");
+        };
+        assert_eq!((output.range_start, output.meta.size_bytes), (0, 3));
+    }
+
+    #[test]
+    fn multipart_and_copy_results_carry_their_etags() {
+        let create = S3Request::CreateMultipartUpload {
+            key: "k".into(),
+            content_type: None,
+            metadata: Metadata::new(),
+        };
+        let complete = S3Request::CompleteMultipartUpload {
+            key: "k".into(),
+            upload_id: UploadId("u".into()),
+            parts: vec![],
+        };
+        let part_copy = S3Request::UploadPartCopy {
+            key: "k".into(),
+            upload_id: UploadId("u".into()),
+            part_number: 1,
+            source_key: "s".into(),
+            source_range: None,
+            source_if_match: None,
+        };
+        insta::assert_debug_snapshot!([
+            parse(
+                &create,
+                200,
+                &[],
+                r#"<?xml version="1.0" encoding="UTF-8"?>
+<InitiateMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Bucket>example-bucket</Bucket>
+  <Key>example-object</Key>
+  <UploadId>VXBsb2FkIElEIGZvciA2aWWpbmcncyBteS1tb3ZpZS5tMnRzIHVwbG9hZA</UploadId>
+</InitiateMultipartUploadResult>"#
+            ),
+            parse(
+                &complete,
+                200,
+                &[],
+                r#"<?xml version="1.0" encoding="UTF-8"?>
+<CompleteMultipartUploadResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Location>http://Example-Bucket.s3.amazonaws.com/Example-Object</Location>
+  <Bucket>Example-Bucket</Bucket>
+  <Key>Example-Object</Key>
+  <ETag>"3858f62230ac3c915f300c664312c11f-9"</ETag>
+</CompleteMultipartUploadResult>"#
+            ),
+            parse(
+                &copy(),
+                200,
+                &[],
+                r#"<CopyObjectResult>
+   <LastModified>2009-10-12T17:50:30.000Z</LastModified>
+   <ETag>"9b2cf535f27731c974343645a3985328"</ETag>
+</CopyObjectResult>"#
+            ),
+            parse(
+                &part_copy,
+                200,
+                &[],
+                r#"<CopyPartResult>
+   <LastModified>2009-10-28T22:32:00</LastModified>
+   <ETag>"9b2cf535f27731c974343645a3985328"</ETag>
+</CopyPartResult>"#
+            ),
+        ]);
+    }
+
+    #[test]
+    fn an_error_inside_a_200_reply_to_a_copy_is_an_error() {
+        let result = parse(
+            &copy(),
+            200,
+            &[],
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<Error><Code>InternalError</Code><Message>We encountered an internal error. Please try again.</Message><RequestId>656c76696e6727732072657175657374</RequestId></Error>"#,
+        );
+        insta::assert_debug_snapshot!(result);
+    }
+
+    #[test]
+    fn delete_objects_result_lists_the_keys_that_failed() {
+        let request = S3Request::DeleteObjects {
+            keys: vec!["sample1.txt".into(), "sample2.txt".into()],
+        };
+        insta::assert_debug_snapshot!(parse(
+            &request,
+            200,
+            &[],
+            r#"<?xml version="1.0" encoding="UTF-8"?>
+<DeleteResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">
+  <Deleted><Key>sample1.txt</Key></Deleted>
+  <Error>
+    <Key>sample2.txt</Key>
+    <Code>AccessDenied</Code>
+    <Message>Access Denied</Message>
+  </Error>
+  <Error>
+    <Key>a&amp;b</Key>
+    <Code>InternalError</Code>
+    <Message>We encountered an internal error. Please try again.</Message>
+  </Error>
+</DeleteResult>"#
+        ));
+    }
+
+    #[test]
+    fn error_bodies_become_typed_service_errors() {
+        let error_body = |code: &str, message: &str| {
+            format!(
+                "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code><Message>{message}</Message>\
+                 <Resource>/mybucket/myfoto.jpg</Resource><RequestId>4442587FB7D0A2F9</RequestId></Error>"
+            )
+        };
+        let cases = [
+            (404, "NoSuchKey", "The specified key does not exist."),
+            (404, "NoSuchBucket", "The specified bucket does not exist"),
+            (404, "NoSuchUpload", "The specified upload does not exist."),
+            (403, "AccessDenied", "Access Denied"),
+            (
+                403,
+                "SignatureDoesNotMatch",
+                "The request signature we calculated does not match the signature you provided.",
+            ),
+            (
+                403,
+                "InvalidAccessKeyId",
+                "The AWS Access Key Id you provided does not exist in our records.",
+            ),
+            (400, "ExpiredToken", "The provided token has expired."),
+            (
+                412,
+                "PreconditionFailed",
+                "At least one of the preconditions you specified did not hold.",
+            ),
+            (
+                416,
+                "InvalidRange",
+                "The requested range is not satisfiable",
+            ),
+            (503, "SlowDown", "Please reduce your request rate."),
+            (
+                500,
+                "InternalError",
+                "We encountered an internal error. Please try again.",
+            ),
+            (
+                400,
+                "EntityTooSmall",
+                "Your proposed upload is smaller than the minimum allowed object size.",
+            ),
+            (
+                301,
+                "PermanentRedirect",
+                "The bucket you are attempting to access must be addressed using the specified endpoint.",
+            ),
+            (
+                400,
+                "AuthorizationHeaderMalformed",
+                "the region 'us-east-1' is wrong; expecting 'eu-west-1'",
+            ),
+        ];
+        let parsed: Vec<_> = cases
+            .iter()
+            .map(|(status, code, message)| {
+                parse_response(
+                    &get(None),
+                    StatusCode::from_u16(*status).unwrap(),
+                    &HeaderMap::new(),
+                    Bytes::from(error_body(code, message)),
+                )
+            })
+            .collect();
+        insta::assert_debug_snapshot!(parsed);
+    }
+
+    #[test]
+    fn bodiless_head_errors_take_their_code_from_the_status() {
+        let codes: Vec<_> = [404u16, 403, 412, 304, 416, 503, 500, 400, 301, 418]
+            .into_iter()
+            .map(
+                |status| match parse(&head(), status, &[("x-amz-request-id", "R1")], "") {
+                    Err(S3Error::Service(error)) => (status, error.code, error.request_id),
+                    other => panic!("{other:?}"),
+                },
+            )
+            .collect();
+        insta::assert_debug_snapshot!(codes);
+        // A bodiless 404 to a listing means the bucket is missing.
+        assert!(matches!(
+            parse(&list(), 404, &[], ""),
+            Err(S3Error::Service(ServiceError {
+                code: S3ErrorCode::NoSuchBucket,
+                ..
+            }))
+        ));
+        // Some servers name the code in a header.
+        assert!(matches!(
+            parse(&head(), 404, &[("x-amz-error-code", "NoSuchBucket")], ""),
+            Err(S3Error::Service(ServiceError {
+                code: S3ErrorCode::NoSuchBucket,
+                ..
+            }))
+        ));
+    }
+
+    #[test]
+    fn a_non_xml_error_page_still_gives_a_typed_error() {
+        let result = parse(
+            &get(None),
+            502,
+            &[("content-type", "text/html")],
+            "<html><body>Bad Gateway</body></html>",
+        );
+        assert!(
+            matches!(
+                result,
+                Err(S3Error::Service(ServiceError { status: 502, code: S3ErrorCode::Other(ref code), .. })) if code == "HTTP502"
+            ),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn replies_missing_what_the_operation_returns_are_malformed() {
+        let put = S3Request::PutObject {
+            key: "k".into(),
+            body: Body::default(),
+            content_type: None,
+            metadata: Metadata::new(),
+            if_match: None,
+            if_none_match_any: false,
+        };
+        for (request, body) in [
+            (put, ""),
+            (copy(), "<CopyObjectResult/>"),
+            (list(), "not xml"),
+        ] {
+            let result = parse(&request, 200, &[], body);
+            assert!(
+                matches!(result, Err(S3Error::Transport(TransportError::Other(_)))),
+                "{result:?}"
+            );
+        }
     }
 }

@@ -162,6 +162,14 @@ pub fn with_dispatch<T>(dispatch: &tracing::Dispatch, f: impl FnOnce() -> T) -> 
     })
 }
 
+/// As [`with_dispatch`], for async tests on a current-thread runtime: the dispatch stays this
+/// thread's subscriber until the guard is dropped.
+pub fn set_dispatch(dispatch: &tracing::Dispatch) -> tracing::dispatcher::DefaultGuard {
+    let guard = tracing::dispatcher::set_default(dispatch);
+    tracing::callsite::rebuild_interest_cache();
+    guard
+}
+
 /// Records the fields of every event, by name (the last value wins).
 #[derive(Clone, Default)]
 pub struct FieldCapture {
