@@ -29,7 +29,7 @@ use goofys_core::s3_types::{
 };
 use hyper_util::rt::TokioIo;
 use md5::{Digest, Md5};
-use s3s::auth::SimpleAuth;
+use s3s::auth::{S3Auth, SecretKey};
 use s3s::dto;
 use s3s::service::{S3Service, S3ServiceBuilder};
 use s3s::{S3ErrorCode as HttpErrorCode, s3_error};
@@ -175,8 +175,32 @@ fn build_service(
         created: SystemTime::now(),
     };
     let mut builder = S3ServiceBuilder::new(bucket);
-    builder.set_auth(SimpleAuth::from_single(access_key, secret_key));
+    builder.set_auth(SingleKeyAuth {
+        access_key: access_key.to_owned(),
+        secret_key: SecretKey::from(secret_key),
+    });
     builder.build()
+}
+
+/// One access key. Unlike s3s's `SimpleAuth` (`NotSignedUp`), an unknown key gets AWS's
+/// `InvalidAccessKeyId`, which the core maps on its own.
+struct SingleKeyAuth {
+    access_key: String,
+    secret_key: SecretKey,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for SingleKeyAuth {
+    async fn get_secret_key(&self, access_key: &str) -> s3s::S3Result<SecretKey> {
+        if access_key == self.access_key {
+            Ok(self.secret_key.clone())
+        } else {
+            Err(s3_error!(
+                InvalidAccessKeyId,
+                "The AWS Access Key Id you provided does not exist in our records."
+            ))
+        }
+    }
 }
 
 /// The s3s implementation: one bucket, backed by the model.
@@ -582,10 +606,11 @@ impl s3s::S3 for ModelBucket {
         request: s3s::S3Request<dto::CreateBucketInput>,
     ) -> HttpResult<dto::CreateBucketOutput> {
         if request.input.bucket == self.bucket {
-            Err(s3_error!(
-                BucketAlreadyOwnedByYou,
-                "Your previous request to create the named bucket succeeded and you already own it."
-            ))
+            // AWS in us-east-1 (the region this server signs for) answers a CreateBucket of a
+            // bucket the caller already owns with 200; elsewhere it is 409.
+            Ok(s3s::S3Response::new(dto::CreateBucketOutput {
+                location: Some(format!("/{}", self.bucket)),
+            }))
         } else {
             Err(s3_error!(
                 NotImplemented,

@@ -439,3 +439,145 @@ async fn requests_without_the_right_signature_are_rejected() {
     );
     server.shutdown().await.expect("a clean shutdown");
 }
+
+#[tokio::test]
+async fn copies_and_batch_deletes_over_http() {
+    let (server, model) = start_server().await;
+    let client = SignedClient::new(&server.endpoint_url(), ACCESS_KEY, SECRET_KEY);
+    let source = b"0123456789abcdefghij";
+    let put = client
+        .send(
+            Method::PUT,
+            "/demo/src",
+            &[("x-amz-meta-mtime", "1")],
+            source,
+        )
+        .await;
+    assert_eq!(put.status, StatusCode::OK, "{}", put.text());
+
+    // CreateBucket of the served bucket succeeds, as AWS us-east-1 answers its owner.
+    let create = client.send(Method::PUT, "/demo", &[], b"").await;
+    assert_eq!(create.status, StatusCode::OK, "{}", create.text());
+
+    // CopyObject keeps or replaces metadata and honours the source If-Match.
+    let copy = client
+        .send(
+            Method::PUT,
+            "/demo/copy",
+            &[("x-amz-copy-source", "/demo/src")],
+            b"",
+        )
+        .await;
+    assert_eq!(copy.status, StatusCode::OK, "{}", copy.text());
+    let copied = client.send(Method::HEAD, "/demo/copy", &[], b"").await;
+    assert_eq!(copied.header("x-amz-meta-mtime"), "1");
+    let replaced = client
+        .send(
+            Method::PUT,
+            "/demo/copy",
+            &[
+                ("x-amz-copy-source", "/demo/src"),
+                ("x-amz-metadata-directive", "REPLACE"),
+                ("x-amz-meta-mtime", "2"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(replaced.status, StatusCode::OK, "{}", replaced.text());
+    let head = client.send(Method::HEAD, "/demo/copy", &[], b"").await;
+    assert_eq!(head.header("x-amz-meta-mtime"), "2");
+    let stale = client
+        .send(
+            Method::PUT,
+            "/demo/copy2",
+            &[
+                ("x-amz-copy-source", "/demo/src"),
+                ("x-amz-copy-source-if-match", "\"0000\""),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
+
+    // UploadPartCopy copies a source range into a part.
+    let create = client
+        .send(Method::POST, "/demo/assembled?uploads", &[], b"")
+        .await;
+    let upload_id = xml_values(&create.text(), "UploadId")
+        .pop()
+        .expect("an upload id");
+    let path = format!("/demo/assembled?partNumber=1&uploadId={upload_id}");
+    let part = client
+        .send(
+            Method::PUT,
+            &path,
+            &[
+                ("x-amz-copy-source", "/demo/src"),
+                ("x-amz-copy-source-range", "bytes=2-17"),
+            ],
+            b"",
+        )
+        .await;
+    assert_eq!(part.status, StatusCode::OK, "{}", part.text());
+    let part_etag = xml_values(&part.text(), "ETag").pop().expect("a part ETag");
+    assert_eq!(
+        part_etag.replace("&quot;", "\""),
+        quoted_md5(&source[2..18])
+    );
+    let complete_xml = format!(
+        "<CompleteMultipartUpload><Part><PartNumber>1</PartNumber><ETag>{}</ETag></Part></CompleteMultipartUpload>",
+        quoted_md5(&source[2..18])
+    );
+    let path = format!("/demo/assembled?uploadId={upload_id}");
+    let complete = client
+        .send(Method::POST, &path, &[], complete_xml.as_bytes())
+        .await;
+    assert_eq!(complete.status, StatusCode::OK, "{}", complete.text());
+    let assembled = model
+        .lock()
+        .expect("model")
+        .object("assembled")
+        .map(|o| o.body.clone());
+    assert_eq!(assembled.as_deref(), Some(&source[2..18]));
+
+    // DeleteObjects reports missing keys as deleted.
+    let delete_xml =
+        "<Delete><Object><Key>src</Key></Object><Object><Key>never</Key></Object></Delete>";
+    let content_md5 = base64_md5(delete_xml.as_bytes());
+    let deleted = client
+        .send(
+            Method::POST,
+            "/demo?delete",
+            &[("content-md5", &content_md5)],
+            delete_xml.as_bytes(),
+        )
+        .await;
+    assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text());
+    let mut keys = xml_values(&deleted.text(), "Key");
+    keys.sort();
+    assert_eq!(keys, ["never", "src"]);
+    assert!(model.lock().expect("model").object("src").is_none());
+    server.shutdown().await.expect("a clean shutdown");
+}
+
+fn base64_md5(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let digest = Md5::digest(bytes);
+    let bits: String = digest
+        .iter()
+        .map(|byte| format!("{byte:08b}"))
+        .collect::<String>()
+        + "00";
+    let mut out: String = bits
+        .as_bytes()
+        .chunks(6)
+        .map(|six| {
+            let index = six
+                .iter()
+                .fold(0, |acc, bit| acc * 2 + usize::from(bit - b'0'));
+            char::from(ALPHABET[index])
+        })
+        .collect();
+    out.push_str("==");
+    out
+}
