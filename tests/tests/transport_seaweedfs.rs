@@ -867,13 +867,7 @@ async fn connections_are_pooled_and_reused() {
     let server = SeaweedFs::start();
     let setup = server.new_bucket("reuse").await;
     ok(&setup, &put("obj", random_bytes(3, 64 * 1024))).await;
-    let port: u16 = server
-        .endpoint()
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap();
+    let port = server.s3_port();
     let baseline = established_client_connections(port);
 
     let client = Arc::new(
