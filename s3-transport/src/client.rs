@@ -475,28 +475,39 @@ fn is_wrong_region(error: &S3Error) -> bool {
     matches!(error, S3Error::Service(ServiceError { code, .. }) if is_wrong_region_code(code))
 }
 
+/// Every error in `error`'s chain, including those wrapped inside `io::Error`s (whose
+/// `source()` skips the error they wrap, where rustls' errors hide).
+fn causes<'e>(
+    error: &'e (dyn std::error::Error + 'static),
+) -> Vec<&'e (dyn std::error::Error + 'static)> {
+    let mut found = Vec::new();
+    let mut pending = vec![error];
+    while let Some(cause) = pending.pop() {
+        found.push(cause);
+        if let Some(next) = cause.source() {
+            pending.push(next);
+        }
+        if let Some(inner) = cause
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            pending.push(inner);
+        }
+    }
+    found
+}
+
 /// Sorts a failure to get a reply into the core's transport error kinds.
 fn classify_request_error(error: &hyper_util::client::legacy::Error) -> S3Error {
     let text = error_chain(error);
-    let causes = || {
-        std::iter::successors(Some(error as &(dyn std::error::Error + 'static)), |e| {
-            e.source()
-        })
-    };
-    let is_tls = causes().any(|cause| {
-        cause.is::<rustls::Error>()
-            || cause
-                .downcast_ref::<std::io::Error>()
-                .and_then(|io| io.get_ref())
-                .is_some_and(|inner| inner.is::<rustls::Error>())
-    });
-    if is_tls {
+    let causes = causes(error);
+    if causes.iter().any(|cause| cause.is::<rustls::Error>()) {
         return S3Error::Transport(TransportError::Tls(text));
     }
     if error.is_connect() {
         return S3Error::Transport(TransportError::Connect(text));
     }
-    let is_reset = causes().any(|cause| {
+    let is_reset = causes.iter().any(|cause| {
         cause
             .downcast_ref::<hyper::Error>()
             .is_some_and(|e| e.is_incomplete_message() || e.is_closed())
@@ -523,7 +534,9 @@ mod tests {
 
     use super::*;
     use crate::config::{CredentialSource, ServerSideEncryption, SseCustomerKey};
-    use crate::test_support::{LogCapture, ScriptedReply, ScriptedServer, set_dispatch};
+    use crate::test_support::{
+        LogCapture, ScriptedReply, ScriptedServer, private_ca_tls, set_dispatch,
+    };
 
     const LIST_REPLY: &str =
         "<ListBucketResult><IsTruncated>false</IsTruncated></ListBucketResult>";
@@ -641,6 +654,53 @@ mod tests {
         assert!(
             message.contains(&format!("127.0.0.1:{closed_port}")) && message.contains("--endpoint"),
             "{message}"
+        );
+    }
+
+    #[tokio::test]
+    async fn https_trusts_a_private_ca_given_with_ca_bundle_and_refuses_it_otherwise() {
+        let (tls, ca_pem) = private_ca_tls();
+        let server = ScriptedServer::start_tls(
+            vec![ScriptedReply::ok("200 OK", &[], LIST_REPLY.as_bytes())],
+            tls,
+        )
+        .await;
+        let endpoint = format!("https://{}", server.address);
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = dir.path().join("ca.pem");
+        std::fs::write(&bundle, ca_pem).unwrap();
+        let config = |ca_bundle| TransportConfig {
+            bucket: "bucket".into(),
+            endpoint: Some(endpoint.clone()),
+            credentials: CredentialSource::Static(Credentials::new(
+                "AKIDTEST",
+                "SECRETTEST",
+                None,
+                None,
+                "test",
+            )),
+            ca_bundle,
+            ..Default::default()
+        };
+        let trusting = S3Client::new(config(Some(bundle))).await.unwrap();
+        trusting.check_bucket("").await.unwrap();
+        assert!(
+            server.request_heads()[0].contains("x-amz-content-sha256: UNSIGNED-PAYLOAD"),
+            "over TLS the body is not hashed: {}",
+            server.request_heads()[0]
+        );
+
+        let distrusting = S3Client::new(config(None)).await.unwrap();
+        let result = distrusting.execute(&list()).await;
+        assert!(
+            matches!(result, Err(S3Error::Transport(TransportError::Tls(_)))),
+            "{result:?}"
+        );
+        let error = distrusting.check_bucket("").await.unwrap_err();
+        assert!(
+            matches!(error, BucketCheckError::Tls { .. })
+                && error.to_string().contains("--ca-bundle"),
+            "{error}"
         );
     }
 

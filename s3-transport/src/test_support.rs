@@ -9,7 +9,7 @@ use goofys_core::s3_types::{
     ByteRange, CompletedPart, ETag, Metadata, MetadataDirective, S3Request, UploadId,
 };
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tracing::field::{Field, Visit};
 use tracing_subscriber::layer::{Context, SubscriberExt as _};
 
@@ -273,6 +273,33 @@ impl ScriptedReply {
     }
 }
 
+/// A private CA and a certificate it issued for 127.0.0.1: the server's TLS configuration and
+/// the CA certificate as PEM (what `--ca-bundle` would name).
+pub fn private_ca_tls() -> (rustls::ServerConfig, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let server_key = KeyPair::generate().unwrap();
+    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&server_key, &issuer)
+        .unwrap();
+    let private_key =
+        rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(vec![server_cert.der().clone()], private_key)
+    .unwrap();
+    (config, ca_cert.pem())
+}
+
 /// An HTTP/1.1 server on 127.0.0.1 that answers requests, in arrival order, with scripted raw
 /// replies, and records each request's head.
 pub struct ScriptedServer {
@@ -283,6 +310,22 @@ pub struct ScriptedServer {
 
 impl ScriptedServer {
     pub async fn start(replies: Vec<ScriptedReply>) -> Self {
+        Self::start_with(replies, None).await
+    }
+
+    /// As [`start`](Self::start), speaking TLS with `tls`.
+    pub async fn start_tls(replies: Vec<ScriptedReply>, tls: rustls::ServerConfig) -> Self {
+        Self::start_with(
+            replies,
+            Some(tokio_rustls::TlsAcceptor::from(Arc::new(tls))),
+        )
+        .await
+    }
+
+    async fn start_with(
+        replies: Vec<ScriptedReply>,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
@@ -292,11 +335,20 @@ impl ScriptedServer {
         tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 *accepted_count.lock().unwrap() += 1;
-                tokio::spawn(serve_connection(
-                    stream,
-                    Arc::clone(&replies),
-                    Arc::clone(&requests_log),
-                ));
+                let (replies, requests_log) = (Arc::clone(&replies), Arc::clone(&requests_log));
+                match tls.clone() {
+                    None => {
+                        tokio::spawn(serve_connection(stream, replies, requests_log));
+                    }
+                    Some(acceptor) => {
+                        tokio::spawn(async move {
+                            // A client that rejects the certificate ends the handshake.
+                            if let Ok(stream) = acceptor.accept(stream).await {
+                                serve_connection(stream, replies, requests_log).await;
+                            }
+                        });
+                    }
+                }
             }
         });
         ScriptedServer {
@@ -321,7 +373,7 @@ impl ScriptedServer {
 }
 
 async fn serve_connection(
-    mut stream: TcpStream,
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     replies: Arc<Mutex<VecDeque<ScriptedReply>>>,
     requests: Arc<Mutex<Vec<String>>>,
 ) {
