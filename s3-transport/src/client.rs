@@ -665,24 +665,14 @@ mod tests {
             tls,
         )
         .await;
-        let endpoint = format!("https://{}", server.address);
         let dir = tempfile::tempdir().unwrap();
         let bundle = dir.path().join("ca.pem");
         std::fs::write(&bundle, ca_pem).unwrap();
         let config = |ca_bundle| TransportConfig {
-            bucket: "bucket".into(),
-            endpoint: Some(endpoint.clone()),
-            credentials: CredentialSource::Static(Credentials::new(
-                "AKIDTEST",
-                "SECRETTEST",
-                None,
-                None,
-                "test",
-            )),
             ca_bundle,
             ..Default::default()
         };
-        let trusting = S3Client::new(config(Some(bundle))).await.unwrap();
+        let trusting = client_for(&server, config(Some(bundle))).await;
         trusting.check_bucket("").await.unwrap();
         assert!(
             server.request_heads()[0].contains("x-amz-content-sha256: UNSIGNED-PAYLOAD"),
@@ -690,7 +680,7 @@ mod tests {
             server.request_heads()[0]
         );
 
-        let distrusting = S3Client::new(config(None)).await.unwrap();
+        let distrusting = client_for(&server, config(None)).await;
         let result = distrusting.execute(&list()).await;
         assert!(
             matches!(result, Err(S3Error::Transport(TransportError::Tls(_)))),

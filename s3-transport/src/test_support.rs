@@ -304,6 +304,7 @@ pub fn private_ca_tls() -> (rustls::ServerConfig, String) {
 /// replies, and records each request's head.
 pub struct ScriptedServer {
     pub address: SocketAddr,
+    https: bool,
     requests: Arc<Mutex<Vec<String>>>,
     accepted: Arc<Mutex<u32>>,
 }
@@ -326,6 +327,7 @@ impl ScriptedServer {
         replies: Vec<ScriptedReply>,
         tls: Option<tokio_rustls::TlsAcceptor>,
     ) -> Self {
+        let https = tls.is_some();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
         let replies = Arc::new(Mutex::new(VecDeque::from(replies)));
@@ -353,13 +355,15 @@ impl ScriptedServer {
         });
         ScriptedServer {
             address,
+            https,
             requests,
             accepted,
         }
     }
 
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.address)
+        let scheme = if self.https { "https" } else { "http" };
+        format!("{scheme}://{}", self.address)
     }
 
     /// The heads (request line and headers) of the requests received so far.
