@@ -15,6 +15,8 @@ pub mod plan;
 pub mod rng;
 pub mod s3_model;
 pub mod scenario;
+#[cfg(feature = "server")]
+pub mod server;
 pub mod simulation;
 pub mod trace;
 pub mod vopr;

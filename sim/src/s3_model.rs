@@ -51,6 +51,10 @@
 //!   briefly repeat the success, which a client cannot rely on either way).
 //! - `max_keys = 0` gives an empty page with no continuation token.
 //! - The content type is stored as sent (`None` if absent); the HTTP front reports S3's default.
+//!
+//! One choice is not confirmed against AWS: a `start_after` inside a common prefix (`d/1`, with
+//! `d/2` stored) still reports that prefix (`d/`), because the keys after `start_after` are
+//! what gets grouped; moto instead drops a common prefix that sorts before `start_after`.
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
