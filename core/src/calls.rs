@@ -88,15 +88,7 @@ impl Calls {
         let call_id = CallId(self.next_call);
         self.next_call += 1;
         let placeholder = CallState::Backoff { until: now };
-        self.calls.insert(
-            call_id,
-            Call {
-                purpose,
-                request,
-                attempt: 1,
-                state: placeholder,
-            },
-        );
+        self.calls.insert(call_id, Call { purpose, request, attempt: 1, state: placeholder });
         self.send(call_id, now, timeout, out);
         call_id
     }
@@ -111,10 +103,7 @@ impl Calls {
         call.state = CallState::InFlight { id, deadline };
         self.timers.insert((deadline, call_id));
         self.by_request.insert(id, call_id);
-        out.push_back(Output::S3Request {
-            id,
-            request: call.request.clone(),
-        });
+        out.push_back(Output::S3Request { id, request: call.request.clone() });
     }
 
     /// Sends the call again at once as a fresh request, e.g. to resume a truncated GET at a new

@@ -113,46 +113,20 @@ mod tests {
     use crate::s3_types::{ServiceError, TransportError};
 
     fn service(status: u16, code: S3ErrorCode) -> S3Error {
-        S3Error::Service(ServiceError {
-            status,
-            code,
-            message: String::new(),
-            request_id: None,
-        })
+        S3Error::Service(ServiceError { status, code, message: String::new(), request_id: None })
     }
 
     #[test]
     fn s3_errors_map_to_the_documented_errnos() {
         assert_eq!(errno_for_s3_error(&service(404, S3ErrorCode::NoSuchKey)), Errno::ENOENT);
-        assert_eq!(
-            errno_for_s3_error(&service(403, S3ErrorCode::AccessDenied)),
-            Errno::EACCES
-        );
-        assert_eq!(
-            errno_for_s3_error(&service(412, S3ErrorCode::PreconditionFailed)),
-            Errno::ESTALE
-        );
+        assert_eq!(errno_for_s3_error(&service(403, S3ErrorCode::AccessDenied)), Errno::EACCES);
+        assert_eq!(errno_for_s3_error(&service(412, S3ErrorCode::PreconditionFailed)), Errno::ESTALE);
         assert_eq!(errno_for_s3_error(&service(503, S3ErrorCode::SlowDown)), Errno::EIO);
-        assert_eq!(
-            errno_for_s3_error(&service(500, S3ErrorCode::InternalError)),
-            Errno::EIO
-        );
-        assert_eq!(
-            errno_for_s3_error(&service(404, S3ErrorCode::Other("Weird".into()))),
-            Errno::ENOENT
-        );
-        assert_eq!(
-            errno_for_s3_error(&service(403, S3ErrorCode::Other("Weird".into()))),
-            Errno::EACCES
-        );
-        assert_eq!(
-            errno_for_s3_error(&S3Error::Transport(TransportError::ConnectionReset)),
-            Errno::EIO
-        );
-        assert_eq!(
-            errno_for_s3_error(&S3Error::Transport(TransportError::Timeout)),
-            Errno::EIO
-        );
+        assert_eq!(errno_for_s3_error(&service(500, S3ErrorCode::InternalError)), Errno::EIO);
+        assert_eq!(errno_for_s3_error(&service(404, S3ErrorCode::Other("Weird".into()))), Errno::ENOENT);
+        assert_eq!(errno_for_s3_error(&service(403, S3ErrorCode::Other("Weird".into()))), Errno::EACCES);
+        assert_eq!(errno_for_s3_error(&S3Error::Transport(TransportError::ConnectionReset)), Errno::EIO);
+        assert_eq!(errno_for_s3_error(&S3Error::Transport(TransportError::Timeout)), Errno::EIO);
     }
 
     #[test]

@@ -49,16 +49,22 @@ pub(crate) struct Dentry {
     pub ino: Ino,
     /// The mapping (and the kind) is trusted until this time.
     pub type_expiry: Instant,
+    /// When S3 last said so.
+    pub observed_at: Instant,
+}
+
+/// A name known not to exist.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct NegativeEntry {
+    /// When S3 said so.
+    pub observed_at: Instant,
+    pub expiry: Instant,
 }
 
 /// Attributes of a child as S3 reported them (HEAD or a listing).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ChildStat {
-    File {
-        size_bytes: u64,
-        etag: ETag,
-        mtime: UnixNanos,
-    },
+    File { size_bytes: u64, etag: ETag, mtime: UnixNanos },
     Directory,
 }
 
@@ -101,7 +107,7 @@ pub(crate) enum CachedLookup {
 pub(crate) struct InodeTable {
     inodes: BTreeMap<Ino, Inode>,
     dentries: BTreeMap<(Ino, String), Dentry>,
-    negative: BTreeMap<(Ino, String), Instant>,
+    negative: BTreeMap<(Ino, String), NegativeEntry>,
     next_ino: u64,
     stat_cache_ttl: Duration,
     type_cache_ttl: Duration,
@@ -150,8 +156,8 @@ impl InodeTable {
     /// Answers a lookup from the caches if they are fresh at `now`.
     pub fn lookup_cached(&self, parent: Ino, name: &str, now: Instant) -> CachedLookup {
         let slot = (parent, name.to_owned());
-        if let Some(&expiry) = self.negative.get(&slot)
-            && now < expiry
+        if let Some(negative) = self.negative.get(&slot)
+            && now < negative.expiry
         {
             return CachedLookup::Negative;
         }
@@ -169,26 +175,42 @@ impl InodeTable {
         }
     }
 
-    /// Records what S3 says `name` in `parent` is, refreshing its TTLs from `now`.
-    pub fn upsert_child(&mut self, parent: Ino, name: &str, stat: ChildStat, now: Instant) -> (Ino, UpsertEffect) {
+    /// Records what S3 said `name` in `parent` was at `observed_at`, refreshing its TTLs from
+    /// then. An observation older than what the table already holds (a listing page that
+    /// arrived before a lookup's answer) never overwrites it; the caller still gets an inode of
+    /// the observed kind for its listing entry.
+    pub fn upsert_child(
+        &mut self,
+        parent: Ino,
+        name: &str,
+        stat: ChildStat,
+        observed_at: Instant,
+    ) -> (Ino, UpsertEffect) {
         let slot = (parent, name.to_owned());
-        self.negative.remove(&slot);
-        let stat_expiry = now + self.stat_cache_ttl;
-        let type_expiry = now + self.type_cache_ttl;
+        let newer_dentry = self.dentries.get(&slot).filter(|d| d.observed_at > observed_at).map(|d| d.ino);
+        let newer_negative = self.negative.get(&slot).is_some_and(|n| n.observed_at > observed_at);
+        if newer_dentry.is_some() || newer_negative {
+            if let Some(ino) = newer_dentry
+                && self.inodes.get(&ino).is_some_and(|inode| inode.kind == stat.kind())
+            {
+                return (ino, UpsertEffect::Unchanged);
+            }
+            let ino = self.insert_inode(parent, name, stat, observed_at);
+            return (ino, UpsertEffect::NewInode);
+        }
 
+        self.negative.remove(&slot);
+        let stat_expiry = observed_at + self.stat_cache_ttl;
+        let type_expiry = observed_at + self.type_cache_ttl;
         if let Some(dentry) = self.dentries.get_mut(&slot)
             && let Some(inode) = self.inodes.get_mut(&dentry.ino)
             && inode.kind == stat.kind()
         {
             dentry.type_expiry = type_expiry;
+            dentry.observed_at = observed_at;
             inode.stat_expiry = stat_expiry;
             let mut effect = UpsertEffect::Unchanged;
-            if let ChildStat::File {
-                size_bytes,
-                etag,
-                mtime,
-            } = stat
-            {
+            if let ChildStat::File { size_bytes, etag, mtime } = stat {
                 if inode.etag.as_ref() != Some(&etag) {
                     effect = UpsertEffect::ContentChanged;
                 }
@@ -201,97 +223,83 @@ impl InodeTable {
 
         let replaced = self.dentries.contains_key(&slot);
         self.detach(parent, name);
+        let ino = self.insert_inode(parent, name, stat, observed_at);
+        self.dentries.insert(slot, Dentry { ino, type_expiry, observed_at });
+        (ino, if replaced { UpsertEffect::Replaced } else { UpsertEffect::NewInode })
+    }
+
+    /// Adds an inode for `name` in `parent` without naming it in the directory.
+    fn insert_inode(&mut self, parent: Ino, name: &str, stat: ChildStat, observed_at: Instant) -> Ino {
         let parent_key = self.inodes.get(&parent).map(|p| p.key.clone()).unwrap_or_default();
         let ino = Ino(self.next_ino);
         self.next_ino += 1;
         let (kind, key, size_bytes, etag, mtime) = match stat {
-            ChildStat::File {
-                size_bytes,
-                etag,
-                mtime,
-            } => (
-                FileKind::File,
-                crate::namespace::file_key(&parent_key, name),
-                size_bytes,
-                Some(etag),
-                mtime,
-            ),
+            ChildStat::File { size_bytes, etag, mtime } => {
+                (FileKind::File, crate::namespace::file_key(&parent_key, name), size_bytes, Some(etag), mtime)
+            }
             ChildStat::Directory => {
                 let mtime = self.inodes[&Ino::ROOT].mtime;
-                (
-                    FileKind::Directory,
-                    crate::namespace::dir_prefix(&parent_key, name),
-                    0,
-                    None,
-                    mtime,
-                )
+                (FileKind::Directory, crate::namespace::dir_prefix(&parent_key, name), 0, None, mtime)
             }
         };
-        self.inodes.insert(
+        let inode = Inode {
             ino,
-            Inode {
-                ino,
-                parent,
-                name: name.to_owned(),
-                kind,
-                key,
-                size_bytes,
-                etag,
-                mtime,
-                stat_expiry,
-                lookup_count: 0,
-                open_handles: 0,
-                kernel_cached_etag: None,
-            },
-        );
-        self.dentries.insert(slot, Dentry { ino, type_expiry });
-        (
-            ino,
-            if replaced {
-                UpsertEffect::Replaced
-            } else {
-                UpsertEffect::NewInode
-            },
-        )
+            parent,
+            name: name.to_owned(),
+            kind,
+            key,
+            size_bytes,
+            etag,
+            mtime,
+            stat_expiry: observed_at + self.stat_cache_ttl,
+            lookup_count: 0,
+            open_handles: 0,
+            kernel_cached_etag: None,
+        };
+        self.inodes.insert(ino, inode);
+        ino
     }
 
-    /// Records fresh attributes of a file inode from a HEAD, wherever its name is now.
+    /// Records the attributes HEAD reported for a file inode at `observed_at`, wherever its
+    /// name is now.
     pub fn refresh_file(
         &mut self,
         ino: Ino,
         size_bytes: u64,
         etag: ETag,
         mtime: UnixNanos,
-        now: Instant,
+        observed_at: Instant,
     ) -> UpsertEffect {
-        let stat_expiry = now + self.stat_cache_ttl;
         let Some(inode) = self.inodes.get_mut(&ino) else {
             return UpsertEffect::Unchanged;
         };
-        let effect = if inode.etag.as_ref() == Some(&etag) {
-            UpsertEffect::Unchanged
-        } else {
-            UpsertEffect::ContentChanged
-        };
+        let effect =
+            if inode.etag.as_ref() == Some(&etag) { UpsertEffect::Unchanged } else { UpsertEffect::ContentChanged };
         inode.size_bytes = size_bytes;
         inode.etag = Some(etag);
         inode.mtime = mtime;
-        inode.stat_expiry = stat_expiry;
+        inode.stat_expiry = observed_at + self.stat_cache_ttl;
         let slot = (inode.parent, inode.name.clone());
         if let Some(dentry) = self.dentries.get_mut(&slot)
             && dentry.ino == ino
+            && dentry.observed_at <= observed_at
         {
-            dentry.type_expiry = now + self.type_cache_ttl;
+            dentry.type_expiry = observed_at + self.type_cache_ttl;
+            dentry.observed_at = observed_at;
         }
         effect
     }
 
-    /// Records that `name` does not exist in `parent` (as of `now`).
-    pub fn set_negative(&mut self, parent: Ino, name: &str, now: Instant) {
+    /// Records that `name` did not exist in `parent` at `observed_at`.
+    pub fn set_negative(&mut self, parent: Ino, name: &str, observed_at: Instant) {
+        let slot = (parent, name.to_owned());
+        if self.dentries.get(&slot).is_some_and(|d| d.observed_at > observed_at) {
+            return;
+        }
         self.detach(parent, name);
         if !self.negative_cache_ttl.is_zero() {
-            self.negative
-                .insert((parent, name.to_owned()), now + self.negative_cache_ttl);
+            let expiry = observed_at + self.negative_cache_ttl;
+            self.negative.insert(slot, NegativeEntry { observed_at, expiry });
         }
     }
 
@@ -375,11 +383,7 @@ impl InodeTable {
             .map(|inode| (inode.ino, (inode.parent, inode.name.clone())))
             .collect();
         for (ino, slot) in expired {
-            if self
-                .dentries
-                .get(&slot)
-                .is_some_and(|d| d.ino == ino && now < d.type_expiry)
-            {
+            if self.dentries.get(&slot).is_some_and(|d| d.ino == ino && now < d.type_expiry) {
                 continue;
             }
             if self.dentries.get(&slot).is_some_and(|d| d.ino == ino) {
@@ -387,7 +391,7 @@ impl InodeTable {
             }
             self.inodes.remove(&ino);
         }
-        self.negative.retain(|_, expiry| now < *expiry);
+        self.negative.retain(|_, negative| now < negative.expiry);
     }
 
     /// The attributes `stat` shows for an inode.
@@ -438,11 +442,7 @@ mod tests {
     }
 
     fn file(etag: &str) -> ChildStat {
-        ChildStat::File {
-            size_bytes: 3,
-            etag: ETag::new(etag),
-            mtime: UnixNanos(0),
-        }
+        ChildStat::File { size_bytes: 3, etag: ETag::new(etag), mtime: UnixNanos(0) }
     }
 
     const T0: Instant = Instant::from_nanos(0);
@@ -453,14 +453,8 @@ mod tests {
         let mut t = table(60);
         let (ino, effect) = t.upsert_child(Ino::ROOT, "f", file("a"), T0);
         assert_eq!(effect, UpsertEffect::NewInode);
-        assert_eq!(
-            t.lookup_cached(Ino::ROOT, "f", Instant::from_nanos(59 * SECOND)),
-            CachedLookup::Hit(ino)
-        );
-        assert_eq!(
-            t.lookup_cached(Ino::ROOT, "f", Instant::from_nanos(60 * SECOND)),
-            CachedLookup::Miss
-        );
+        assert_eq!(t.lookup_cached(Ino::ROOT, "f", Instant::from_nanos(59 * SECOND)), CachedLookup::Hit(ino));
+        assert_eq!(t.lookup_cached(Ino::ROOT, "f", Instant::from_nanos(60 * SECOND)), CachedLookup::Miss);
     }
 
     #[test]
@@ -476,14 +470,8 @@ mod tests {
     fn negative_entries_answer_until_they_expire_or_the_name_appears() {
         let mut t = table(10);
         t.set_negative(Ino::ROOT, "g", T0);
-        assert_eq!(
-            t.lookup_cached(Ino::ROOT, "g", Instant::from_nanos(SECOND)),
-            CachedLookup::Negative
-        );
-        assert_eq!(
-            t.lookup_cached(Ino::ROOT, "g", Instant::from_nanos(10 * SECOND)),
-            CachedLookup::Miss
-        );
+        assert_eq!(t.lookup_cached(Ino::ROOT, "g", Instant::from_nanos(SECOND)), CachedLookup::Negative);
+        assert_eq!(t.lookup_cached(Ino::ROOT, "g", Instant::from_nanos(10 * SECOND)), CachedLookup::Miss);
         t.set_negative(Ino::ROOT, "g", T0);
         let (ino, _) = t.upsert_child(Ino::ROOT, "g", file("a"), T0);
         assert_eq!(t.lookup_cached(Ino::ROOT, "g", T0), CachedLookup::Hit(ino));
@@ -493,14 +481,8 @@ mod tests {
     fn a_changed_etag_is_reported_and_a_changed_kind_gets_a_new_inode() {
         let mut t = table(60);
         let (ino, _) = t.upsert_child(Ino::ROOT, "x", file("a"), T0);
-        assert_eq!(
-            t.upsert_child(Ino::ROOT, "x", file("a"), T0),
-            (ino, UpsertEffect::Unchanged)
-        );
-        assert_eq!(
-            t.upsert_child(Ino::ROOT, "x", file("b"), T0),
-            (ino, UpsertEffect::ContentChanged)
-        );
+        assert_eq!(t.upsert_child(Ino::ROOT, "x", file("a"), T0), (ino, UpsertEffect::Unchanged));
+        assert_eq!(t.upsert_child(Ino::ROOT, "x", file("b"), T0), (ino, UpsertEffect::ContentChanged));
         let (dir, effect) = t.upsert_child(Ino::ROOT, "x", ChildStat::Directory, T0);
         assert_ne!(dir, ino);
         assert_eq!(effect, UpsertEffect::Replaced);
@@ -535,5 +517,24 @@ mod tests {
         assert!(t.get(listed).is_none());
         assert!(t.get(held).is_some());
         assert_eq!(t.len(), 2);
+    }
+
+    #[test]
+    fn an_older_observation_never_overwrites_a_newer_one() {
+        let mut t = table(60);
+        let later = Instant::from_nanos(10 * SECOND);
+        let (ino, _) = t.upsert_child(Ino::ROOT, "f", file("new"), later);
+        // A listing page from before the lookup releases its entry late.
+        let (same, effect) = t.upsert_child(Ino::ROOT, "f", file("old"), T0);
+        assert_eq!((same, effect), (ino, UpsertEffect::Unchanged));
+        assert_eq!(t.get(ino).unwrap().etag, Some(ETag::new("new")));
+        // The old page said "directory": its entry gets an inode, the name keeps the newer file.
+        let (dir, _) = t.upsert_child(Ino::ROOT, "f", ChildStat::Directory, T0);
+        assert_ne!(dir, ino);
+        assert_eq!(t.lookup_cached(Ino::ROOT, "f", later), CachedLookup::Hit(ino));
+        // A newer "missing" is not undone by an older listing either.
+        t.set_negative(Ino::ROOT, "g", later);
+        t.upsert_child(Ino::ROOT, "g", file("old"), T0);
+        assert_eq!(t.lookup_cached(Ino::ROOT, "g", later), CachedLookup::Negative);
     }
 }

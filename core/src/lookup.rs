@@ -92,11 +92,8 @@ impl Core {
             CachedLookup::Miss => {
                 let file_key = crate::namespace::file_key(&parent_inode.key, name);
                 let dir_prefix = crate::namespace::dir_prefix(&parent_inode.key, name);
-                let head = self.start_call(
-                    now,
-                    Purpose::LookupHead { op: id },
-                    S3Request::HeadObject { key: file_key },
-                );
+                let head =
+                    self.start_call(now, Purpose::LookupHead { op: id }, S3Request::HeadObject { key: file_key });
                 let list = self.start_call(
                     now,
                     Purpose::LookupList { op: id },
@@ -142,10 +139,7 @@ impl Core {
             return self.reply_error(id, Errno::EISDIR);
         }
         if flags.writes() || flags.has(OpenFlags::O_TRUNC) {
-            tracing::warn!(
-                ?ino,
-                "opening for writing is not supported yet: the write path is not built; ENOTSUP"
-            );
+            tracing::warn!(?ino, "opening for writing is not supported yet: the write path is not built; ENOTSUP");
             return self.reply_error(id, Errno::ENOTSUP);
         }
         // O_DIRECT asks for the current object, as in mountpoint-s3.
@@ -160,14 +154,8 @@ impl Core {
         let inode = self.inodes.get(ino).expect("caller checked the inode");
         let (parent, name, key) = (inode.parent, inode.name.clone(), inode.key.clone());
         let head = self.start_call(now, Purpose::LookupHead { op: id }, S3Request::HeadObject { key });
-        let op = LookupOp {
-            intent,
-            parent,
-            name,
-            head: Probe::Pending(head),
-            list: Probe::NotAsked,
-            observed_at: None,
-        };
+        let op =
+            LookupOp { intent, parent, name, head: Probe::Pending(head), list: Probe::NotAsked, observed_at: None };
         self.lookups.insert(id, op);
         self.waiting.insert(id, Waiting::Lookup);
     }
@@ -213,43 +201,26 @@ impl Core {
             (_, Probe::NotAsked) => unreachable!("every lookup asks HeadObject"),
         };
         let lookup = self.lookups.remove(&id).expect("lookup exists");
-        for call in [lookup.head.pending_call(), lookup.list.pending_call()]
-            .into_iter()
-            .flatten()
-        {
+        for call in [lookup.head.pending_call(), lookup.list.pending_call()].into_iter().flatten() {
             self.cancel_call(call);
         }
-        let LookupOp {
-            intent,
-            parent,
-            name,
-            observed_at,
-            ..
-        } = lookup;
+        let LookupOp { intent, parent, name, observed_at, .. } = lookup;
         let observed_at = observed_at.unwrap_or(now);
         match (intent, found) {
             (_, Found::Failed(error)) => self.reply_error(id, errno_for_s3_error(&error)),
             (Intent::Lookup, Found::Directory) => {
-                let (ino, effect) = self
-                    .inodes
-                    .upsert_child(parent, &name, ChildStat::Directory, observed_at);
+                let (ino, effect) = self.inodes.upsert_child(parent, &name, ChildStat::Directory, observed_at);
                 self.notify_upsert(parent, &name, ino, effect);
                 self.reply_entry(id, ino);
             }
             (Intent::Lookup, Found::File(meta)) => {
-                let stat = ChildStat::File {
-                    size_bytes: meta.size_bytes,
-                    etag: meta.etag,
-                    mtime: meta.last_modified,
-                };
+                let stat = ChildStat::File { size_bytes: meta.size_bytes, etag: meta.etag, mtime: meta.last_modified };
                 let (ino, effect) = self.inodes.upsert_child(parent, &name, stat, observed_at);
                 self.notify_upsert(parent, &name, ino, effect);
                 self.reply_entry(id, ino);
             }
             (Intent::GetAttr { ino } | Intent::Open { ino, .. }, Found::File(meta)) => {
-                let effect = self
-                    .inodes
-                    .refresh_file(ino, meta.size_bytes, meta.etag, meta.last_modified, observed_at);
+                let effect = self.inodes.refresh_file(ino, meta.size_bytes, meta.etag, meta.last_modified, observed_at);
                 self.notify_upsert(parent, &name, ino, effect);
                 match intent {
                     Intent::Open { flags, .. } => self.open_reader(id, ino, flags),
@@ -265,10 +236,7 @@ impl Core {
                 self.inodes.set_negative(parent, &name, observed_at);
                 if intent != Intent::Lookup {
                     // The kernel still holds the name for a file that is gone.
-                    self.emit(crate::io::Output::InvalidateEntry {
-                        parent,
-                        name: name.into(),
-                    });
+                    self.emit(crate::io::Output::InvalidateEntry { parent, name: name.into() });
                 }
                 self.reply_error(id, Errno::ENOENT);
             }
@@ -286,10 +254,7 @@ impl Core {
     /// An interrupted lookup: stop asking S3. The caller replies.
     pub(crate) fn abandon_lookup(&mut self, id: FuseReqId) {
         if let Some(lookup) = self.lookups.remove(&id) {
-            for call in [lookup.head.pending_call(), lookup.list.pending_call()]
-                .into_iter()
-                .flatten()
-            {
+            for call in [lookup.head.pending_call(), lookup.list.pending_call()].into_iter().flatten() {
                 self.cancel_call(call);
             }
         }

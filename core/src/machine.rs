@@ -136,10 +136,7 @@ impl Core {
         match effect {
             UpsertEffect::Unchanged | UpsertEffect::NewInode => {}
             UpsertEffect::Replaced => {
-                self.emit(Output::InvalidateEntry {
-                    parent,
-                    name: name.into(),
-                });
+                self.emit(Output::InvalidateEntry { parent, name: name.into() });
             }
             UpsertEffect::ContentChanged => self.emit(Output::InvalidateInode { ino }),
         }
@@ -154,8 +151,7 @@ impl Core {
     // ---- S3 calls ------------------------------------------------------------------------
 
     pub(crate) fn start_call(&mut self, now: Instant, purpose: Purpose, request: S3Request) -> CallId {
-        self.calls
-            .start(now, self.config.s3_request_timeout, purpose, request, &mut self.outputs)
+        self.calls.start(now, self.config.s3_request_timeout, purpose, request, &mut self.outputs)
     }
 
     pub(crate) fn cancel_call(&mut self, call_id: CallId) {
@@ -163,10 +159,7 @@ impl Core {
     }
 
     fn fire_due_timers(&mut self, now: Instant) {
-        while let Some(due) = self
-            .calls
-            .fire_next_due(now, self.config.s3_request_timeout, &mut self.outputs)
-        {
+        while let Some(due) = self.calls.fire_next_due(now, self.config.s3_request_timeout, &mut self.outputs) {
             match due {
                 DueTimer::Deadline(call_id) => {
                     tracing::debug!(?call_id, "S3 request timed out");
@@ -199,9 +192,7 @@ impl Core {
         let call = self.calls.get_mut(call_id).expect("accepted call exists");
         let purpose = call.purpose;
         let S3Request::GetObject { range: Some(range), .. } = &mut call.request else {
-            let error = S3Error::Transport(TransportError::Truncated {
-                received: received.into(),
-            });
+            let error = S3Error::Transport(TransportError::Truncated { received: received.into() });
             self.handle_call_error(now, call_id, error);
             return;
         };
@@ -211,8 +202,7 @@ impl Core {
         if resume_at < range.end {
             range.start = resume_at;
             tracing::debug!(?call_id, resume_at, "GET body truncated; resuming");
-            self.calls
-                .resend_now(call_id, now, self.config.s3_request_timeout, &mut self.outputs);
+            self.calls.resend_now(call_id, now, self.config.s3_request_timeout, &mut self.outputs);
         } else {
             self.calls.finish(call_id);
         }
@@ -270,22 +260,13 @@ impl Core {
             FuseOp::Release { fh, .. } => self.release(id, fh),
             FuseOp::Flush { fh, .. } | FuseOp::Fsync { fh, .. } => {
                 // A reader has nothing to flush; close(2) flushes every handle.
-                let reply = if self.files.contains_key(&fh) {
-                    FuseReply::Empty
-                } else {
-                    FuseReply::Error(Errno::EBADF)
-                };
+                let reply =
+                    if self.files.contains_key(&fh) { FuseReply::Empty } else { FuseReply::Error(Errno::EBADF) };
                 self.reply(id, reply);
             }
             FuseOp::Write { .. } => self.reply_error(id, Errno::EBADF),
             FuseOp::OpenDir { ino } => self.opendir(now, id, ino),
-            FuseOp::ReadDir {
-                fh,
-                offset,
-                size_bytes,
-                plus,
-                ..
-            } => self.readdir(id, fh, offset, size_bytes, plus),
+            FuseOp::ReadDir { fh, offset, size_bytes, plus, .. } => self.readdir(id, fh, offset, size_bytes, plus),
             FuseOp::ReleaseDir { fh, .. } => self.releasedir(id, fh),
             FuseOp::StatFs { .. } => self.reply(id, FuseReply::StatFs(synthetic_statfs())),
             op @ (FuseOp::SetAttr { .. }

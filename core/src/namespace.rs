@@ -101,10 +101,7 @@ pub fn classify_listed_object<'a>(dir_prefix: &str, key: &'a str) -> ListedItem<
 
 /// Classifies a common prefix returned by `ListObjectsV2(prefix = dir_prefix, delimiter = "/")`.
 pub fn classify_common_prefix<'a>(dir_prefix: &str, common_prefix: &'a str) -> ListedItem<'a> {
-    let Some(name) = common_prefix
-        .strip_prefix(dir_prefix)
-        .and_then(|rest| rest.strip_suffix('/'))
-    else {
+    let Some(name) = common_prefix.strip_prefix(dir_prefix).and_then(|rest| rest.strip_suffix('/')) else {
         return ListedItem::Hidden;
     };
     match check_name(name) {
@@ -179,29 +176,11 @@ mod tests {
 
     #[test]
     fn keys_are_placed_relative_to_the_mount_prefix() {
-        assert_eq!(
-            place_key("p/", "p/a/b"),
-            Some(KeyPlacement {
-                dirs: vec!["a"],
-                file: Some("b")
-            })
-        );
-        assert_eq!(
-            place_key("p/", "p/a/"),
-            Some(KeyPlacement {
-                dirs: vec!["a"],
-                file: None
-            })
-        );
+        assert_eq!(place_key("p/", "p/a/b"), Some(KeyPlacement { dirs: vec!["a"], file: Some("b") }));
+        assert_eq!(place_key("p/", "p/a/"), Some(KeyPlacement { dirs: vec!["a"], file: None }));
         assert_eq!(place_key("p/", "p/"), None);
         assert_eq!(place_key("p/", "q/a"), None);
         assert_eq!(place_key("p/", "pa"), None);
-        assert_eq!(
-            place_key("", "a//b"),
-            Some(KeyPlacement {
-                dirs: vec!["a", ""],
-                file: Some("b")
-            })
-        );
+        assert_eq!(place_key("", "a//b"), Some(KeyPlacement { dirs: vec!["a", ""], file: Some("b") }));
     }
 }

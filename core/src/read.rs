@@ -80,12 +80,8 @@ impl FileReader {
             .next_back()
             .map(|(&start, bytes)| start + bytes.len() as u64)
             .filter(|&end| end > offset);
-        let fetch_end = self
-            .inflight
-            .range(..=offset)
-            .next_back()
-            .map(|(_, &(end, _))| end)
-            .filter(|&end| end > offset);
+        let fetch_end =
+            self.inflight.range(..=offset).next_back().map(|(_, &(end, _))| end).filter(|&end| end > offset);
         chunk_end.max(fetch_end)
     }
 
@@ -149,23 +145,12 @@ impl Core {
             chunks: BTreeMap::new(),
             inflight: BTreeMap::new(),
             pending: Vec::new(),
-            stream: Stream {
-                next_offset: 0,
-                window_bytes: initial_window,
-                prefetched_until: 0,
-                sequential_reads: 0,
-            },
+            stream: Stream { next_offset: 0, window_bytes: initial_window, prefetched_until: 0, sequential_reads: 0 },
         };
         self.inodes.open_handle(ino);
         let fh = self.allocate_handle();
         self.files.insert(fh, reader);
-        self.reply(
-            id,
-            FuseReply::Opened {
-                fh,
-                flags: OpenReplyFlags { keep_cache, direct_io },
-            },
-        );
+        self.reply(id, FuseReply::Opened { fh, flags: OpenReplyFlags { keep_cache, direct_io } });
     }
 
     pub(crate) fn read(&mut self, now: Instant, id: FuseReqId, fh: FileHandle, offset: u64, size: u32) {
@@ -224,11 +209,7 @@ impl Core {
                     if_match: Some(etag.clone()),
                 };
                 let call = self.start_call(now, Purpose::ReadRange { fh }, request);
-                self.files
-                    .get_mut(&fh)
-                    .expect("reader exists")
-                    .inflight
-                    .insert(at, (piece_end, call));
+                self.files.get_mut(&fh).expect("reader exists").inflight.insert(at, (piece_end, call));
                 at = piece_end;
             }
         }
@@ -259,15 +240,13 @@ impl Core {
             return;
         };
         let mut ready = Vec::new();
-        reader
-            .pending
-            .retain(|read| match assemble(&reader.chunks, read.start, read.end) {
-                Some(bytes) => {
-                    ready.push((read.id, bytes));
-                    false
-                }
-                None => true,
-            });
+        reader.pending.retain(|read| match assemble(&reader.chunks, read.start, read.end) {
+            Some(bytes) => {
+                ready.push((read.id, bytes));
+                false
+            }
+            None => true,
+        });
         reader.evict(keep_ahead_bytes);
         for (id, bytes) in ready {
             self.reply(id, FuseReply::Data(Body(bytes)));
@@ -327,12 +306,7 @@ impl Core {
                 reader.inflight.insert(useful_end, (fetch_end, call_id));
             }
         } else {
-            tracing::warn!(
-                ?fh,
-                data_start,
-                fetch_start,
-                "GET returned bytes outside the requested range"
-            );
+            tracing::warn!(?fh, data_start, fetch_start, "GET returned bytes outside the requested range");
             reader.inflight.insert(fetch_start, (fetch_end, call_id));
             return;
         }

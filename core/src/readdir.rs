@@ -46,20 +46,23 @@ struct Listed {
 pub(crate) struct MergedItem {
     pub name: String,
     pub stat: ChildStat,
+    /// When S3 listed it: cache deadlines count from here, not from when it was released.
+    pub observed_at: Instant,
 }
 
 /// Turns the pages of one delimited listing into entries, applying the rule that a
 /// directory hides a file of the same name.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ListingMerger {
-    /// Files not yet emitted because their directory could still follow.
-    held_files: BTreeMap<String, ObjectSummary>,
+    /// Files not yet emitted because their directory could still follow, with the time
+    /// their page arrived.
+    held_files: BTreeMap<String, (ObjectSummary, Instant)>,
 }
 
 impl ListingMerger {
     /// Consumes one page of `ListObjectsV2(prefix = dir_prefix, delimiter = "/")` and returns
     /// the entries now certain, in a deterministic order.
-    pub fn push_page(&mut self, dir_prefix: &str, page: &ListPage) -> Vec<MergedItem> {
+    pub fn push_page(&mut self, dir_prefix: &str, page: &ListPage, now: Instant) -> Vec<MergedItem> {
         let mut out = Vec::new();
         let mut objects = page.objects.iter().peekable();
         let mut prefixes = page.common_prefixes.iter().peekable();
@@ -75,7 +78,7 @@ impl ListingMerger {
                 let object = objects.next().expect("peeked");
                 self.release_passed(dir_prefix, &object.key, &mut out);
                 if let ListedItem::File(name) = classify_listed_object(dir_prefix, &object.key) {
-                    self.held_files.insert(name.to_owned(), object.clone());
+                    self.held_files.insert(name.to_owned(), (object.clone(), now));
                 }
             } else {
                 let prefix = prefixes.next().expect("peeked");
@@ -84,10 +87,7 @@ impl ListingMerger {
                     if self.held_files.remove(name).is_some() {
                         tracing::debug!(name, "a directory hides the file of the same name");
                     }
-                    out.push(MergedItem {
-                        name: name.to_owned(),
-                        stat: ChildStat::Directory,
-                    });
+                    out.push(MergedItem { name: name.to_owned(), stat: ChildStat::Directory, observed_at: now });
                 }
             }
         }
@@ -96,10 +96,7 @@ impl ListingMerger {
 
     /// The listing is over: every held file is certain.
     pub fn finish(&mut self) -> Vec<MergedItem> {
-        std::mem::take(&mut self.held_files)
-            .into_values()
-            .map(file_item)
-            .collect()
+        std::mem::take(&mut self.held_files).into_values().map(file_item).collect()
     }
 
     /// Emits held files whose directory form `name/` sorts before `key`: it can no longer come.
@@ -117,15 +114,12 @@ impl ListingMerger {
     }
 }
 
-fn file_item(object: ObjectSummary) -> MergedItem {
+fn file_item((object, observed_at): (ObjectSummary, Instant)) -> MergedItem {
     let name = object.key.rsplit('/').next().expect("rsplit yields an item").to_owned();
     MergedItem {
         name,
-        stat: ChildStat::File {
-            size_bytes: object.size_bytes,
-            etag: object.etag,
-            mtime: object.last_modified,
-        },
+        observed_at,
+        stat: ChildStat::File { size_bytes: object.size_bytes, etag: object.etag, mtime: object.last_modified },
     }
 }
 
@@ -192,13 +186,7 @@ impl Core {
                 waiting: Vec::new(),
             },
         );
-        self.reply(
-            id,
-            FuseReply::Opened {
-                fh,
-                flags: OpenReplyFlags::default(),
-            },
-        );
+        self.reply(id, FuseReply::Opened { fh, flags: OpenReplyFlags::default() });
     }
 
     fn list_request(&self, prefix: &str, continuation_token: Option<String>) -> S3Request {
@@ -215,12 +203,7 @@ impl Core {
         if !self.dirs.contains_key(&fh) {
             return self.reply_error(id, Errno::EBADF);
         }
-        let request = WaitingReaddir {
-            id,
-            offset,
-            size_bytes,
-            plus,
-        };
+        let request = WaitingReaddir { id, offset, size_bytes, plus };
         if !self.try_answer_readdir(fh, request) {
             self.dirs.get_mut(&fh).expect("checked").waiting.push(request);
             self.waiting.insert(id, Waiting::ReadDir(fh));
@@ -245,11 +228,7 @@ impl Core {
                     (entry.name.as_str(), entry.ino, entry.kind)
                 }
             };
-            let size = if request.plus {
-                direntplus_size_bytes(name.len())
-            } else {
-                dirent_size_bytes(name.len())
-            };
+            let size = if request.plus { direntplus_size_bytes(name.len()) } else { dirent_size_bytes(name.len()) };
             if used + size > budget {
                 break;
             }
@@ -281,12 +260,7 @@ impl Core {
         let mut dirents = Vec::with_capacity(picked.len());
         let mut plus_entries = Vec::new();
         for (index, name, ino, kind) in picked {
-            let dirent = DirEntry {
-                ino,
-                next_offset: index + 1,
-                kind,
-                name: OsString::from(name),
-            };
+            let dirent = DirEntry { ino, next_offset: index + 1, kind, name: OsString::from(name) };
             if request.plus {
                 let Some(inode) = self.inodes.get(ino) else {
                     continue;
@@ -301,11 +275,7 @@ impl Core {
                 dirents.push(dirent);
             }
         }
-        let reply = if request.plus {
-            FuseReply::DirPlus(plus_entries)
-        } else {
-            FuseReply::Dir(dirents)
-        };
+        let reply = if request.plus { FuseReply::DirPlus(plus_entries) } else { FuseReply::Dir(dirents) };
         self.reply(request.id, reply);
     }
 
@@ -320,7 +290,7 @@ impl Core {
             }
             Err(error) => return self.listing_failed(fh, errno_for_s3_error(&error)),
         };
-        let mut items = dir.merger.push_page(&dir.prefix, &page);
+        let mut items = dir.merger.push_page(&dir.prefix, &page, now);
         let next_token = page.next_continuation_token.clone();
         if next_token.is_none() {
             items.extend(dir.merger.finish());
@@ -331,14 +301,10 @@ impl Core {
                 ChildStat::File { .. } => FileKind::File,
                 ChildStat::Directory => FileKind::Directory,
             };
-            let (child, effect) = self.inodes.upsert_child(ino, &item.name, item.stat, now);
+            let (child, effect) = self.inodes.upsert_child(ino, &item.name, item.stat, item.observed_at);
             self.notify_upsert(ino, &item.name, child, effect);
             let dir = self.dirs.get_mut(&fh).expect("dir exists");
-            dir.entries.push(Listed {
-                name: item.name,
-                ino: child,
-                kind,
-            });
+            dir.entries.push(Listed { name: item.name, ino: child, kind });
         }
         let state = match &next_token {
             Some(_) => {
@@ -397,12 +363,7 @@ mod tests {
     use crate::time::UnixNanos;
 
     fn object(key: &str) -> ObjectSummary {
-        ObjectSummary {
-            key: key.into(),
-            size_bytes: 1,
-            etag: ETag::new("e"),
-            last_modified: UnixNanos(0),
-        }
+        ObjectSummary { key: key.into(), size_bytes: 1, etag: ETag::new("e"), last_modified: UnixNanos(0) }
     }
 
     fn page(objects: &[&str], prefixes: &[&str]) -> ListPage {
@@ -426,18 +387,10 @@ mod tests {
     #[test]
     fn a_directory_hides_the_file_of_the_same_name_across_pages() {
         let mut merger = ListingMerger::default();
-        let first = merger.push_page("d/", &page(&["d/a", "d/a-b"], &[]));
-        assert_eq!(
-            names(&first),
-            Vec::<String>::new(),
-            "a is held until a/ could have appeared"
-        );
-        let second = merger.push_page("d/", &page(&["d/b"], &["d/a/"]));
-        assert_eq!(
-            names(&second),
-            vec!["a/", "a-b"],
-            "the directory wins; a-b is certain once b is seen"
-        );
+        let first = merger.push_page("d/", &page(&["d/a", "d/a-b"], &[]), Instant::ZERO);
+        assert_eq!(names(&first), Vec::<String>::new(), "a is held until a/ could have appeared");
+        let second = merger.push_page("d/", &page(&["d/b"], &["d/a/"]), Instant::ZERO);
+        assert_eq!(names(&second), vec!["a/", "a-b"], "the directory wins; a-b is certain once b is seen");
         let rest = merger.finish();
         assert_eq!(names(&rest), vec!["b"]);
     }
@@ -445,7 +398,7 @@ mod tests {
     #[test]
     fn held_files_are_released_once_the_listing_passes_their_directory_slot() {
         let mut merger = ListingMerger::default();
-        let items = merger.push_page("", &page(&["a", "b", "c"], &[]));
+        let items = merger.push_page("", &page(&["a", "b", "c"], &[]), Instant::ZERO);
         assert_eq!(names(&items), vec!["a", "b"]);
         assert_eq!(names(&merger.finish()), vec!["c"]);
     }
@@ -453,7 +406,8 @@ mod tests {
     #[test]
     fn markers_and_invalid_names_are_not_entries() {
         let mut merger = ListingMerger::default();
-        let mut items = merger.push_page("d/", &page(&["d/", "d/.", "d/ok"], &["d//", "d/../", "d/sub/"]));
+        let mut items =
+            merger.push_page("d/", &page(&["d/", "d/.", "d/ok"], &["d//", "d/../", "d/sub/"]), Instant::ZERO);
         items.extend(merger.finish());
         assert_eq!(names(&items), vec!["ok", "sub/"]);
     }

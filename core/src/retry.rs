@@ -42,9 +42,7 @@ pub fn is_retryable(error: &S3Error) -> bool {
 /// the attempt that just failed (1 for the first).
 pub fn backoff_delay(attempt: u32, initial_backoff: Duration, max_backoff: Duration, rng: &mut impl Rng) -> Duration {
     let exponent = attempt.saturating_sub(1).min(32);
-    let cap = initial_backoff
-        .saturating_mul(1u32 << exponent.min(31))
-        .min(max_backoff);
+    let cap = initial_backoff.saturating_mul(1u32 << exponent.min(31)).min(max_backoff);
     let cap_nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
     if cap_nanos == 0 {
         return Duration::ZERO;
@@ -62,18 +60,13 @@ mod tests {
     fn server_errors_and_network_failures_are_retried_client_errors_are_not() {
         assert!(is_retryable(&S3Error::service(503, S3ErrorCode::SlowDown)));
         assert!(is_retryable(&S3Error::service(500, S3ErrorCode::InternalError)));
-        assert!(is_retryable(&S3Error::service(
-            502,
-            S3ErrorCode::Other("BadGateway".into())
-        )));
+        assert!(is_retryable(&S3Error::service(502, S3ErrorCode::Other("BadGateway".into()))));
         assert!(is_retryable(&S3Error::Transport(TransportError::ConnectionReset)));
         assert!(is_retryable(&S3Error::Transport(TransportError::Timeout)));
         assert!(!is_retryable(&S3Error::service(404, S3ErrorCode::NoSuchKey)));
         assert!(!is_retryable(&S3Error::service(403, S3ErrorCode::AccessDenied)));
         assert!(!is_retryable(&S3Error::service(412, S3ErrorCode::PreconditionFailed)));
-        assert!(!is_retryable(&S3Error::Transport(TransportError::Tls(
-            "bad cert".into()
-        ))));
+        assert!(!is_retryable(&S3Error::Transport(TransportError::Tls("bad cert".into()))));
     }
 
     #[test]

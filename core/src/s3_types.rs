@@ -24,10 +24,7 @@ impl ETag {
     /// Builds an ETag from a header or XML value, stripping the quotes if present.
     pub fn new(value: impl AsRef<str>) -> Self {
         let value = value.as_ref().trim();
-        let unquoted = value
-            .strip_prefix('"')
-            .and_then(|rest| rest.strip_suffix('"'))
-            .unwrap_or(value);
+        let unquoted = value.strip_prefix('"').and_then(|rest| rest.strip_suffix('"')).unwrap_or(value);
         ETag(unquoted.to_owned())
     }
 
@@ -136,10 +133,7 @@ pub enum MetadataDirective {
     /// Keep the source's content type and user metadata.
     Copy,
     /// Replace them with these.
-    Replace {
-        content_type: Option<String>,
-        metadata: Metadata,
-    },
+    Replace { content_type: Option<String>, metadata: Metadata },
 }
 
 /// Every S3 request the core can emit.
@@ -420,12 +414,7 @@ pub enum S3Error {
 impl S3Error {
     /// A service error with no message or request id, as tests and the simulator build them.
     pub fn service(status: u16, code: S3ErrorCode) -> Self {
-        S3Error::Service(ServiceError {
-            status,
-            code,
-            message: String::new(),
-            request_id: None,
-        })
+        S3Error::Service(ServiceError { status, code, message: String::new(), request_id: None })
     }
 }
 
@@ -477,13 +466,7 @@ mod tests {
 
     #[test]
     fn error_codes_round_trip_and_throttling_codes_become_slowdown() {
-        for code in [
-            "NoSuchKey",
-            "AccessDenied",
-            "PreconditionFailed",
-            "InvalidRange",
-            "EntityTooSmall",
-        ] {
+        for code in ["NoSuchKey", "AccessDenied", "PreconditionFailed", "InvalidRange", "EntityTooSmall"] {
             assert_eq!(S3ErrorCode::from_code(code).as_str(), code);
         }
         assert_eq!(S3ErrorCode::from_code("Throttling"), S3ErrorCode::SlowDown);

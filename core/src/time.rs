@@ -47,9 +47,7 @@ impl Add<Duration> for Instant {
 
     /// Saturates at the far future rather than overflowing: a huge TTL means "never expires".
     fn add(self, rhs: Duration) -> Instant {
-        Instant {
-            nanos: self.nanos.saturating_add(duration_nanos(rhs)),
-        }
+        Instant { nanos: self.nanos.saturating_add(duration_nanos(rhs)) }
     }
 }
 
@@ -122,9 +120,6 @@ mod tests {
         let t = UnixNanos(-1);
         assert_eq!(t.secs(), -1);
         assert_eq!(t.subsec_nanos(), 999_999_999);
-        assert_eq!(
-            UnixNanos::from_secs(3).add_duration(Duration::from_millis(5)).0,
-            3_005_000_000
-        );
+        assert_eq!(UnixNanos::from_secs(3).add_duration(Duration::from_millis(5)).0, 3_005_000_000);
     }
 }

@@ -34,16 +34,8 @@ fn a_directory_answers_at_once_and_wins_over_a_file_of_the_same_name() {
     let mut h = Harness::new(CoreConfig::default());
     let id = h.lookup(Ino::ROOT, "both");
     let requests = h.take_requests();
-    let (list_id, _) = requests
-        .iter()
-        .find(|(_, r)| matches!(r, S3Request::ListObjectsV2 { .. }))
-        .unwrap()
-        .clone();
-    let (head_id, _) = requests
-        .iter()
-        .find(|(_, r)| matches!(r, S3Request::HeadObject { .. }))
-        .unwrap()
-        .clone();
+    let (list_id, _) = requests.iter().find(|(_, r)| matches!(r, S3Request::ListObjectsV2 { .. })).unwrap().clone();
+    let (head_id, _) = requests.iter().find(|(_, r)| matches!(r, S3Request::HeadObject { .. })).unwrap().clone();
     h.s3(list_id, Ok(list_page(&[("both/x", 1)], &[], None)));
     let entry = h.entry(id);
     assert_eq!(entry.attr.kind, FileKind::Directory);
@@ -66,10 +58,7 @@ fn a_file_is_known_once_the_directory_probe_finds_nothing() {
 
 #[test]
 fn a_missing_name_is_negatively_cached_until_its_ttl() {
-    let config = CoreConfig {
-        negative_cache_ttl: Duration::from_secs(5),
-        ..CoreConfig::default()
-    };
+    let config = CoreConfig { negative_cache_ttl: Duration::from_secs(5), ..CoreConfig::default() };
     let mut h = Harness::new(config);
     let id = h.lookup(Ino::ROOT, "nope");
     for (s3_id, request) in h.take_requests() {
@@ -98,18 +87,12 @@ fn cached_entries_need_no_s3_until_the_stat_ttl_and_zero_turns_caching_off() {
     let id = h.lookup(Ino::ROOT, "f");
     assert_eq!(h.entry(id).attr.ino, entry.attr.ino);
     assert!(h.take_requests().is_empty());
-    let id = h.fuse(FuseOp::GetAttr {
-        ino: entry.attr.ino,
-        fh: None,
-    });
+    let id = h.fuse(FuseOp::GetAttr { ino: entry.attr.ino, fh: None });
     assert_eq!(h.attr(id).size_bytes, 10);
     assert!(h.take_requests().is_empty());
 
     h.advance(Duration::from_secs(1));
-    let id = h.fuse(FuseOp::GetAttr {
-        ino: entry.attr.ino,
-        fh: None,
-    });
+    let id = h.fuse(FuseOp::GetAttr { ino: entry.attr.ino, fh: None });
     let (head, request) = h.take_one_request();
     assert_eq!(request, S3Request::HeadObject { key: "f".into() });
     h.s3(head, Ok(S3Response::HeadObject(meta(20, "e2"))));
@@ -145,12 +128,7 @@ fn a_prefix_mount_looks_keys_up_under_its_prefix() {
     let mut h = Harness::new(CoreConfig::default().with_mount_prefix("data/2024"));
     h.lookup(Ino::ROOT, "f");
     let keys: Vec<S3Request> = h.take_requests().into_iter().map(|(_, r)| r).collect();
-    assert_eq!(
-        keys[0],
-        S3Request::HeadObject {
-            key: "data/2024/f".into()
-        }
-    );
+    assert_eq!(keys[0], S3Request::HeadObject { key: "data/2024/f".into() });
     assert!(matches!(&keys[1], S3Request::ListObjectsV2 { prefix, .. } if prefix == "data/2024/f/"));
 }
 
@@ -173,10 +151,7 @@ fn forget_drops_an_inode_once_the_kernel_and_caches_are_done_with_it() {
     let mut h = Harness::new(CoreConfig::default());
     let entry = h.lookup_file(Ino::ROOT, "f", meta(1, "e"));
     let before = h.core.inode_count();
-    h.fuse(FuseOp::Forget {
-        ino: entry.attr.ino,
-        nlookup: 1,
-    });
+    h.fuse(FuseOp::Forget { ino: entry.attr.ino, nlookup: 1 });
     assert!(h.outputs.is_empty(), "forget gets no reply");
     // Unreferenced but still named and fresh: kept for the next lookup until its TTL.
     assert_eq!(h.core.inode_count(), before);
@@ -199,16 +174,8 @@ fn regression_a_slow_lookup_caches_from_its_first_answer() {
     let mut h = Harness::new(config);
     let id = h.lookup(Ino::ROOT, "f");
     let requests = h.take_requests();
-    let (head_id, _) = requests
-        .iter()
-        .find(|(_, r)| matches!(r, S3Request::HeadObject { .. }))
-        .unwrap()
-        .clone();
-    let (list_id, _) = requests
-        .iter()
-        .find(|(_, r)| matches!(r, S3Request::ListObjectsV2 { .. }))
-        .unwrap()
-        .clone();
+    let (head_id, _) = requests.iter().find(|(_, r)| matches!(r, S3Request::HeadObject { .. })).unwrap().clone();
+    let (list_id, _) = requests.iter().find(|(_, r)| matches!(r, S3Request::ListObjectsV2 { .. })).unwrap().clone();
     h.s3(head_id, Ok(S3Response::HeadObject(meta(3, "e1"))));
     h.advance(Duration::from_secs(4));
     h.s3(list_id, Ok(list_page(&[], &[], None)));
@@ -216,9 +183,5 @@ fn regression_a_slow_lookup_caches_from_its_first_answer() {
     // Five seconds after the HEAD answered, the attributes have expired.
     h.advance(Duration::from_secs(1));
     h.lookup(Ino::ROOT, "f");
-    assert_eq!(
-        h.take_requests().len(),
-        2,
-        "the cached entry expired five seconds after the HEAD"
-    );
+    assert_eq!(h.take_requests().len(), 2, "the cached entry expired five seconds after the HEAD");
 }

@@ -24,40 +24,16 @@ const FORBIDDEN_CRATES: &[&str] = &[
 #[test]
 fn the_core_depends_on_no_io_crate() {
     let output = Command::new(env!("CARGO"))
-        .args([
-            "tree",
-            "-p",
-            "goofys-core",
-            "-e",
-            "normal",
-            "--prefix",
-            "none",
-            "--format",
-            "{p}",
-        ])
+        .args(["tree", "-p", "goofys-core", "-e", "normal", "--prefix", "none", "--format", "{p}"])
         .current_dir(env!("CARGO_MANIFEST_DIR"))
         .output()
         .expect("cargo tree runs");
-    assert!(
-        output.status.success(),
-        "cargo tree failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    assert!(output.status.success(), "cargo tree failed: {}", String::from_utf8_lossy(&output.stderr));
     let tree = String::from_utf8(output.stdout).expect("utf-8");
     let crates: Vec<&str> = tree.lines().filter_map(|line| line.split_whitespace().next()).collect();
-    assert!(
-        crates.contains(&"goofys-core"),
-        "the tree lists the core itself: {tree}"
-    );
-    let found: Vec<&str> = crates
-        .iter()
-        .copied()
-        .filter(|name| FORBIDDEN_CRATES.contains(name))
-        .collect();
-    assert!(
-        found.is_empty(),
-        "goofys-core must stay IO-free but depends on {found:?}"
-    );
+    assert!(crates.contains(&"goofys-core"), "the tree lists the core itself: {tree}");
+    let found: Vec<&str> = crates.iter().copied().filter(|name| FORBIDDEN_CRATES.contains(name)).collect();
+    assert!(found.is_empty(), "goofys-core must stay IO-free but depends on {found:?}");
 }
 
 /// Source patterns that would make the core read the machine instead of its inputs.
@@ -89,26 +65,14 @@ fn the_core_source_reads_no_clock_thread_environment_or_unordered_map() {
             }
         }
     }
-    assert!(
-        offences.is_empty(),
-        "impure code in goofys-core:\n{}",
-        offences.join("\n")
-    );
+    assert!(offences.is_empty(), "impure code in goofys-core:\n{}", offences.join("\n"));
 }
 
 #[test]
 fn clippy_bans_the_impure_calls_in_the_core() {
     let clippy =
         std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("clippy.toml")).expect("clippy.toml");
-    for banned in [
-        "std::time::Instant::now",
-        "std::time::SystemTime::now",
-        "std::thread::spawn",
-        "std::env::var",
-    ] {
-        assert!(
-            clippy.contains(&format!("\"{banned}\"")),
-            "core/clippy.toml must disallow {banned}"
-        );
+    for banned in ["std::time::Instant::now", "std::time::SystemTime::now", "std::thread::spawn", "std::env::var"] {
+        assert!(clippy.contains(&format!("\"{banned}\"")), "core/clippy.toml must disallow {banned}");
     }
 }

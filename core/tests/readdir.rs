@@ -18,14 +18,7 @@ fn opendir(h: &mut Harness, ino: Ino) -> FileHandle {
 /// Answers the listing of `keys` (all directly in the root) page by page as it is asked for.
 fn answer_listing(h: &mut Harness, keys: &[String], page_keys: usize) {
     while let Some((s3_id, request)) = h.take_requests().into_iter().next() {
-        let S3Request::ListObjectsV2 {
-            continuation_token,
-            max_keys,
-            ..
-        } = request
-        else {
-            panic!("{request:?}")
-        };
+        let S3Request::ListObjectsV2 { continuation_token, max_keys, .. } = request else { panic!("{request:?}") };
         assert_eq!(max_keys as usize, page_keys);
         let start: usize = continuation_token.map_or(0, |t| t.parse().unwrap());
         let end = (start + page_keys).min(keys.len());
@@ -36,26 +29,18 @@ fn answer_listing(h: &mut Harness, keys: &[String], page_keys: usize) {
 }
 
 fn readdir(h: &mut Harness, fh: FileHandle, offset: u64, size_bytes: u32, plus: bool) -> FuseReply {
-    let id = h.fuse(FuseOp::ReadDir {
-        ino: Ino::ROOT,
-        fh,
-        offset,
-        size_bytes,
-        plus,
-    });
+    let id = h.fuse(FuseOp::ReadDir { ino: Ino::ROOT, fh, offset, size_bytes, plus });
     h.reply(id)
 }
 
 fn dir_names(reply: &FuseReply) -> Vec<(String, u64)> {
     match reply {
-        FuseReply::Dir(entries) => entries
-            .iter()
-            .map(|e| (e.name.to_string_lossy().into_owned(), e.next_offset))
-            .collect(),
-        FuseReply::DirPlus(entries) => entries
-            .iter()
-            .map(|e| (e.dirent.name.to_string_lossy().into_owned(), e.dirent.next_offset))
-            .collect(),
+        FuseReply::Dir(entries) => {
+            entries.iter().map(|e| (e.name.to_string_lossy().into_owned(), e.next_offset)).collect()
+        }
+        FuseReply::DirPlus(entries) => {
+            entries.iter().map(|e| (e.dirent.name.to_string_lossy().into_owned(), e.dirent.next_offset)).collect()
+        }
         other => panic!("expected entries, got {other:?}"),
     }
 }
@@ -99,31 +84,20 @@ fn a_directory_of_5000_entries_lists_whole_and_stable_under_any_offset() {
 
 #[test]
 fn listing_three_pages_follows_continuation_tokens() {
-    let mut h = Harness::new(CoreConfig {
-        list_page_keys: 2,
-        ..CoreConfig::default()
-    });
+    let mut h = Harness::new(CoreConfig { list_page_keys: 2, ..CoreConfig::default() });
     let keys: Vec<String> = ["a", "b", "c", "d", "e"].iter().map(|s| s.to_string()).collect();
     let fh = opendir(&mut h, Ino::ROOT);
     let mut tokens = Vec::new();
     while let Some((s3_id, request)) = h.take_requests().into_iter().next() {
-        let S3Request::ListObjectsV2 { continuation_token, .. } = request else {
-            panic!()
-        };
+        let S3Request::ListObjectsV2 { continuation_token, .. } = request else { panic!() };
         tokens.push(continuation_token.clone());
         let start: usize = continuation_token.map_or(0, |t| t.parse().unwrap());
         let end = (start + 2).min(5);
         let objects: Vec<(&str, u64)> = keys[start..end].iter().map(|k| (k.as_str(), 1)).collect();
-        h.s3(
-            s3_id,
-            Ok(list_page(&objects, &[], (end < 5).then(|| end.to_string()).as_deref())),
-        );
+        h.s3(s3_id, Ok(list_page(&objects, &[], (end < 5).then(|| end.to_string()).as_deref())));
     }
     assert_eq!(tokens, vec![None, Some("2".into()), Some("4".into())]);
-    let names: Vec<String> = dir_names(&readdir(&mut h, fh, 0, 4096, false))
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let names: Vec<String> = dir_names(&readdir(&mut h, fh, 0, 4096, false)).into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, vec![".", "..", "a", "b", "c", "d", "e"]);
 }
 
@@ -131,13 +105,7 @@ fn listing_three_pages_follows_continuation_tokens() {
 fn a_readdir_before_the_first_page_waits_for_it() {
     let mut h = Harness::new(CoreConfig::default());
     let fh = opendir(&mut h, Ino::ROOT);
-    let id = h.fuse(FuseOp::ReadDir {
-        ino: Ino::ROOT,
-        fh,
-        offset: 2,
-        size_bytes: 4096,
-        plus: false,
-    });
+    let id = h.fuse(FuseOp::ReadDir { ino: Ino::ROOT, fh, offset: 2, size_bytes: 4096, plus: false });
     assert!(h.take_reply(id).is_none());
     answer_listing(&mut h, &["x".to_string()], 1000);
     assert_eq!(dir_names(&h.reply(id)), vec![("x".to_string(), 3)]);
@@ -168,10 +136,7 @@ fn readdirplus_returns_attributes_and_takes_a_reference_per_entry() {
     assert_eq!(file.entry.attr.kind, FileKind::File);
     let count_before = h.core.inode_count();
     // One forget for the readdirplus reference drops it... but it is still cached by name.
-    h.fuse(FuseOp::Forget {
-        ino: file.dirent.ino,
-        nlookup: 1,
-    });
+    h.fuse(FuseOp::Forget { ino: file.dirent.ino, nlookup: 1 });
     assert_eq!(h.core.inode_count(), count_before);
 }
 
@@ -180,16 +145,11 @@ fn a_file_and_a_directory_of_the_same_name_list_once_as_the_directory() {
     let mut h = Harness::new(CoreConfig::default());
     let fh = opendir(&mut h, Ino::ROOT);
     let (s3_id, _) = h.take_one_request();
-    h.s3(
-        s3_id,
-        Ok(list_page(&[("a", 1), ("a-b", 1), ("a.txt", 1)], &["a/"], None)),
-    );
+    h.s3(s3_id, Ok(list_page(&[("a", 1), ("a-b", 1), ("a.txt", 1)], &["a/"], None)));
     let reply = readdir(&mut h, fh, 2, 4096, false);
     let FuseReply::Dir(entries) = reply else { panic!() };
-    let listed: Vec<(String, FileKind)> = entries
-        .iter()
-        .map(|e| (e.name.to_string_lossy().into_owned(), e.kind))
-        .collect();
+    let listed: Vec<(String, FileKind)> =
+        entries.iter().map(|e| (e.name.to_string_lossy().into_owned(), e.kind)).collect();
     assert_eq!(
         listed,
         vec![
@@ -207,10 +167,7 @@ fn a_failed_listing_reaches_the_caller_as_an_errno() {
     let (s3_id, _) = h.take_one_request();
     h.s3(s3_id, Err(S3Error::service(403, S3ErrorCode::AccessDenied)));
     // `.` and `..` are known without S3.
-    let dots: Vec<String> = dir_names(&readdir(&mut h, fh, 0, 4096, false))
-        .into_iter()
-        .map(|(n, _)| n)
-        .collect();
+    let dots: Vec<String> = dir_names(&readdir(&mut h, fh, 0, 4096, false)).into_iter().map(|(n, _)| n).collect();
     assert_eq!(dots, vec![".", ".."]);
     assert_eq!(readdir(&mut h, fh, 2, 4096, false), FuseReply::Error(Errno::EACCES));
 }
@@ -234,9 +191,27 @@ fn opendir_of_a_file_is_enotdir_and_lookup_under_a_file_too() {
     let entry = h.lookup_file(Ino::ROOT, "f", meta(1, "e"));
     let id = h.fuse(FuseOp::OpenDir { ino: entry.attr.ino });
     assert_eq!(h.reply(id), FuseReply::Error(Errno::ENOTDIR));
-    let id = h.fuse(FuseOp::Lookup {
-        parent: entry.attr.ino,
-        name: OsString::from("x"),
-    });
+    let id = h.fuse(FuseOp::Lookup { parent: entry.attr.ino, name: OsString::from("x") });
     assert_eq!(h.reply(id), FuseReply::Error(Errno::ENOTDIR));
+}
+
+/// Found by simulator seed 7332: a file held back by the listing merge was cached from the
+/// time it was released, not from when its page arrived, so it outlived its TTL.
+#[test]
+fn regression_a_held_listing_entry_caches_from_its_page() {
+    let ttl = std::time::Duration::from_secs(5);
+    let mut h = Harness::new(CoreConfig { stat_cache_ttl: ttl, type_cache_ttl: ttl, ..CoreConfig::default() });
+    let fh = opendir(&mut h, Ino::ROOT);
+    let (first, _) = h.take_one_request();
+    h.s3(first, Ok(list_page(&[("f", 1)], &[], Some("1"))));
+    h.advance(std::time::Duration::from_secs(4));
+    let (second, _) = h.take_one_request();
+    h.s3(second, Ok(list_page(&[("g", 1)], &[], None)));
+    readdir(&mut h, fh, 0, 4096, false);
+    h.advance(std::time::Duration::from_millis(1500));
+    let id = h.lookup(Ino::ROOT, "g");
+    h.entry(id);
+    assert!(h.take_requests().is_empty(), "g was listed 1.5 s ago: cached");
+    h.lookup(Ino::ROOT, "f");
+    assert_eq!(h.take_requests().len(), 2, "f was listed 5.5 s ago: expired");
 }

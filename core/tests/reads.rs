@@ -43,10 +43,7 @@ fn a_sequential_reader_gets_a_growing_prefetch_window_with_several_gets_in_fligh
         while h
             .take_reply(id)
             .map(|reply| {
-                assert_eq!(
-                    reply,
-                    FuseReply::Data(Body(file.slice(offset as usize..(offset + 128 * KIB) as usize)))
-                )
+                assert_eq!(reply, FuseReply::Data(Body(file.slice(offset as usize..(offset + 128 * KIB) as usize))))
             })
             .is_none()
         {
@@ -55,10 +52,7 @@ fn a_sequential_reader_gets_a_growing_prefetch_window_with_several_gets_in_fligh
         }
         offset += 128 * KIB;
     }
-    assert!(
-        requested_until >= offset + 64 * MIB - 128 * KIB,
-        "the window grew to 64 MiB ahead"
-    );
+    assert!(requested_until >= offset + 64 * MIB - 128 * KIB, "the window grew to 64 MiB ahead");
     assert!(requested_until <= offset + 64 * MIB + 8 * MIB, "and no further");
     assert!(most_in_flight >= 8, "several GETs in flight at once ({most_in_flight})");
 }
@@ -102,10 +96,7 @@ fn a_read_past_the_end_is_empty_and_a_read_across_it_is_short() {
 
 #[test]
 fn a_truncated_body_keeps_what_arrived_and_resumes_at_the_next_offset() {
-    let mut h = Harness::new(CoreConfig {
-        prefetch_initial_window_bytes: 0,
-        ..CoreConfig::default()
-    });
+    let mut h = Harness::new(CoreConfig { prefetch_initial_window_bytes: 0, ..CoreConfig::default() });
     let file = content(100_000);
     let (ino, fh) = h.open_file("f", &file);
     let id = h.read(ino, fh, 0, 100_000);
@@ -156,19 +147,13 @@ fn slowdown_is_retried_after_a_jittered_backoff_under_a_new_request_id() {
     h.s3(first, Err(S3Error::service(503, S3ErrorCode::SlowDown)));
     assert!(h.take_requests().is_empty(), "not resent before the backoff");
     let retry_at = h.core.poll_timeout().expect("a backoff timer");
-    assert!(
-        retry_at <= h.now + Duration::from_millis(100),
-        "first backoff is at most 100 ms"
-    );
+    assert!(retry_at <= h.now + Duration::from_millis(100), "first backoff is at most 100 ms");
     h.advance_to_timer();
     let (second, again) = h.take_one_request();
     assert_ne!(second, first);
     assert_eq!(again, request);
     h.s3(first, get_reply(&file, range_of(&request), "v1"));
-    assert!(
-        h.take_reply(id).is_none(),
-        "a result for the abandoned attempt is ignored"
-    );
+    assert!(h.take_reply(id).is_none(), "a result for the abandoned attempt is ignored");
     h.s3(second, get_reply(&file, range_of(&request), "v1"));
     assert_eq!(h.data(id), file);
     h.s3(second, get_reply(&file, range_of(&request), "v1"));
@@ -177,10 +162,7 @@ fn slowdown_is_retried_after_a_jittered_backoff_under_a_new_request_id() {
 
 #[test]
 fn retries_stop_after_the_configured_attempts_with_eio() {
-    let mut h = Harness::new(CoreConfig {
-        retry_max_attempts: 4,
-        ..CoreConfig::default()
-    });
+    let mut h = Harness::new(CoreConfig { retry_max_attempts: 4, ..CoreConfig::default() });
     let file = content(5000);
     let (ino, fh) = h.open_file("f", &file);
     let id = h.read(ino, fh, 0, 100);
@@ -198,10 +180,7 @@ fn retries_stop_after_the_configured_attempts_with_eio() {
 
 #[test]
 fn a_request_that_never_answers_is_cancelled_at_its_deadline_and_retried() {
-    let mut h = Harness::new(CoreConfig {
-        s3_request_timeout: Duration::from_secs(30),
-        ..CoreConfig::default()
-    });
+    let mut h = Harness::new(CoreConfig { s3_request_timeout: Duration::from_secs(30), ..CoreConfig::default() });
     let file = content(5000);
     let (ino, fh) = h.open_file("f", &file);
     let id = h.read(ino, fh, 0, 5000);
@@ -288,11 +267,8 @@ fn regression_a_read_of_a_deleted_object_is_estale() {
 /// counting its old failures, so the resumed request got fewer retries than configured.
 #[test]
 fn regression_a_resumed_get_gets_a_fresh_retry_budget() {
-    let mut h = Harness::new(CoreConfig {
-        retry_max_attempts: 3,
-        prefetch_initial_window_bytes: 0,
-        ..CoreConfig::default()
-    });
+    let mut h =
+        Harness::new(CoreConfig { retry_max_attempts: 3, prefetch_initial_window_bytes: 0, ..CoreConfig::default() });
     let file = content(10_000);
     let (ino, fh) = h.open_file("f", &file);
     let id = h.read(ino, fh, 0, 10_000);
@@ -303,12 +279,7 @@ fn regression_a_resumed_get_gets_a_fresh_retry_budget() {
         h.advance_to_timer();
     }
     let (s3_id, _) = h.take_one_request();
-    h.s3(
-        s3_id,
-        Err(S3Error::Transport(TransportError::Truncated {
-            received: Body(file.slice(..100)),
-        })),
-    );
+    h.s3(s3_id, Err(S3Error::Transport(TransportError::Truncated { received: Body(file.slice(..100)) })));
     // The resumed request may fail twice more and still succeed on its third attempt.
     for _ in 0..2 {
         let (s3_id, _) = h.take_one_request();

@@ -59,11 +59,7 @@ pub enum BucketCheckError {
     )]
     AnonymousAccessDenied { bucket: String },
     #[error("the server at {url} rejected the credentials ({code}): {fix}")]
-    CredentialsRejected {
-        url: String,
-        code: String,
-        fix: &'static str,
-    },
+    CredentialsRejected { url: String, code: String, fix: &'static str },
     #[error("cannot reach {url}: {reason}; check --endpoint, the network, and that the server is running")]
     Unreachable { url: String, reason: String },
     #[error("TLS with {url} failed: {reason}; for a server with a private CA give its certificate with --ca-bundle")]
@@ -71,11 +67,7 @@ pub enum BucketCheckError {
     #[error(
         "bucket `{bucket}` is in another region than {region} and the server did not say which ({code}); give it with --region"
     )]
-    WrongRegion {
-        bucket: String,
-        region: String,
-        code: String,
-    },
+    WrongRegion { bucket: String, region: String, code: String },
     #[error("checking bucket `{bucket}` at {url} failed: {error}")]
     Other { bucket: String, url: String, error: String },
 }
@@ -107,13 +99,7 @@ impl S3Client {
         let endpoint = BucketEndpoint::resolve(&config, region)?;
         let (http, connections_opened) = build_http_client(&config, endpoint.is_https())?;
         let signer = Signer::resolve(&config.credentials, config.region.as_deref()).await?;
-        Ok(S3Client {
-            config,
-            http,
-            signer,
-            endpoint: RwLock::new(endpoint),
-            connections_opened,
-        })
+        Ok(S3Client { config, http, signer, endpoint: RwLock::new(endpoint), connections_opened })
     }
 
     /// The region requests are signed for now.
@@ -170,9 +156,7 @@ impl S3Client {
             .url(None, "")
             .parse()
             .map_err(|e| S3Error::Transport(TransportError::Other(format!("bucket URL: {e}"))))?;
-        request
-            .headers_mut()
-            .insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(0));
+        request.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(0));
         let reply = self.send(request, &endpoint).await?;
         if reply.status.is_success() {
             return Ok(());
@@ -219,10 +203,7 @@ impl S3Client {
         let service = match &error {
             S3Error::Service(service) => service,
             S3Error::Transport(TransportError::Connect(reason)) => {
-                return BucketCheckError::Unreachable {
-                    url,
-                    reason: reason.clone(),
-                };
+                return BucketCheckError::Unreachable { url, reason: reason.clone() };
             }
             S3Error::Transport(TransportError::Timeout) => {
                 return BucketCheckError::Unreachable {
@@ -231,25 +212,14 @@ impl S3Client {
                 };
             }
             S3Error::Transport(TransportError::Tls(reason)) => {
-                return BucketCheckError::Tls {
-                    url,
-                    reason: reason.clone(),
-                };
+                return BucketCheckError::Tls { url, reason: reason.clone() };
             }
             S3Error::Transport(_) => {
-                return BucketCheckError::Other {
-                    bucket,
-                    url,
-                    error: error.to_string(),
-                };
+                return BucketCheckError::Other { bucket, url, error: error.to_string() };
             }
         };
         let code = service.code.as_str().to_owned();
-        let rejected = |fix| BucketCheckError::CredentialsRejected {
-            url: url.clone(),
-            code: code.clone(),
-            fix,
-        };
+        let rejected = |fix| BucketCheckError::CredentialsRejected { url: url.clone(), code: code.clone(), fix };
         match &service.code {
             S3ErrorCode::NoSuchBucket => BucketCheckError::NoSuchBucket { bucket, url },
             S3ErrorCode::AccessDenied if self.is_anonymous() => BucketCheckError::AnonymousAccessDenied { bucket },
@@ -263,16 +233,10 @@ impl S3Client {
             S3ErrorCode::ExpiredToken => {
                 rejected("the session token has expired; renew the credentials (for SSO: aws sso login)")
             }
-            other if is_wrong_region_code(other) => BucketCheckError::WrongRegion {
-                bucket,
-                region: self.region(),
-                code,
-            },
-            _ => BucketCheckError::Other {
-                bucket,
-                url,
-                error: error.to_string(),
-            },
+            other if is_wrong_region_code(other) => {
+                BucketCheckError::WrongRegion { bucket, region: self.region(), code }
+            }
+            _ => BucketCheckError::Other { bucket, url, error: error.to_string() },
         }
     }
 
@@ -324,11 +288,7 @@ impl S3Client {
             Bytes::new()
         };
         tracing::trace!(status = parts.status.as_u16(), body_bytes = body.len(), "received");
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
+        Ok(Reply { status: parts.status, headers: parts.headers, body })
     }
 
     /// Switches to the region a reply names, unless the configuration fixed one.
@@ -368,9 +328,7 @@ async fn collect_body(mut body: Incoming, declared_len_bytes: Option<u64>) -> Re
             Err(error) => {
                 let received = received(first, buffer);
                 tracing::debug!(error = %error_chain(&error), received_bytes = received.len(), "reply body cut short");
-                return Err(S3Error::Transport(TransportError::Truncated {
-                    received: received.into(),
-                }));
+                return Err(S3Error::Transport(TransportError::Truncated { received: received.into() }));
             }
         };
         let Ok(data) = frame.into_data() else {
@@ -389,9 +347,9 @@ async fn collect_body(mut body: Incoming, declared_len_bytes: Option<u64>) -> Re
     }
     let received = received(first, buffer);
     match declared_len_bytes {
-        Some(declared) if (received.len() as u64) < declared => Err(S3Error::Transport(TransportError::Truncated {
-            received: received.into(),
-        })),
+        Some(declared) if (received.len() as u64) < declared => {
+            Err(S3Error::Transport(TransportError::Truncated { received: received.into() }))
+        }
         _ => Ok(received),
     }
 }
@@ -450,9 +408,7 @@ fn classify_request_error(error: &hyper_util::client::legacy::Error) -> S3Error 
         return S3Error::Transport(TransportError::Connect(text));
     }
     let is_reset = causes.iter().any(|cause| {
-        cause
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|e| e.is_incomplete_message() || e.is_closed())
+        cause.downcast_ref::<hyper::Error>().is_some_and(|e| e.is_incomplete_message() || e.is_closed())
             || cause.downcast_ref::<std::io::Error>().is_some_and(|io| {
                 matches!(
                     io.kind(),
@@ -492,11 +448,7 @@ mod tests {
     }
 
     fn get(key: &str) -> S3Request {
-        S3Request::GetObject {
-            key: key.into(),
-            range: None,
-            if_match: None,
-        }
+        S3Request::GetObject { key: key.into(), range: None, if_match: None }
     }
 
     fn list() -> S3Request {
@@ -520,43 +472,24 @@ mod tests {
         let result = client.execute(&get("k")).await;
         assert_eq!(
             result,
-            Err(S3Error::Transport(TransportError::Truncated {
-                received: Body::from(b"0123456789".as_slice())
-            }))
+            Err(S3Error::Transport(TransportError::Truncated { received: Body::from(b"0123456789".as_slice()) }))
         );
     }
 
     #[tokio::test]
     async fn a_server_that_never_answers_times_out() {
         let server = ScriptedServer::start(vec![ScriptedReply::Hang]).await;
-        let client = client_for(
-            &server,
-            TransportConfig {
-                request_timeout_ms: 300,
-                ..Default::default()
-            },
-        )
-        .await;
+        let client = client_for(&server, TransportConfig { request_timeout_ms: 300, ..Default::default() }).await;
         let started = Instant::now();
-        assert_eq!(
-            client.execute(&get("k")).await,
-            Err(S3Error::Transport(TransportError::Timeout))
-        );
+        assert_eq!(client.execute(&get("k")).await, Err(S3Error::Transport(TransportError::Timeout)));
         assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[tokio::test]
     async fn a_connection_closed_before_any_reply_is_a_reset() {
-        let server = ScriptedServer::start(vec![ScriptedReply::Send {
-            bytes: vec![],
-            close: true,
-        }])
-        .await;
+        let server = ScriptedServer::start(vec![ScriptedReply::Send { bytes: vec![], close: true }]).await;
         let client = client_for(&server, TransportConfig::default()).await;
-        assert_eq!(
-            client.execute(&get("k")).await,
-            Err(S3Error::Transport(TransportError::ConnectionReset))
-        );
+        assert_eq!(client.execute(&get("k")).await, Err(S3Error::Transport(TransportError::ConnectionReset)));
     }
 
     #[tokio::test]
@@ -573,17 +506,11 @@ mod tests {
         })
         .await
         .unwrap();
-        assert!(matches!(
-            client.execute(&get("k")).await,
-            Err(S3Error::Transport(TransportError::Connect(_)))
-        ));
+        assert!(matches!(client.execute(&get("k")).await, Err(S3Error::Transport(TransportError::Connect(_)))));
         let error = client.check_bucket("").await.unwrap_err();
         assert!(matches!(error, BucketCheckError::Unreachable { .. }), "{error:?}");
         let message = error.to_string();
-        assert!(
-            message.contains(&format!("127.0.0.1:{closed_port}")) && message.contains("--endpoint"),
-            "{message}"
-        );
+        assert!(message.contains(&format!("127.0.0.1:{closed_port}")) && message.contains("--endpoint"), "{message}");
     }
 
     #[tokio::test]
@@ -594,10 +521,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let bundle = dir.path().join("ca.pem");
         std::fs::write(&bundle, ca_pem).unwrap();
-        let config = |ca_bundle| TransportConfig {
-            ca_bundle,
-            ..Default::default()
-        };
+        let config = |ca_bundle| TransportConfig { ca_bundle, ..Default::default() };
         let trusting = client_for(&server, config(Some(bundle))).await;
         trusting.check_bucket("").await.unwrap();
         assert!(
@@ -608,22 +532,14 @@ mod tests {
 
         let distrusting = client_for(&server, config(None)).await;
         let result = distrusting.execute(&list()).await;
-        assert!(
-            matches!(result, Err(S3Error::Transport(TransportError::Tls(_)))),
-            "{result:?}"
-        );
+        assert!(matches!(result, Err(S3Error::Transport(TransportError::Tls(_)))), "{result:?}");
         let error = distrusting.check_bucket("").await.unwrap_err();
-        assert!(
-            matches!(error, BucketCheckError::Tls { .. }) && error.to_string().contains("--ca-bundle"),
-            "{error}"
-        );
+        assert!(matches!(error, BucketCheckError::Tls { .. }) && error.to_string().contains("--ca-bundle"), "{error}");
     }
 
     #[tokio::test]
     async fn sequential_requests_reuse_one_connection() {
-        let replies = (0..5)
-            .map(|_| ScriptedReply::ok("200 OK", &[], LIST_REPLY.as_bytes()))
-            .collect();
+        let replies = (0..5).map(|_| ScriptedReply::ok("200 OK", &[], LIST_REPLY.as_bytes())).collect();
         let server = ScriptedServer::start(replies).await;
         let client = client_for(&server, TransportConfig::default()).await;
         for _ in 0..5 {
@@ -637,11 +553,7 @@ mod tests {
     async fn a_reply_naming_another_region_moves_later_requests_there() {
         let redirect = "<Error><Code>PermanentRedirect</Code><Message>use the right endpoint</Message></Error>";
         let server = ScriptedServer::start(vec![
-            ScriptedReply::ok(
-                "301 Moved Permanently",
-                &[("x-amz-bucket-region", "eu-west-1")],
-                redirect.as_bytes(),
-            ),
+            ScriptedReply::ok("301 Moved Permanently", &[("x-amz-bucket-region", "eu-west-1")], redirect.as_bytes()),
             ScriptedReply::ok("200 OK", &[], LIST_REPLY.as_bytes()),
         ])
         .await;
@@ -662,14 +574,8 @@ mod tests {
             b"<Error><Code>PermanentRedirect</Code></Error>",
         )])
         .await;
-        let client = client_for(
-            &server,
-            TransportConfig {
-                region: Some("ap-south-1".into()),
-                ..Default::default()
-            },
-        )
-        .await;
+        let client =
+            client_for(&server, TransportConfig { region: Some("ap-south-1".into()), ..Default::default() }).await;
         let error = client.check_bucket("").await.unwrap_err();
         assert!(matches!(error, BucketCheckError::WrongRegion { .. }), "{error:?}");
         assert!(error.to_string().contains("--region"), "{error}");
@@ -679,11 +585,7 @@ mod tests {
     #[tokio::test]
     async fn check_bucket_names_the_cause_and_the_fix() {
         let error_reply = |status: &str, code: &str| {
-            ScriptedReply::ok(
-                status,
-                &[],
-                format!("<Error><Code>{code}</Code><Message>m</Message></Error>").as_bytes(),
-            )
+            ScriptedReply::ok(status, &[], format!("<Error><Code>{code}</Code><Message>m</Message></Error>").as_bytes())
         };
         let server = ScriptedServer::start(vec![
             error_reply("404 Not Found", "NoSuchBucket"),
@@ -697,18 +599,10 @@ mod tests {
         for _ in 0..4 {
             messages.push(client.check_bucket("").await.unwrap_err().to_string());
         }
-        assert!(
-            messages[0].contains("does not exist") && messages[0].contains("bucket name"),
-            "{}",
-            messages[0]
-        );
+        assert!(messages[0].contains("does not exist") && messages[0].contains("bucket name"), "{}", messages[0]);
         assert!(messages[1].contains("secret access key is wrong"), "{}", messages[1]);
         assert!(messages[2].contains("access key id is unknown"), "{}", messages[2]);
-        assert!(
-            messages[3].contains("denied") && messages[3].contains("--profile"),
-            "{}",
-            messages[3]
-        );
+        assert!(messages[3].contains("denied") && messages[3].contains("--profile"), "{}", messages[3]);
         assert!(messages.iter().all(|m| !m.contains('\n')));
     }
 
@@ -720,27 +614,17 @@ mod tests {
             b"<Error><Code>AccessDenied</Code></Error>",
         )])
         .await;
-        let client = client_for(
-            &server,
-            TransportConfig {
-                credentials: CredentialSource::Anonymous,
-                ..Default::default()
-            },
-        )
-        .await;
+        let client =
+            client_for(&server, TransportConfig { credentials: CredentialSource::Anonymous, ..Default::default() })
+                .await;
         // client_for overrides the credentials; build an anonymous one by hand.
-        let anonymous = S3Client::new(TransportConfig {
-            credentials: CredentialSource::Anonymous,
-            ..client.config.clone()
-        })
-        .await
-        .unwrap();
+        let anonymous =
+            S3Client::new(TransportConfig { credentials: CredentialSource::Anonymous, ..client.config.clone() })
+                .await
+                .unwrap();
         assert!(anonymous.is_anonymous());
         let error = anonymous.check_bucket("").await.unwrap_err();
-        assert!(
-            matches!(error, BucketCheckError::AnonymousAccessDenied { .. }),
-            "{error:?}"
-        );
+        assert!(matches!(error, BucketCheckError::AnonymousAccessDenied { .. }), "{error:?}");
         assert!(!server.request_heads()[0].to_ascii_lowercase().contains("authorization"));
     }
 
@@ -801,23 +685,11 @@ mod tests {
             if_match: None,
             if_none_match_any: false,
         };
-        let ranged_get = S3Request::GetObject {
-            key: "k".into(),
-            range: Some(ByteRange::new(0, 2)),
-            if_match: None,
-        };
+        let ranged_get = S3Request::GetObject { key: "k".into(), range: Some(ByteRange::new(0, 2)), if_match: None };
         let server = ScriptedServer::start(vec![
             ScriptedReply::ok("200 OK", &[("etag", "\"e\"")], b""),
-            ScriptedReply::ok(
-                "206 Partial Content",
-                &[("etag", "\"e\""), ("content-range", "bytes 0-1/4")],
-                b"bo",
-            ),
-            ScriptedReply::ok(
-                "403 Forbidden",
-                &[],
-                b"<Error><Code>SignatureDoesNotMatch</Code></Error>",
-            ),
+            ScriptedReply::ok("206 Partial Content", &[("etag", "\"e\""), ("content-range", "bytes 0-1/4")], b"bo"),
+            ScriptedReply::ok("403 Forbidden", &[], b"<Error><Code>SignatureDoesNotMatch</Code></Error>"),
         ])
         .await;
         let (config, secrets) = secret_config(server.endpoint());
@@ -835,38 +707,17 @@ mod tests {
         assert!(heads[0].contains(&secrets.sse_c_key_base64) && heads[0].contains(secrets.session_token));
         let signatures: Vec<String> = heads
             .iter()
-            .map(|head| {
-                head.rsplit_once("Signature=")
-                    .unwrap()
-                    .1
-                    .lines()
-                    .next()
-                    .unwrap()
-                    .trim()
-                    .to_owned()
-            })
+            .map(|head| head.rsplit_once("Signature=").unwrap().1.lines().next().unwrap().trim().to_owned())
             .collect();
 
         let log_text = logs.text();
-        assert!(
-            log_text.contains("sending") && log_text.contains("TRACE"),
-            "logs were not captured:\n{log_text}"
-        );
+        assert!(log_text.contains("sending") && log_text.contains("TRACE"), "logs were not captured:\n{log_text}");
         assert_no_secret(&log_text, &secrets, &signatures, "the TRACE log");
 
         let endpoint = BucketEndpoint::resolve(&config, "us-east-1").unwrap();
         let mut signed = build_request(&put, &config, &endpoint).unwrap();
-        let CredentialSource::Static(credentials) = &config.credentials else {
-            unreachable!()
-        };
-        sign_request(
-            &mut signed,
-            credentials,
-            "us-east-1",
-            SystemTime::now(),
-            PayloadSigning::Sha256,
-        )
-        .unwrap();
+        let CredentialSource::Static(credentials) = &config.credentials else { unreachable!() };
+        sign_request(&mut signed, credentials, "us-east-1", SystemTime::now(), PayloadSigning::Sha256).unwrap();
         let formatted = [
             format!("{config:?}"),
             format!("{:?}", config.credentials),

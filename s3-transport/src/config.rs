@@ -51,9 +51,7 @@ pub struct SseCustomerKey {
 impl SseCustomerKey {
     /// Wraps raw key bytes; they must be exactly 32 bytes (AES-256).
     pub fn from_bytes(key: &[u8]) -> Result<Self, SseKeyError> {
-        let key: [u8; 32] = key.try_into().map_err(|_| SseKeyError::WrongLength {
-            length_bytes: key.len(),
-        })?;
+        let key: [u8; 32] = key.try_into().map_err(|_| SseKeyError::WrongLength { length_bytes: key.len() })?;
         Ok(SseCustomerKey { key })
     }
 

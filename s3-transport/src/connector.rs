@@ -78,10 +78,7 @@ fn root_certificates(config: &TransportConfig, https: bool) -> Result<RootCertSt
     let (added, ignored) = roots.add_parsable_certificates(native.certs);
     tracing::debug!(added, ignored, "loaded system root certificates");
     if let Some(path) = &config.ca_bundle {
-        let bundle_error = |reason: String| ConnectorError::CaBundle {
-            path: path.display().to_string(),
-            reason,
-        };
+        let bundle_error = |reason: String| ConnectorError::CaBundle { path: path.display().to_string(), reason };
         let certificates = CertificateDer::pem_file_iter(path)
             .map_err(|e| bundle_error(e.to_string()))?
             .collect::<Result<Vec<_>, _>>()
@@ -117,15 +114,9 @@ pub fn build_http_client(
     tcp.set_keepalive(Some(Duration::from_secs(30)));
     tcp.set_connect_timeout(Some(Duration::from_millis(config.connect_timeout_ms)));
     let opened = Arc::new(AtomicU64::new(0));
-    let counting = CountingConnector {
-        inner: tcp,
-        opened: Arc::clone(&opened),
-    };
-    let connector = HttpsConnectorBuilder::new()
-        .with_tls_config(tls)
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(counting);
+    let counting = CountingConnector { inner: tcp, opened: Arc::clone(&opened) };
+    let connector =
+        HttpsConnectorBuilder::new().with_tls_config(tls).https_or_http().enable_http1().wrap_connector(counting);
     let client = Client::builder(TokioExecutor::new())
         .pool_idle_timeout(Duration::from_millis(config.idle_connection_timeout_ms))
         .pool_max_idle_per_host(config.idle_connections_max_per_host)
@@ -142,19 +133,10 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let empty = dir.path().join("empty.pem");
         std::fs::write(&empty, "not a certificate\n").unwrap();
-        let config = TransportConfig {
-            ca_bundle: Some(empty),
-            ..Default::default()
-        };
+        let config = TransportConfig { ca_bundle: Some(empty), ..Default::default() };
         let error = build_http_client(&config, true).unwrap_err();
         assert!(error.to_string().contains("--ca-bundle"), "{error}");
-        let missing = TransportConfig {
-            ca_bundle: Some(dir.path().join("missing.pem")),
-            ..Default::default()
-        };
-        assert!(matches!(
-            build_http_client(&missing, true),
-            Err(ConnectorError::CaBundle { .. })
-        ));
+        let missing = TransportConfig { ca_bundle: Some(dir.path().join("missing.pem")), ..Default::default() };
+        assert!(matches!(build_http_client(&missing, true), Err(ConnectorError::CaBundle { .. })));
     }
 }

@@ -31,9 +31,7 @@ pub struct CredentialCache {
 
 /// Whether `credentials` should be replaced at `now`.
 fn needs_refresh(credentials: &Credentials, now: SystemTime) -> bool {
-    credentials
-        .expiry()
-        .is_some_and(|expiry| now + REFRESH_BEFORE_EXPIRY >= expiry)
+    credentials.expiry().is_some_and(|expiry| now + REFRESH_BEFORE_EXPIRY >= expiry)
 }
 
 fn has_expired(credentials: &Credentials, now: SystemTime) -> bool {
@@ -42,11 +40,7 @@ fn has_expired(credentials: &Credentials, now: SystemTime) -> bool {
 
 impl CredentialCache {
     pub fn new(provider: SharedCredentialsProvider) -> Self {
-        CredentialCache {
-            provider,
-            current: RwLock::new(None),
-            refreshing: tokio::sync::Mutex::new(()),
-        }
+        CredentialCache { provider, current: RwLock::new(None), refreshing: tokio::sync::Mutex::new(()) }
     }
 
     fn cached(&self) -> Option<Credentials> {
@@ -151,9 +145,7 @@ async fn default_chain(profile: Option<&str>, region: Option<&str>) -> SharedCre
         loader = loader.region(aws_config::Region::new(region.to_owned()));
     }
     let config = loader.load().await;
-    config
-        .credentials_provider()
-        .unwrap_or_else(|| SharedCredentialsProvider::new(NoCredentials))
+    config.credentials_provider().unwrap_or_else(|| SharedCredentialsProvider::new(NoCredentials))
 }
 
 /// A provider that never has credentials: the chain's stand-in when aws-config built none.
@@ -192,12 +184,7 @@ mod tests {
 
     impl CountingProvider {
         fn new(lifetime: Duration) -> Self {
-            CountingProvider {
-                issued: Arc::default(),
-                issued_at: t(0),
-                lifetime,
-                fail: Arc::default(),
-            }
+            CountingProvider { issued: Arc::default(), issued_at: t(0), lifetime, fail: Arc::default() }
         }
     }
 
@@ -248,29 +235,18 @@ mod tests {
 
     #[tokio::test]
     async fn no_credentials_at_all_means_anonymous_but_a_broken_provider_is_an_error() {
-        let nothing = Signer::from_provider(SharedCredentialsProvider::new(NoCredentials))
-            .await
-            .unwrap();
+        let nothing = Signer::from_provider(SharedCredentialsProvider::new(NoCredentials)).await.unwrap();
         assert!(nothing.is_anonymous());
         let broken = CountingProvider::new(Duration::from_secs(1));
         broken.fail.store(true, Ordering::SeqCst);
-        let error = Signer::from_provider(SharedCredentialsProvider::new(broken))
-            .await
-            .unwrap_err();
+        let error = Signer::from_provider(SharedCredentialsProvider::new(broken)).await.unwrap_err();
         assert!(error.to_string().contains("refresh failed"), "{error}");
-        let fixed = Signer::resolve(
-            &CredentialSource::Static(Credentials::new("AKID", "SECRET", None, None, "test")),
-            None,
-        )
-        .await
-        .unwrap();
-        assert!(!fixed.is_anonymous());
-        assert!(
-            Signer::resolve(&CredentialSource::Anonymous, None)
+        let fixed =
+            Signer::resolve(&CredentialSource::Static(Credentials::new("AKID", "SECRET", None, None, "test")), None)
                 .await
-                .unwrap()
-                .is_anonymous()
-        );
+                .unwrap();
+        assert!(!fixed.is_anonymous());
+        assert!(Signer::resolve(&CredentialSource::Anonymous, None).await.unwrap().is_anonymous());
     }
 
     #[tokio::test]
@@ -283,24 +259,17 @@ mod tests {
              [other]\naws_access_key_id = AKIDOTHER\naws_secret_access_key = s2\n",
         )
         .unwrap();
-        let files = EnvConfigFiles::builder()
-            .with_file(EnvConfigFileKind::Credentials, &credentials_file)
-            .build();
+        let files = EnvConfigFiles::builder().with_file(EnvConfigFileKind::Credentials, &credentials_file).build();
         let config = aws_config::defaults(BehaviorVersion::latest())
             .profile_files(files)
             .profile_name("other")
             .region(aws_config::Region::new("us-east-1"))
             .load()
             .await;
-        let signer = Signer::from_provider(config.credentials_provider().unwrap())
-            .await
-            .unwrap();
+        let signer = Signer::from_provider(config.credentials_provider().unwrap()).await.unwrap();
         let Signer::Signed(cache) = signer else {
             panic!("profile credentials were not found");
         };
-        assert_eq!(
-            cache.credentials(SystemTime::now()).await.unwrap().access_key_id(),
-            "AKIDOTHER"
-        );
+        assert_eq!(cache.credentials(SystemTime::now()).await.unwrap().access_key_id(), "AKIDOTHER");
     }
 }

@@ -48,28 +48,16 @@ impl BucketEndpoint {
                 (https, host, port, base_path, false)
             }
         };
-        let wanted = config.addressing.unwrap_or(if is_aws {
-            AddressingStyle::VirtualHosted
-        } else {
-            AddressingStyle::Path
-        });
+        let wanted =
+            config.addressing.unwrap_or(if is_aws { AddressingStyle::VirtualHosted } else { AddressingStyle::Path });
         let virtual_hosted = wanted == AddressingStyle::VirtualHosted && can_be_host_label(&config.bucket, https);
         let port_suffix = port.map(|p| format!(":{p}")).unwrap_or_default();
         let (authority, bucket_path) = if virtual_hosted {
             (format!("{}.{host}{port_suffix}", config.bucket), base_path)
         } else {
-            (
-                format!("{host}{port_suffix}"),
-                format!("{base_path}/{}", encode_path(&config.bucket)),
-            )
+            (format!("{host}{port_suffix}"), format!("{base_path}/{}", encode_path(&config.bucket)))
         };
-        Ok(BucketEndpoint {
-            https,
-            authority,
-            bucket_path,
-            region: region.to_owned(),
-            is_aws,
-        })
+        Ok(BucketEndpoint { https, authority, bucket_path, region: region.to_owned(), is_aws })
     }
 
     /// The region requests are signed for.
@@ -118,20 +106,14 @@ impl BucketEndpoint {
 }
 
 fn aws_host(region: &str) -> String {
-    let domain = if region.starts_with("cn-") {
-        "amazonaws.com.cn"
-    } else {
-        "amazonaws.com"
-    };
+    let domain = if region.starts_with("cn-") { "amazonaws.com.cn" } else { "amazonaws.com" };
     format!("s3.{region}.{domain}")
 }
 
 /// Splits an endpoint URL into (https, host, port, base path without trailing `/`).
 fn parse_endpoint(endpoint: &str) -> Result<(bool, String, Option<u16>, String), EndpointError> {
-    let invalid = |reason: &str| EndpointError::InvalidEndpoint {
-        endpoint: endpoint.to_owned(),
-        reason: reason.to_owned(),
-    };
+    let invalid =
+        |reason: &str| EndpointError::InvalidEndpoint { endpoint: endpoint.to_owned(), reason: reason.to_owned() };
     let uri: Uri = endpoint.parse().map_err(|_| invalid("cannot parse it"))?;
     let https = match uri.scheme() {
         Some(scheme) if *scheme == Scheme::HTTPS => true,
@@ -163,25 +145,14 @@ mod tests {
     use super::*;
 
     fn config(endpoint: Option<&str>, addressing: Option<AddressingStyle>, bucket: &str) -> TransportConfig {
-        TransportConfig {
-            bucket: bucket.into(),
-            endpoint: endpoint.map(Into::into),
-            addressing,
-            ..Default::default()
-        }
+        TransportConfig { bucket: bucket.into(), endpoint: endpoint.map(Into::into), addressing, ..Default::default() }
     }
 
     #[test]
     fn aws_uses_virtual_hosted_regional_endpoints() {
         let endpoint = BucketEndpoint::resolve(&config(None, None, "my-bucket"), "eu-west-1").unwrap();
-        assert_eq!(
-            endpoint.url(Some("k"), ""),
-            "https://my-bucket.s3.eu-west-1.amazonaws.com/k"
-        );
-        assert_eq!(
-            endpoint.url(None, "list-type=2"),
-            "https://my-bucket.s3.eu-west-1.amazonaws.com/?list-type=2"
-        );
+        assert_eq!(endpoint.url(Some("k"), ""), "https://my-bucket.s3.eu-west-1.amazonaws.com/k");
+        assert_eq!(endpoint.url(None, "list-type=2"), "https://my-bucket.s3.eu-west-1.amazonaws.com/?list-type=2");
         let china = BucketEndpoint::resolve(&config(None, None, "b-1"), "cn-north-1").unwrap();
         assert_eq!(china.bucket_url(), "https://b-1.s3.cn-north-1.amazonaws.com.cn");
     }
@@ -189,10 +160,7 @@ mod tests {
     #[test]
     fn dotted_bucket_names_fall_back_to_path_style_over_tls() {
         let endpoint = BucketEndpoint::resolve(&config(None, None, "my.bucket"), "us-east-1").unwrap();
-        assert_eq!(
-            endpoint.url(Some("k"), ""),
-            "https://s3.us-east-1.amazonaws.com/my.bucket/k"
-        );
+        assert_eq!(endpoint.url(Some("k"), ""), "https://s3.us-east-1.amazonaws.com/my.bucket/k");
     }
 
     #[test]
@@ -203,11 +171,7 @@ mod tests {
         let based = BucketEndpoint::resolve(&config(Some("https://example.test/s3"), None, "bkt"), "r").unwrap();
         assert_eq!(based.url(Some("k"), ""), "https://example.test/s3/bkt/k");
         let subdomain = BucketEndpoint::resolve(
-            &config(
-                Some("http://localhost:9000"),
-                Some(AddressingStyle::VirtualHosted),
-                "bkt",
-            ),
+            &config(Some("http://localhost:9000"), Some(AddressingStyle::VirtualHosted), "bkt"),
             "us-east-1",
         )
         .unwrap();
@@ -216,10 +180,7 @@ mod tests {
 
     #[test]
     fn bad_endpoints_and_missing_buckets_are_refused() {
-        assert_eq!(
-            BucketEndpoint::resolve(&config(None, None, ""), "us-east-1"),
-            Err(EndpointError::NoBucket)
-        );
+        assert_eq!(BucketEndpoint::resolve(&config(None, None, ""), "us-east-1"), Err(EndpointError::NoBucket));
         for bad in ["127.0.0.1:8333", "ftp://host", "http://host/?q=1"] {
             assert!(
                 matches!(

@@ -33,10 +33,7 @@ pub fn encode_query_value(value: &str) -> String {
 /// `None` when the result is not UTF-8, which a real S3 key always is.
 pub fn decode_listed(encoded: &str) -> Option<String> {
     let spaced = encoded.replace('+', " ");
-    percent_decode_str(&spaced)
-        .decode_utf8()
-        .ok()
-        .map(|decoded| decoded.into_owned())
+    percent_decode_str(&spaced).decode_utf8().ok().map(|decoded| decoded.into_owned())
 }
 
 #[cfg(test)]

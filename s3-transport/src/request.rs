@@ -94,14 +94,7 @@ struct Draft<'a> {
 
 impl<'a> Draft<'a> {
     fn new(config: &'a TransportConfig, method: Method, key: Option<&'a str>) -> Self {
-        Draft {
-            config,
-            method,
-            key,
-            query: Vec::new(),
-            headers: HeaderMap::new(),
-            body: Bytes::new(),
-        }
+        Draft { config, method, key, query: Vec::new(), headers: HeaderMap::new(), body: Bytes::new() }
     }
 
     fn query(&mut self, name: &'static str, value: impl Into<String>) -> &mut Self {
@@ -204,10 +197,7 @@ impl<'a> Draft<'a> {
     }
 
     fn customer_key_headers(&mut self, names: &SseCustomerHeaders, key: &SseCustomerKey) {
-        self.headers.insert(
-            HeaderName::from_static(names.algorithm),
-            HeaderValue::from_static("AES256"),
-        );
+        self.headers.insert(HeaderName::from_static(names.algorithm), HeaderValue::from_static("AES256"));
         self.secret_header(names.key, &key.base64_key());
         self.secret_header(names.key_md5, &key.base64_key_md5());
     }
@@ -215,9 +205,7 @@ impl<'a> Draft<'a> {
     /// Addresses one part of a multipart upload (UploadPart, UploadPartCopy); an SSE-C
     /// upload needs its key with every part.
     fn part(&mut self, upload_id: &UploadId, part_number: u32) -> &mut Self {
-        self.query("partNumber", part_number.to_string())
-            .query("uploadId", upload_id.0.as_str())
-            .customer_key(&SSE_C)
+        self.query("partNumber", part_number.to_string()).query("uploadId", upload_id.0.as_str()).customer_key(&SSE_C)
     }
 
     /// `x-amz-copy-source` and its conditions; the source is in the same bucket.
@@ -240,8 +228,7 @@ impl<'a> Draft<'a> {
         if let Some(owner) = &self.config.expected_bucket_owner {
             self.header(X_AMZ_EXPECTED_BUCKET_OWNER, owner)?;
         }
-        self.headers
-            .insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
+        self.headers.insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         if self.method == Method::PUT || self.method == Method::POST {
             self.headers.insert(CONTENT_LENGTH, HeaderValue::from(self.body.len()));
         }
@@ -272,9 +259,7 @@ fn check_key<'k>(key: &'k str, operation: &'static str) -> Result<&'k str, Build
         return Err(BuildError::EmptyKey { operation });
     }
     if key.len() > MAX_KEY_BYTES {
-        return Err(BuildError::KeyTooLong {
-            length_bytes: key.len(),
-        });
+        return Err(BuildError::KeyTooLong { length_bytes: key.len() });
     }
     Ok(key)
 }
@@ -303,18 +288,9 @@ pub fn build_request<'r>(
     let object = |method: Method, key: &'r str| object_draft(config, method, key, operation);
     let mut draft;
     match request {
-        S3Request::ListObjectsV2 {
-            prefix,
-            delimiter,
-            continuation_token,
-            start_after,
-            max_keys,
-        } => {
+        S3Request::ListObjectsV2 { prefix, delimiter, continuation_token, start_after, max_keys } => {
             draft = Draft::new(config, Method::GET, None);
-            draft
-                .query("list-type", "2")
-                .query("encoding-type", "url")
-                .query("max-keys", max_keys.to_string());
+            draft.query("list-type", "2").query("encoding-type", "url").query("max-keys", max_keys.to_string());
             if !prefix.is_empty() {
                 draft.query("prefix", prefix.as_str());
             }
@@ -340,14 +316,7 @@ pub fn build_request<'r>(
             draft.if_match(IF_MATCH.as_str(), if_match.as_ref())?;
             draft.customer_key(&SSE_C);
         }
-        S3Request::PutObject {
-            key,
-            body,
-            content_type,
-            metadata,
-            if_match,
-            if_none_match_any,
-        } => {
+        S3Request::PutObject { key, body, content_type, metadata, if_match, if_none_match_any } => {
             draft = object(Method::PUT, key)?;
             draft
                 .object_attributes(content_type.as_deref(), metadata)?
@@ -358,38 +327,17 @@ pub fn build_request<'r>(
                 draft.header(IF_NONE_MATCH.as_str(), "*")?;
             }
         }
-        S3Request::CreateMultipartUpload {
-            key,
-            content_type,
-            metadata,
-        } => {
+        S3Request::CreateMultipartUpload { key, content_type, metadata } => {
             draft = object(Method::POST, key)?;
-            draft
-                .query_flag("uploads")
-                .object_attributes(content_type.as_deref(), metadata)?
-                .new_object_options()?;
+            draft.query_flag("uploads").object_attributes(content_type.as_deref(), metadata)?.new_object_options()?;
         }
-        S3Request::UploadPart {
-            key,
-            upload_id,
-            part_number,
-            body,
-        } => {
+        S3Request::UploadPart { key, upload_id, part_number, body } => {
             draft = object(Method::PUT, key)?;
             draft.part(upload_id, *part_number).body(body.0.clone());
         }
-        S3Request::UploadPartCopy {
-            key,
-            upload_id,
-            part_number,
-            source_key,
-            source_range,
-            source_if_match,
-        } => {
+        S3Request::UploadPartCopy { key, upload_id, part_number, source_key, source_range, source_if_match } => {
             draft = object(Method::PUT, key)?;
-            draft
-                .part(upload_id, *part_number)
-                .copy_source(source_key, source_if_match.as_ref())?;
+            draft.part(upload_id, *part_number).copy_source(source_key, source_if_match.as_ref())?;
             if let Some(range) = source_range {
                 draft.header(X_AMZ_COPY_SOURCE_RANGE, &range_header(range))?;
             }
@@ -400,10 +348,7 @@ pub fn build_request<'r>(
             for part in parts {
                 let etag =
                     escape_text(&part.etag.quoted()).ok_or(BuildError::UnsendableHeader { name: "ETag".into() })?;
-                xml.push_str(&format!(
-                    "<Part><PartNumber>{}</PartNumber><ETag>{etag}</ETag></Part>",
-                    part.part_number
-                ));
+                xml.push_str(&format!("<Part><PartNumber>{}</PartNumber><ETag>{etag}</ETag></Part>", part.part_number));
             }
             xml.push_str("</CompleteMultipartUpload>");
             draft.query("uploadId", upload_id.0.as_str());
@@ -414,12 +359,7 @@ pub fn build_request<'r>(
             draft = object(Method::DELETE, key)?;
             draft.query("uploadId", upload_id.0.as_str());
         }
-        S3Request::CopyObject {
-            source_key,
-            key,
-            metadata_directive,
-            source_if_match,
-        } => {
+        S3Request::CopyObject { source_key, key, metadata_directive, source_if_match } => {
             draft = object(Method::PUT, key)?;
             draft.copy_source(source_key, source_if_match.as_ref())?;
             match metadata_directive {
@@ -494,20 +434,14 @@ mod tests {
             endpoint: Some("http://127.0.0.1:9000".into()),
             ..Default::default()
         };
-        build(&S3Request::HeadObject { key: key.into() }, &config)
-            .unwrap()
-            .uri()
-            .to_string()
+        build(&S3Request::HeadObject { key: key.into() }, &config).unwrap().uri().to_string()
     }
 
     #[test]
     fn every_operation_with_every_option() {
         let config = all_options_config();
         for (name, request) in every_request_kind() {
-            insta::assert_snapshot!(
-                format!("build_{name}"),
-                render_request(&build(&request, &config).unwrap())
-            );
+            insta::assert_snapshot!(format!("build_{name}"), render_request(&build(&request, &config).unwrap()));
         }
     }
 
@@ -548,14 +482,9 @@ mod tests {
         for request in [
             S3Request::DeleteObject { key: String::new() },
             S3Request::HeadObject { key: String::new() },
-            S3Request::DeleteObjects {
-                keys: vec!["a".into(), String::new()],
-            },
+            S3Request::DeleteObjects { keys: vec!["a".into(), String::new()] },
         ] {
-            assert!(
-                matches!(build(&request, &config), Err(BuildError::EmptyKey { .. })),
-                "{request:?}"
-            );
+            assert!(matches!(build(&request, &config), Err(BuildError::EmptyKey { .. })), "{request:?}");
         }
     }
 
@@ -569,19 +498,12 @@ mod tests {
             BuildError::DeleteBatchSize { count: 1001 }
         );
         assert!(batch((0..1000).map(|i| i.to_string()).collect()).is_ok());
-        assert_eq!(
-            batch(vec!["bell\u{7}".into()]).unwrap_err(),
-            BuildError::KeyNotRepresentableInXml
-        );
+        assert_eq!(batch(vec!["bell\u{7}".into()]).unwrap_err(), BuildError::KeyNotRepresentableInXml);
     }
 
     #[test]
     fn delete_objects_carries_the_md5_of_its_body() {
-        let built = build(
-            &S3Request::DeleteObjects { keys: vec!["a".into()] },
-            &all_options_config(),
-        )
-        .unwrap();
+        let built = build(&S3Request::DeleteObjects { keys: vec!["a".into()] }, &all_options_config()).unwrap();
         let md5 = BASE64.encode(Md5::digest(built.body()));
         assert_eq!(built.headers()["content-md5"], md5.as_str());
     }
@@ -607,10 +529,7 @@ mod tests {
             (Some("text/plain\r\nx-evil: 1"), "mtime", "1"),
         ] {
             assert!(
-                matches!(
-                    build(&put(content_type, name, value), &config),
-                    Err(BuildError::UnsendableHeader { .. })
-                ),
+                matches!(build(&put(content_type, name, value), &config), Err(BuildError::UnsendableHeader { .. })),
                 "{content_type:?} {name:?} {value:?}"
             );
         }
@@ -628,34 +547,19 @@ mod tests {
         };
         let guessing = all_options_config();
         let content_type = |request: &S3Request, config: &TransportConfig| {
-            build(request, config)
-                .unwrap()
-                .headers()
-                .get(CONTENT_TYPE)
-                .map(|v| v.to_str().unwrap().to_owned())
+            build(request, config).unwrap().headers().get(CONTENT_TYPE).map(|v| v.to_str().unwrap().to_owned())
         };
-        assert_eq!(
-            content_type(&put("a/index.html", None), &guessing).as_deref(),
-            Some("text/html")
-        );
-        assert_eq!(
-            content_type(&put("a/index.html", Some("x/y")), &guessing).as_deref(),
-            Some("x/y")
-        );
+        assert_eq!(content_type(&put("a/index.html", None), &guessing).as_deref(), Some("text/html"));
+        assert_eq!(content_type(&put("a/index.html", Some("x/y")), &guessing).as_deref(), Some("x/y"));
         assert_eq!(content_type(&put("a/no-extension", None), &guessing), None);
-        let not_guessing = TransportConfig {
-            use_content_type: false,
-            ..guessing
-        };
+        let not_guessing = TransportConfig { use_content_type: false, ..guessing };
         assert_eq!(content_type(&put("a/index.html", None), &not_guessing), None);
     }
 
     #[test]
     fn sse_s3_and_kms_go_only_on_requests_that_create_objects() {
         let kms = TransportConfig {
-            encryption: ServerSideEncryption::Kms {
-                key_id: Some("arn:aws:kms:key/1".into()),
-            },
+            encryption: ServerSideEncryption::Kms { key_id: Some("arn:aws:kms:key/1".into()) },
             ..all_options_config()
         };
         for (name, request) in every_request_kind() {
@@ -668,10 +572,7 @@ mod tests {
             assert_eq!(built.headers().contains_key(X_AMZ_SSE_KMS_KEY_ID), creates, "{name}");
             assert!(!built.headers().contains_key(SSE_C.key), "{name}");
         }
-        let sse_s3 = TransportConfig {
-            encryption: ServerSideEncryption::S3Managed,
-            ..all_options_config()
-        };
+        let sse_s3 = TransportConfig { encryption: ServerSideEncryption::S3Managed, ..all_options_config() };
         let put = &every_request_kind()[3].1;
         assert_eq!(build(put, &sse_s3).unwrap().headers()[X_AMZ_SSE], "AES256");
     }

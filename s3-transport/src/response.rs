@@ -36,28 +36,22 @@ pub fn parse_response(request: &S3Request, status: StatusCode, headers: &HeaderM
         S3Request::ListObjectsV2 { .. } => parse_list_page(&xml_reply(status, headers, &body)?),
         S3Request::HeadObject { .. } => Ok(S3Response::HeadObject(object_meta(headers, None)?)),
         S3Request::GetObject { .. } => get_output(status, headers, body),
-        S3Request::PutObject { .. } => Ok(S3Response::PutObject {
-            etag: etag_header(headers)?,
-        }),
-        S3Request::UploadPart { .. } => Ok(S3Response::UploadPart {
-            etag: etag_header(headers)?,
-        }),
+        S3Request::PutObject { .. } => Ok(S3Response::PutObject { etag: etag_header(headers)? }),
+        S3Request::UploadPart { .. } => Ok(S3Response::UploadPart { etag: etag_header(headers)? }),
         S3Request::CreateMultipartUpload { .. } => {
             let root = xml_reply(status, headers, &body)?;
             let upload_id = required_text(&root, "UploadId")?;
-            Ok(S3Response::CreateMultipartUpload {
-                upload_id: UploadId(upload_id.to_owned()),
-            })
+            Ok(S3Response::CreateMultipartUpload { upload_id: UploadId(upload_id.to_owned()) })
         }
-        S3Request::UploadPartCopy { .. } => Ok(S3Response::UploadPartCopy {
-            etag: etag_element(&xml_reply(status, headers, &body)?)?,
-        }),
-        S3Request::CompleteMultipartUpload { .. } => Ok(S3Response::CompleteMultipartUpload {
-            etag: etag_element(&xml_reply(status, headers, &body)?)?,
-        }),
-        S3Request::CopyObject { .. } => Ok(S3Response::CopyObject {
-            etag: etag_element(&xml_reply(status, headers, &body)?)?,
-        }),
+        S3Request::UploadPartCopy { .. } => {
+            Ok(S3Response::UploadPartCopy { etag: etag_element(&xml_reply(status, headers, &body)?)? })
+        }
+        S3Request::CompleteMultipartUpload { .. } => {
+            Ok(S3Response::CompleteMultipartUpload { etag: etag_element(&xml_reply(status, headers, &body)?)? })
+        }
+        S3Request::CopyObject { .. } => {
+            Ok(S3Response::CopyObject { etag: etag_element(&xml_reply(status, headers, &body)?)? })
+        }
         S3Request::AbortMultipartUpload { .. } => Ok(S3Response::AbortMultipartUpload),
         S3Request::DeleteObject { .. } => Ok(S3Response::DeleteObject),
         S3Request::DeleteObjects { .. } => parse_delete_result(&xml_reply(status, headers, &body)?),
@@ -79,9 +73,7 @@ fn xml_reply(status: StatusCode, headers: &HeaderMap, body: &[u8]) -> Result<Ele
 }
 
 fn required_text<'e>(element: &'e Element, name: &str) -> Result<&'e str, S3Error> {
-    element
-        .child_text(name)
-        .ok_or_else(|| malformed(format_args!("<{}> has no <{name}>", element.name)))
+    element.child_text(name).ok_or_else(|| malformed(format_args!("<{}> has no <{name}>", element.name)))
 }
 
 fn etag_element(root: &Element) -> Result<ETag, S3Error> {
@@ -93,9 +85,7 @@ fn header_text(headers: &HeaderMap, name: impl http::header::AsHeaderName) -> Op
 }
 
 fn etag_header(headers: &HeaderMap) -> Result<ETag, S3Error> {
-    header_text(headers, ETAG)
-        .map(ETag::new)
-        .ok_or_else(|| malformed("no ETag header"))
+    header_text(headers, ETAG).map(ETag::new).ok_or_else(|| malformed("no ETag header"))
 }
 
 fn parse_timestamp(text: &str, format: aws_smithy_types::date_time::Format) -> Option<UnixNanos> {
@@ -177,18 +167,14 @@ fn parse_list_page(root: &Element) -> S3Result {
         let modified_text = required_text(contents, "LastModified")?;
         page.objects.push(ObjectSummary {
             key: listed_name(required_text(contents, "Key")?, url_encoded)?,
-            size_bytes: size_text
-                .trim()
-                .parse()
-                .map_err(|_| malformed(format_args!("Size `{size_text}`")))?,
+            size_bytes: size_text.trim().parse().map_err(|_| malformed(format_args!("Size `{size_text}`")))?,
             etag: etag_element(contents)?,
             last_modified: parse_timestamp(modified_text, aws_smithy_types::date_time::Format::DateTime)
                 .ok_or_else(|| malformed(format_args!("LastModified `{modified_text}`")))?,
         });
     }
     for common in root.children_named("CommonPrefixes") {
-        page.common_prefixes
-            .push(listed_name(required_text(common, "Prefix")?, url_encoded)?);
+        page.common_prefixes.push(listed_name(required_text(common, "Prefix")?, url_encoded)?);
     }
     if root.child_text("IsTruncated").map(str::trim) == Some("true") {
         let token = required_text(root, "NextContinuationToken")?;
@@ -219,10 +205,7 @@ fn error_from_xml(status: StatusCode, headers: &HeaderMap, root: &Element) -> Se
         status: status.as_u16(),
         code: S3ErrorCode::from_code(root.child_text("Code").unwrap_or_default()),
         message: root.child_text("Message").unwrap_or_default().to_owned(),
-        request_id: root
-            .child_text("RequestId")
-            .or_else(|| header_text(headers, REQUEST_ID_HEADER))
-            .map(str::to_owned),
+        request_id: root.child_text("RequestId").or_else(|| header_text(headers, REQUEST_ID_HEADER)).map(str::to_owned),
     }
 }
 
@@ -241,9 +224,7 @@ fn service_error(request: &S3Request, status: StatusCode, headers: &HeaderMap, b
     ServiceError {
         status: status.as_u16(),
         code,
-        message: header_text(headers, "x-amz-error-message")
-            .unwrap_or_default()
-            .to_owned(),
+        message: header_text(headers, "x-amz-error-message").unwrap_or_default().to_owned(),
         request_id: header_text(headers, REQUEST_ID_HEADER).map(str::to_owned),
     }
 }
@@ -255,11 +236,7 @@ fn code_from_status(request: &S3Request, status: StatusCode) -> S3ErrorCode {
         304 => S3ErrorCode::NotModified,
         400 => S3ErrorCode::InvalidRequest,
         403 => S3ErrorCode::AccessDenied,
-        404 if matches!(
-            request,
-            S3Request::ListObjectsV2 { .. } | S3Request::DeleteObjects { .. }
-        ) =>
-        {
+        404 if matches!(request, S3Request::ListObjectsV2 { .. } | S3Request::DeleteObjects { .. }) => {
             S3ErrorCode::NoSuchBucket
         }
         404 => S3ErrorCode::NoSuchKey,
@@ -280,10 +257,7 @@ mod tests {
     fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
         for (name, value) in pairs {
-            map.append(
-                http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(),
-                value.parse().unwrap(),
-            );
+            map.append(http::header::HeaderName::from_bytes(name.as_bytes()).unwrap(), value.parse().unwrap());
         }
         map
     }
@@ -303,11 +277,7 @@ mod tests {
     }
 
     fn get(range: Option<ByteRange>) -> S3Request {
-        S3Request::GetObject {
-            key: "k".into(),
-            range,
-            if_match: None,
-        }
+        S3Request::GetObject { key: "k".into(), range, if_match: None }
     }
 
     fn copy() -> S3Request {
@@ -381,16 +351,8 @@ mod tests {
 
     #[test]
     fn a_truncated_list_without_a_token_is_malformed_not_the_end() {
-        let result = parse(
-            &list(),
-            200,
-            &[],
-            "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>",
-        );
-        assert!(
-            matches!(result, Err(S3Error::Transport(TransportError::Other(_)))),
-            "{result:?}"
-        );
+        let result = parse(&list(), 200, &[], "<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>");
+        assert!(matches!(result, Err(S3Error::Transport(TransportError::Other(_)))), "{result:?}");
     }
 
     #[test]
@@ -444,16 +406,10 @@ mod tests {
 
     #[test]
     fn multipart_and_copy_results_carry_their_etags() {
-        let create = S3Request::CreateMultipartUpload {
-            key: "k".into(),
-            content_type: None,
-            metadata: Metadata::new(),
-        };
-        let complete = S3Request::CompleteMultipartUpload {
-            key: "k".into(),
-            upload_id: UploadId("u".into()),
-            parts: vec![],
-        };
+        let create =
+            S3Request::CreateMultipartUpload { key: "k".into(), content_type: None, metadata: Metadata::new() };
+        let complete =
+            S3Request::CompleteMultipartUpload { key: "k".into(), upload_id: UploadId("u".into()), parts: vec![] };
         let part_copy = S3Request::UploadPartCopy {
             key: "k".into(),
             upload_id: UploadId("u".into()),
@@ -521,9 +477,7 @@ mod tests {
 
     #[test]
     fn delete_objects_result_lists_the_keys_that_failed() {
-        let request = S3Request::DeleteObjects {
-            keys: vec!["sample1.txt".into(), "sample2.txt".into()],
-        };
+        let request = S3Request::DeleteObjects { keys: vec!["sample1.txt".into(), "sample2.txt".into()] };
         insta::assert_debug_snapshot!(parse(
             &request,
             200,
@@ -563,39 +517,19 @@ mod tests {
                 "SignatureDoesNotMatch",
                 "The request signature we calculated does not match the signature you provided.",
             ),
-            (
-                403,
-                "InvalidAccessKeyId",
-                "The AWS Access Key Id you provided does not exist in our records.",
-            ),
+            (403, "InvalidAccessKeyId", "The AWS Access Key Id you provided does not exist in our records."),
             (400, "ExpiredToken", "The provided token has expired."),
-            (
-                412,
-                "PreconditionFailed",
-                "At least one of the preconditions you specified did not hold.",
-            ),
+            (412, "PreconditionFailed", "At least one of the preconditions you specified did not hold."),
             (416, "InvalidRange", "The requested range is not satisfiable"),
             (503, "SlowDown", "Please reduce your request rate."),
-            (
-                500,
-                "InternalError",
-                "We encountered an internal error. Please try again.",
-            ),
-            (
-                400,
-                "EntityTooSmall",
-                "Your proposed upload is smaller than the minimum allowed object size.",
-            ),
+            (500, "InternalError", "We encountered an internal error. Please try again."),
+            (400, "EntityTooSmall", "Your proposed upload is smaller than the minimum allowed object size."),
             (
                 301,
                 "PermanentRedirect",
                 "The bucket you are attempting to access must be addressed using the specified endpoint.",
             ),
-            (
-                400,
-                "AuthorizationHeaderMalformed",
-                "the region 'us-east-1' is wrong; expecting 'eu-west-1'",
-            ),
+            (400, "AuthorizationHeaderMalformed", "the region 'us-east-1' is wrong; expecting 'eu-west-1'"),
         ];
         let parsed: Vec<_> = cases
             .iter()
@@ -615,40 +549,27 @@ mod tests {
     fn bodiless_head_errors_take_their_code_from_the_status() {
         let codes: Vec<_> = [404u16, 403, 412, 304, 416, 503, 500, 400, 301, 418]
             .into_iter()
-            .map(
-                |status| match parse(&head(), status, &[("x-amz-request-id", "R1")], "") {
-                    Err(S3Error::Service(error)) => (status, error.code, error.request_id),
-                    other => panic!("{other:?}"),
-                },
-            )
+            .map(|status| match parse(&head(), status, &[("x-amz-request-id", "R1")], "") {
+                Err(S3Error::Service(error)) => (status, error.code, error.request_id),
+                other => panic!("{other:?}"),
+            })
             .collect();
         insta::assert_debug_snapshot!(codes);
         // A bodiless 404 to a listing means the bucket is missing.
         assert!(matches!(
             parse(&list(), 404, &[], ""),
-            Err(S3Error::Service(ServiceError {
-                code: S3ErrorCode::NoSuchBucket,
-                ..
-            }))
+            Err(S3Error::Service(ServiceError { code: S3ErrorCode::NoSuchBucket, .. }))
         ));
         // Some servers name the code in a header.
         assert!(matches!(
             parse(&head(), 404, &[("x-amz-error-code", "NoSuchBucket")], ""),
-            Err(S3Error::Service(ServiceError {
-                code: S3ErrorCode::NoSuchBucket,
-                ..
-            }))
+            Err(S3Error::Service(ServiceError { code: S3ErrorCode::NoSuchBucket, .. }))
         ));
     }
 
     #[test]
     fn a_non_xml_error_page_still_gives_a_typed_error() {
-        let result = parse(
-            &get(None),
-            502,
-            &[("content-type", "text/html")],
-            "<html><body>Bad Gateway</body></html>",
-        );
+        let result = parse(&get(None), 502, &[("content-type", "text/html")], "<html><body>Bad Gateway</body></html>");
         assert!(
             matches!(
                 result,
@@ -670,10 +591,7 @@ mod tests {
         };
         for (request, body) in [(put, ""), (copy(), "<CopyObjectResult/>"), (list(), "not xml")] {
             let result = parse(&request, 200, &[], body);
-            assert!(
-                matches!(result, Err(S3Error::Transport(TransportError::Other(_)))),
-                "{result:?}"
-            );
+            assert!(matches!(result, Err(S3Error::Transport(TransportError::Other(_)))), "{result:?}");
         }
     }
 }

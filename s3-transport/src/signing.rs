@@ -34,11 +34,7 @@ pub enum PayloadSigning {
 impl PayloadSigning {
     /// The choice for an endpoint: unsigned over TLS, hashed over plain HTTP.
     pub fn for_transport(https: bool) -> Self {
-        if https {
-            PayloadSigning::Unsigned
-        } else {
-            PayloadSigning::Sha256
-        }
+        if https { PayloadSigning::Unsigned } else { PayloadSigning::Sha256 }
     }
 }
 
@@ -103,9 +99,7 @@ fn sign_traced(
         let uri = request.uri().to_string();
         let signable = SignableRequest::new(request.method().as_str(), uri, headers.into_iter(), body)
             .map_err(|e| SignError(e.to_string()))?;
-        let (instructions, _signature) = sign(signable, &params)
-            .map_err(|e| SignError(e.to_string()))?
-            .into_parts();
+        let (instructions, _signature) = sign(signable, &params).map_err(|e| SignError(e.to_string()))?.into_parts();
         instructions
     };
     instructions.apply_to_request_http1x(request);
@@ -136,13 +130,7 @@ pub(crate) mod tests {
     }
 
     pub(crate) fn fixed_credentials() -> Credentials {
-        Credentials::new(
-            "AKIAIOSFODNN7EXAMPLE",
-            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
-            None,
-            None,
-            "fixed",
-        )
+        Credentials::new("AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", None, None, "fixed")
     }
 
     /// Signs `request` and renders the canonical request aws-sigv4 computed, then the signed
@@ -152,13 +140,7 @@ pub(crate) mod tests {
         let mut http_request = build_request(request, config, &endpoint).unwrap();
         let capture = FieldCapture::default();
         with_dispatch(&capture.dispatch(), || {
-            sign_traced(
-                &mut http_request,
-                &fixed_credentials(),
-                "us-east-1",
-                fixed_time(),
-                payload,
-            )
+            sign_traced(&mut http_request, &fixed_credentials(), "us-east-1", fixed_time(), payload)
         })
         .unwrap();
         let canonical = capture
@@ -184,10 +166,7 @@ pub(crate) mod tests {
 
     #[test]
     fn unsigned_payload_over_tls_is_declared_in_the_signature() {
-        let config = TransportConfig {
-            bucket: "examplebucket".into(),
-            ..Default::default()
-        };
+        let config = TransportConfig { bucket: "examplebucket".into(), ..Default::default() };
         let request = S3Request::PutObject {
             key: "test$file.text".into(),
             body: b"Welcome to Amazon S3.".as_slice().into(),
@@ -197,10 +176,7 @@ pub(crate) mod tests {
             if_none_match_any: false,
         };
         let rendered = signed_rendering(&request, &config, PayloadSigning::Unsigned);
-        assert!(
-            rendered.contains("x-amz-content-sha256: UNSIGNED-PAYLOAD"),
-            "{rendered}"
-        );
+        assert!(rendered.contains("x-amz-content-sha256: UNSIGNED-PAYLOAD"), "{rendered}");
         insta::assert_snapshot!(rendered);
     }
 
@@ -211,14 +187,7 @@ pub(crate) mod tests {
             builder = builder.header(*name, *value);
         }
         let mut request = builder.body(Bytes::from_static(body)).unwrap();
-        sign_request(
-            &mut request,
-            &fixed_credentials(),
-            "us-east-1",
-            fixed_time(),
-            PayloadSigning::Sha256,
-        )
-        .unwrap();
+        sign_request(&mut request, &fixed_credentials(), "us-east-1", fixed_time(), PayloadSigning::Sha256).unwrap();
         let authorization = request.headers()["authorization"].to_str().unwrap();
         authorization.rsplit_once("Signature=").unwrap().1.to_owned()
     }
@@ -228,33 +197,20 @@ pub(crate) mod tests {
     #[test]
     fn signatures_match_the_examples_aws_publishes_for_s3() {
         assert_eq!(
-            signature_of(
-                "GET",
-                "https://examplebucket.s3.amazonaws.com/test.txt",
-                &[("range", "bytes=0-9")],
-                b""
-            ),
+            signature_of("GET", "https://examplebucket.s3.amazonaws.com/test.txt", &[("range", "bytes=0-9")], b""),
             "f0e8bdb87c964420e857bd35b5d6ed310bd44f0170aba48dd91039c6036bdb41"
         );
         assert_eq!(
             signature_of(
                 "PUT",
                 "https://examplebucket.s3.amazonaws.com/test%24file.text",
-                &[
-                    ("date", "Fri, 24 May 2013 00:00:00 GMT"),
-                    ("x-amz-storage-class", "REDUCED_REDUNDANCY"),
-                ],
+                &[("date", "Fri, 24 May 2013 00:00:00 GMT"), ("x-amz-storage-class", "REDUCED_REDUNDANCY"),],
                 b"Welcome to Amazon S3."
             ),
             "98ad721746da40c64f1a55b78f14c238d841ea1380cd77a1b5971af0ece108bd"
         );
         assert_eq!(
-            signature_of(
-                "GET",
-                "https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J",
-                &[],
-                b""
-            ),
+            signature_of("GET", "https://examplebucket.s3.amazonaws.com/?max-keys=2&prefix=J", &[], b""),
             "34b48302e7b5fa45bde8084f4b7868a86f0a534bc59db6670ed5711ef69dc6f7"
         );
     }
@@ -265,14 +221,7 @@ pub(crate) mod tests {
         let endpoint = BucketEndpoint::resolve(&config, "us-east-1").unwrap();
         let mut request = build_request(&S3Request::HeadObject { key: "k".into() }, &config, &endpoint).unwrap();
         let credentials = Credentials::new("AKID", "SECRET", Some("TOKEN".into()), None, "t");
-        sign_request(
-            &mut request,
-            &credentials,
-            "us-east-1",
-            fixed_time(),
-            PayloadSigning::Sha256,
-        )
-        .unwrap();
+        sign_request(&mut request, &credentials, "us-east-1", fixed_time(), PayloadSigning::Sha256).unwrap();
         let token = request.headers().get("x-amz-security-token").unwrap();
         assert_eq!(token, "TOKEN");
         assert!(token.is_sensitive());

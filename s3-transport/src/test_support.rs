@@ -15,10 +15,7 @@ use crate::config::TransportConfig;
 
 /// The bucket of AWS's published SigV4 examples, on AWS, virtual-hosted.
 pub fn snapshot_config() -> TransportConfig {
-    TransportConfig {
-        bucket: "examplebucket".into(),
-        ..Default::default()
-    }
+    TransportConfig { bucket: "examplebucket".into(), ..Default::default() }
 }
 
 /// One request of every kind, named for snapshot files, with keys that need encoding.
@@ -36,12 +33,7 @@ pub fn every_request_kind() -> Vec<(&'static str, S3Request)> {
                 max_keys: 1000,
             },
         ),
-        (
-            "head_object",
-            S3Request::HeadObject {
-                key: "photos/2024/é.jpg".into(),
-            },
-        ),
+        ("head_object", S3Request::HeadObject { key: "photos/2024/é.jpg".into() }),
         (
             "get_object_range_if_match",
             S3Request::GetObject {
@@ -95,24 +87,12 @@ pub fn every_request_kind() -> Vec<(&'static str, S3Request)> {
                 key: "big/object.bin".into(),
                 upload_id: upload_id.clone(),
                 parts: vec![
-                    CompletedPart {
-                        part_number: 1,
-                        etag: ETag::new("aaa"),
-                    },
-                    CompletedPart {
-                        part_number: 2,
-                        etag: ETag::new("bbb"),
-                    },
+                    CompletedPart { part_number: 1, etag: ETag::new("aaa") },
+                    CompletedPart { part_number: 2, etag: ETag::new("bbb") },
                 ],
             },
         ),
-        (
-            "abort_multipart_upload",
-            S3Request::AbortMultipartUpload {
-                key: "big/object.bin".into(),
-                upload_id,
-            },
-        ),
+        ("abort_multipart_upload", S3Request::AbortMultipartUpload { key: "big/object.bin".into(), upload_id }),
         (
             "copy_object_replace",
             S3Request::CopyObject {
@@ -134,18 +114,8 @@ pub fn every_request_kind() -> Vec<(&'static str, S3Request)> {
                 source_if_match: None,
             },
         ),
-        (
-            "delete_object",
-            S3Request::DeleteObject {
-                key: "line\r\nbreak".into(),
-            },
-        ),
-        (
-            "delete_objects",
-            S3Request::DeleteObjects {
-                keys: vec!["a".into(), "b&c<d>".into(), "cr\rlf\n".into()],
-            },
-        ),
+        ("delete_object", S3Request::DeleteObject { key: "line\r\nbreak".into() }),
+        ("delete_objects", S3Request::DeleteObjects { keys: vec!["a".into(), "b&c<d>".into(), "cr\rlf\n".into()] }),
     ]
 }
 
@@ -211,10 +181,7 @@ pub struct LogCapture {
 impl LogCapture {
     pub fn dispatch(&self) -> tracing::Dispatch {
         tracing::Dispatch::new(
-            tracing_subscriber::fmt()
-                .with_max_level(tracing::Level::TRACE)
-                .with_writer(self.clone())
-                .finish(),
+            tracing_subscriber::fmt().with_max_level(tracing::Level::TRACE).with_writer(self.clone()).finish(),
         )
     }
 
@@ -274,10 +241,8 @@ pub fn private_ca_tls() -> (rustls::ServerConfig, String) {
     let ca_cert = ca_params.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca_params, ca_key);
     let server_key = KeyPair::generate().unwrap();
-    let server_cert = CertificateParams::new(vec!["127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&server_key, &issuer)
-        .unwrap();
+    let server_cert =
+        CertificateParams::new(vec!["127.0.0.1".to_owned()]).unwrap().signed_by(&server_key, &issuer).unwrap();
     let private_key = rustls::pki_types::PrivateKeyDer::try_from(server_key.serialize_der()).unwrap();
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::aws_lc_rs::default_provider()))
         .with_safe_default_protocol_versions()
@@ -334,12 +299,7 @@ impl ScriptedServer {
                 }
             }
         });
-        ScriptedServer {
-            address,
-            https,
-            requests,
-            accepted,
-        }
+        ScriptedServer { address, https, requests, accepted }
     }
 
     pub fn endpoint(&self) -> String {
@@ -379,8 +339,7 @@ async fn serve_connection(
             .lines()
             .find_map(|line| {
                 let (name, value) = line.split_once(':')?;
-                name.eq_ignore_ascii_case("content-length")
-                    .then(|| value.trim().parse().ok())?
+                name.eq_ignore_ascii_case("content-length").then(|| value.trim().parse().ok())?
             })
             .unwrap_or(0);
         while pending.len() < head_end + body_len {

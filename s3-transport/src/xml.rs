@@ -46,19 +46,13 @@ pub fn parse_document(body: &[u8]) -> Result<Element, XmlError> {
     // Open elements, innermost last; the root is returned when its end tag closes it.
     let mut open: Vec<Element> = Vec::new();
     loop {
-        let event = reader
-            .read_event()
-            .map_err(|e| XmlError(format!("{e} at byte {}", reader.buffer_position())))?;
+        let event = reader.read_event().map_err(|e| XmlError(format!("{e} at byte {}", reader.buffer_position())))?;
         match event {
-            Event::Start(start) => open.push(Element {
-                name: start.local_name().as_ref().to_owned(),
-                ..Element::default()
-            }),
+            Event::Start(start) => {
+                open.push(Element { name: start.local_name().as_ref().to_owned(), ..Element::default() })
+            }
             Event::Empty(start) => {
-                let element = Element {
-                    name: start.local_name().as_ref().to_owned(),
-                    ..Element::default()
-                };
+                let element = Element { name: start.local_name().as_ref().to_owned(), ..Element::default() };
                 match open.last_mut() {
                     Some(parent) => parent.children.push(element),
                     None => return Ok(element),
@@ -149,10 +143,7 @@ mod tests {
 
     #[test]
     fn escaping_keeps_line_breaks_as_references_and_refuses_other_controls() {
-        assert_eq!(
-            escape_text("a<b>&'\"\r\n\tc").as_deref(),
-            Some("a&lt;b&gt;&amp;&apos;&quot;&#13;&#10;&#9;c")
-        );
+        assert_eq!(escape_text("a<b>&'\"\r\n\tc").as_deref(), Some("a&lt;b&gt;&amp;&apos;&quot;&#13;&#10;&#9;c"));
         assert_eq!(escape_text("bell\u{7}"), None);
         let round_trip = parse_document(format!("<K>{}</K>", escape_text("x\r\ny&z").unwrap()).as_bytes()).unwrap();
         assert_eq!(round_trip.text, "x\r\ny&z");

@@ -43,26 +43,19 @@ pub fn check_lookup(history: &History, key: &str, name: &str, windows: &LookupWi
             let size = entry.attr.size_bytes;
             (
                 windows.file,
-                outcomes
-                    .iter()
-                    .any(|o| matches!(o, Resolved::File { size_bytes, .. } if *size_bytes == size)),
+                outcomes.iter().any(|o| matches!(o, Resolved::File { size_bytes, .. } if *size_bytes == size)),
             )
         }
-        FuseReply::Error(Errno::ENOENT) => (
-            windows.missing,
-            history
-                .lookup_outcomes(key, windows.missing)
-                .contains(&Resolved::Missing),
-        ),
+        FuseReply::Error(Errno::ENOENT) => {
+            (windows.missing, history.lookup_outcomes(key, windows.missing).contains(&Resolved::Missing))
+        }
         _ => (windows.file, false),
     };
     if allowed {
         Ok(())
     } else {
         let outcomes = history.lookup_outcomes(key, window);
-        Err(format!(
-            "lookup of {key:?}: got {reply:?}, allowed in {window:?}: {outcomes:?}"
-        ))
+        Err(format!("lookup of {key:?}: got {reply:?}, allowed in {window:?}: {outcomes:?}"))
     }
 }
 
@@ -76,14 +69,7 @@ pub fn check_file_attr(history: &History, key: &str, window: Window, reply: &Fus
         FuseReply::Error(Errno::ENOENT) => states.contains(&None),
         _ => false,
     };
-    if allowed {
-        Ok(())
-    } else {
-        Err(format!(
-            "getattr of {key:?}: got {reply:?}, states {}",
-            describe(&states)
-        ))
-    }
+    if allowed { Ok(()) } else { Err(format!("getattr of {key:?}: got {reply:?}, states {}", describe(&states))) }
 }
 
 /// Opening a file: the versions it may have opened, or the error.
@@ -93,9 +79,7 @@ pub fn check_open(history: &History, key: &str, window: Window, reply: &FuseRepl
         FuseReply::Opened { .. } => {
             let candidates: Vec<Version> = states.iter().flatten().map(|v| (*v).clone()).collect();
             if candidates.is_empty() {
-                Err(format!(
-                    "open of {key:?} succeeded but no version existed in the window"
-                ))
+                Err(format!("open of {key:?} succeeded but no version existed in the window"))
             } else {
                 Ok(candidates)
             }
@@ -130,9 +114,7 @@ pub fn check_read(
         }
         FuseReply::Error(Errno::ESTALE) if may_be_stale => Ok(()),
         FuseReply::Error(Errno::EINTR) if interrupted => Ok(()),
-        other => Err(format!(
-            "read at {offset}: got {other:?} (object changed in window: {may_be_stale})"
-        )),
+        other => Err(format!("read at {offset}: got {other:?} (object changed in window: {may_be_stale})")),
     }
 }
 
@@ -162,10 +144,9 @@ pub fn check_readdir_reply(
     reply: &FuseReply,
 ) -> Check {
     let entries: Vec<(String, Ino, FileKind, u64)> = match reply {
-        FuseReply::Dir(entries) => entries
-            .iter()
-            .map(|e| (e.name.to_string_lossy().into_owned(), e.ino, e.kind, e.next_offset))
-            .collect(),
+        FuseReply::Dir(entries) => {
+            entries.iter().map(|e| (e.name.to_string_lossy().into_owned(), e.ino, e.kind, e.next_offset)).collect()
+        }
         FuseReply::DirPlus(entries) => {
             for e in entries {
                 if e.entry.attr.ino != e.dirent.ino || e.entry.attr.kind != e.dirent.kind {
@@ -175,12 +156,7 @@ pub fn check_readdir_reply(
             entries
                 .iter()
                 .map(|e| {
-                    (
-                        e.dirent.name.to_string_lossy().into_owned(),
-                        e.dirent.ino,
-                        e.dirent.kind,
-                        e.dirent.next_offset,
-                    )
+                    (e.dirent.name.to_string_lossy().into_owned(), e.dirent.ino, e.dirent.kind, e.dirent.next_offset)
                 })
                 .collect()
         }
@@ -191,18 +167,10 @@ pub fn check_readdir_reply(
     }
     let used: usize = entries
         .iter()
-        .map(|(name, ..)| {
-            if plus {
-                direntplus_size_bytes(name.len())
-            } else {
-                dirent_size_bytes(name.len())
-            }
-        })
+        .map(|(name, ..)| if plus { direntplus_size_bytes(name.len()) } else { dirent_size_bytes(name.len()) })
         .sum();
     if used > buffer_bytes as usize {
-        return Err(format!(
-            "readdir reply of {used} bytes overflows the {buffer_bytes}-byte buffer"
-        ));
+        return Err(format!("readdir reply of {used} bytes overflows the {buffer_bytes}-byte buffer"));
     }
     if entries.is_empty() {
         if let Some(end) = so_far.end
@@ -271,20 +239,14 @@ pub fn check_complete_listing(history: &History, dir_prefix: &str, window: Windo
             && let Some(Some(kind)) = kinds.first()
             && listed.get(name.as_str()) != Some(kind)
         {
-            return Err(format!(
-                "{dir_prefix:?} does not list {name:?} ({kind:?}), present all through the window"
-            ));
+            return Err(format!("{dir_prefix:?} does not list {name:?} ({kind:?}), present all through the window"));
         }
     }
     Ok(())
 }
 
 fn expect_error(reply: &FuseReply, errno: Errno, what: &str) -> Check {
-    if *reply == FuseReply::Error(errno) {
-        Ok(())
-    } else {
-        Err(format!("{what}: expected {errno:?}, got {reply:?}"))
-    }
+    if *reply == FuseReply::Error(errno) { Ok(()) } else { Err(format!("{what}: expected {errno:?}, got {reply:?}")) }
 }
 
 fn describe(states: &[Option<&Version>]) -> String {

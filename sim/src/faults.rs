@@ -51,11 +51,8 @@ pub struct FaultDecision {
 }
 
 impl FaultDecision {
-    pub const CLEAN: FaultDecision = FaultDecision {
-        kind: FaultKind::None,
-        request_latency: Duration::ZERO,
-        response_latency: Duration::ZERO,
-    };
+    pub const CLEAN: FaultDecision =
+        FaultDecision { kind: FaultKind::None, request_latency: Duration::ZERO, response_latency: Duration::ZERO };
 }
 
 /// Probabilities (per million requests) and latencies of the random fault model.
@@ -101,11 +98,7 @@ impl FaultConfig {
 
     /// A store that throttles one request in five.
     pub fn throttled() -> Self {
-        FaultConfig {
-            slowdown_per_million: 200_000,
-            latency_mean: Duration::from_millis(10),
-            ..FaultConfig::none()
-        }
+        FaultConfig { slowdown_per_million: 200_000, latency_mean: Duration::from_millis(10), ..FaultConfig::none() }
     }
 
     /// Everything at once, often, with long and variable latency.
@@ -126,20 +119,10 @@ impl FaultConfig {
     /// only one kind of fault, some many, some none.
     pub fn swarm(entropy: &mut impl Entropy) -> Self {
         let mut knob = |max: u64| {
-            if entropy.chance(500_000) {
-                entropy.below(max + 1) as u32
-            } else {
-                0
-            }
+            if entropy.chance(500_000) { entropy.below(max + 1) as u32 } else { 0 }
         };
-        let (slowdown, internal, reset_before, reset_after, truncate, stall) = (
-            knob(100_000),
-            knob(50_000),
-            knob(50_000),
-            knob(50_000),
-            knob(100_000),
-            knob(10_000),
-        );
+        let (slowdown, internal, reset_before, reset_after, truncate, stall) =
+            (knob(100_000), knob(50_000), knob(50_000), knob(50_000), knob(100_000), knob(10_000));
         FaultConfig {
             latency_min: Duration::from_micros(entropy.below(2_000)),
             latency_mean: Duration::from_micros(entropy.between(100, 50_000)),
@@ -171,9 +154,7 @@ impl FaultConfig {
             roll -= per_million.min(roll);
         }
         if let FaultKind::TruncateBody { .. } = kind {
-            kind = FaultKind::TruncateBody {
-                per_million: entropy.below(1_000_000) as u32,
-            };
+            kind = FaultKind::TruncateBody { per_million: entropy.below(1_000_000) as u32 };
         }
         let min = self.latency_min.as_nanos() as u64;
         let mean = self.latency_mean.as_nanos() as u64;
@@ -243,10 +224,7 @@ impl FaultInjector {
             return decision;
         }
         let failures = self.failures_by_request.entry(request_identity(request)).or_default();
-        while failures
-            .front()
-            .is_some_and(|&at| now.saturating_duration_since(at) > self.retry_horizon)
-        {
+        while failures.front().is_some_and(|&at| now.saturating_duration_since(at) > self.retry_horizon) {
             failures.pop_front();
         }
         if failures.len() < self.max_failures as usize {
@@ -270,11 +248,7 @@ mod tests {
     use crate::rng::SimRng;
 
     fn get() -> S3Request {
-        S3Request::GetObject {
-            key: "k".into(),
-            range: None,
-            if_match: None,
-        }
+        S3Request::GetObject { key: "k".into(), range: None, if_match: None }
     }
 
     fn at(secs: u64) -> Instant {
@@ -283,57 +257,27 @@ mod tests {
 
     #[test]
     fn failures_of_one_request_are_capped_within_the_retry_horizon() {
-        let always_stall = FaultConfig {
-            stall_per_million: 1_000_000,
-            ..FaultConfig::none()
-        };
+        let always_stall = FaultConfig { stall_per_million: 1_000_000, ..FaultConfig::none() };
         let mut injector = FaultInjector::new(FaultPlan::Random(always_stall), 3, Duration::from_secs(10));
         let mut rng = SimRng::new(1);
         let kinds: Vec<FaultKind> = (0..5).map(|i| injector.decide(&get(), at(i), &mut rng).kind).collect();
-        assert_eq!(
-            kinds,
-            [
-                FaultKind::Stall,
-                FaultKind::Stall,
-                FaultKind::Stall,
-                FaultKind::None,
-                FaultKind::None
-            ]
-        );
-        assert_eq!(
-            injector.decide(&get(), at(11), &mut rng).kind,
-            FaultKind::Stall,
-            "the first failure aged out"
-        );
+        assert_eq!(kinds, [FaultKind::Stall, FaultKind::Stall, FaultKind::Stall, FaultKind::None, FaultKind::None]);
+        assert_eq!(injector.decide(&get(), at(11), &mut rng).kind, FaultKind::Stall, "the first failure aged out");
         let other = S3Request::HeadObject { key: "k".into() };
-        assert_eq!(
-            injector.decide(&other, at(5), &mut rng).kind,
-            FaultKind::Stall,
-            "each request has its own budget"
-        );
+        assert_eq!(injector.decide(&other, at(5), &mut rng).kind, FaultKind::Stall, "each request has its own budget");
     }
 
     #[test]
     fn scripted_faults_are_used_in_order_then_requests_are_clean() {
         let script = vec![
-            FaultDecision {
-                kind: FaultKind::SlowDown,
-                ..FaultDecision::CLEAN
-            },
-            FaultDecision {
-                kind: FaultKind::TruncateBody { per_million: 500_000 },
-                ..FaultDecision::CLEAN
-            },
+            FaultDecision { kind: FaultKind::SlowDown, ..FaultDecision::CLEAN },
+            FaultDecision { kind: FaultKind::TruncateBody { per_million: 500_000 }, ..FaultDecision::CLEAN },
         ];
         let mut injector = FaultInjector::new(FaultPlan::Scripted(script), 9, Duration::from_secs(60));
         let mut rng = SimRng::new(1);
         let head = S3Request::HeadObject { key: "k".into() };
         assert_eq!(injector.decide(&head, at(0), &mut rng).kind, FaultKind::SlowDown);
-        assert_eq!(
-            injector.decide(&head, at(0), &mut rng).kind,
-            FaultKind::None,
-            "only GET bodies are truncated"
-        );
+        assert_eq!(injector.decide(&head, at(0), &mut rng).kind, FaultKind::None, "only GET bodies are truncated");
         assert_eq!(injector.decide(&get(), at(0), &mut rng), FaultDecision::CLEAN);
     }
 

@@ -13,7 +13,5 @@ pub fn run_fuzz_input(data: &[u8]) -> Result<(), String> {
     let operations = (data.len() / 8).clamp(1, 200);
     let scenario = generate(&mut entropy, ScenarioSize { operations });
     let faults = FaultConfig::swarm(&mut entropy);
-    run(&scenario, FaultPlan::Random(faults))
-        .map(|_| ())
-        .map_err(|failure| failure.to_string())
+    run(&scenario, FaultPlan::Random(faults)).map(|_| ()).map_err(|failure| failure.to_string())
 }

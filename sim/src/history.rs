@@ -76,9 +76,7 @@ impl History {
         &'a self,
         prefix: &'a str,
     ) -> impl Iterator<Item = (&'a String, &'a Vec<(Instant, Option<Version>)>)> {
-        self.keys
-            .range(prefix.to_owned()..)
-            .take_while(move |(key, _)| key.starts_with(prefix))
+        self.keys.range(prefix.to_owned()..).take_while(move |(key, _)| key.starts_with(prefix))
     }
 
     /// The moments in the window at which `key`'s state may differ: its start and every
@@ -86,12 +84,7 @@ impl History {
     fn moments_for_key(&self, key: &str, window: Window) -> BTreeSet<Instant> {
         let mut moments = BTreeSet::from([window.from]);
         if let Some(states) = self.keys.get(key) {
-            moments.extend(
-                states
-                    .iter()
-                    .map(|(at, _)| *at)
-                    .filter(|at| *at > window.from && *at <= window.to),
-            );
+            moments.extend(states.iter().map(|(at, _)| *at).filter(|at| *at > window.from && *at <= window.to));
         }
         moments
     }
@@ -99,12 +92,7 @@ impl History {
     fn moments_under(&self, prefix: &str, window: Window) -> BTreeSet<Instant> {
         let mut moments = BTreeSet::from([window.from]);
         for (_, states) in self.keys_under(prefix) {
-            moments.extend(
-                states
-                    .iter()
-                    .map(|(at, _)| *at)
-                    .filter(|at| *at > window.from && *at <= window.to),
-            );
+            moments.extend(states.iter().map(|(at, _)| *at).filter(|at| *at > window.from && *at <= window.to));
         }
         moments
     }
@@ -140,10 +128,9 @@ impl History {
             for &is_dir in &dir_states {
                 let outcome = match (is_dir, file) {
                     (true, _) => Resolved::Directory,
-                    (false, Some(version)) => Resolved::File {
-                        size_bytes: version.size_bytes(),
-                        etag: version.etag.clone(),
-                    },
+                    (false, Some(version)) => {
+                        Resolved::File { size_bytes: version.size_bytes(), etag: version.etag.clone() }
+                    }
                     (false, None) => Resolved::Missing,
                 };
                 if !outcomes.contains(&outcome) {
@@ -186,18 +173,12 @@ impl History {
         let snapshots: Vec<BTreeMap<String, FileKind>> =
             moments.iter().map(|&at| self.children_at(dir_prefix, at)).collect();
         let names: BTreeSet<&String> = snapshots.iter().flat_map(|s| s.keys()).collect();
-        names
-            .into_iter()
-            .map(|name| (name.clone(), snapshots.iter().map(|s| s.get(name).copied()).collect()))
-            .collect()
+        names.into_iter().map(|name| (name.clone(), snapshots.iter().map(|s| s.get(name).copied()).collect())).collect()
     }
 
     /// Every key and its state at `at`.
     pub fn objects_at(&self, at: Instant) -> BTreeMap<&str, &Version> {
-        self.keys
-            .keys()
-            .filter_map(|key| self.state_at(key, at).map(|version| (key.as_str(), version)))
-            .collect()
+        self.keys.keys().filter_map(|key| self.state_at(key, at).map(|version| (key.as_str(), version))).collect()
     }
 }
 
@@ -206,10 +187,7 @@ mod tests {
     use super::*;
 
     fn version(tag: &str, len: usize) -> Option<Version> {
-        Some(Version {
-            etag: ETag::new(tag),
-            body: Bytes::from(vec![0; len]),
-        })
+        Some(Version { etag: ETag::new(tag), body: Bytes::from(vec![0; len]) })
     }
 
     fn t(secs: u64) -> Instant {
@@ -223,10 +201,7 @@ mod tests {
         let window = Window { from: t(5), to: t(10) };
         assert_eq!(
             history.lookup_outcomes("d/f", window),
-            vec![Resolved::File {
-                size_bytes: 3,
-                etag: ETag::new("a")
-            }]
+            vec![Resolved::File { size_bytes: 3, etag: ETag::new("a") }]
         );
         assert_eq!(history.lookup_outcomes("d", window), vec![Resolved::Directory]);
         assert_eq!(history.lookup_outcomes("x", window), vec![Resolved::Missing]);
@@ -239,19 +214,10 @@ mod tests {
         history.record(t(6), "n", None);
         history.record(t(7), "n/x", version("b", 1));
         let outcomes = history.lookup_outcomes("n", Window { from: t(5), to: t(10) });
-        assert!(outcomes.contains(&Resolved::File {
-            size_bytes: 1,
-            etag: ETag::new("a")
-        }));
-        assert!(
-            outcomes.contains(&Resolved::Missing),
-            "HEAD after the delete, LIST before the create"
-        );
+        assert!(outcomes.contains(&Resolved::File { size_bytes: 1, etag: ETag::new("a") }));
+        assert!(outcomes.contains(&Resolved::Missing), "HEAD after the delete, LIST before the create");
         assert!(outcomes.contains(&Resolved::Directory));
-        assert_eq!(
-            history.lookup_outcomes("n", Window { from: t(8), to: t(9) }),
-            vec![Resolved::Directory]
-        );
+        assert_eq!(history.lookup_outcomes("n", Window { from: t(8), to: t(9) }), vec![Resolved::Directory]);
     }
 
     #[test]
@@ -274,10 +240,7 @@ mod tests {
         .map(|(n, k)| (n.to_owned(), k))
         .collect();
         assert_eq!(children, expected);
-        assert!(
-            history.children_at("d/", t(1)).is_empty(),
-            "an empty component is hidden"
-        );
+        assert!(history.children_at("d/", t(1)).is_empty(), "an empty component is hidden");
         assert!(history.children_at("c/", t(1)).is_empty(), "the marker is not an entry");
     }
 

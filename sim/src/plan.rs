@@ -45,8 +45,7 @@ impl PlanDriver {
 
     /// Puts an object in the bucket before the scenario.
     pub fn put(&mut self, key: &str, body: impl Into<Bytes>) {
-        self.model
-            .put_object(UnixNanos::from_secs(1_700_000_000), key, body.into());
+        self.model.put_object(UnixNanos::from_secs(1_700_000_000), key, body.into());
     }
 
     /// The next S3 requests meet these faults, one each.
@@ -116,11 +115,7 @@ impl PlanDriver {
     fn execute(&mut self, request: &S3Request) -> Option<S3Result> {
         // Every round trip takes one simulated millisecond.
         self.now = self.now + Duration::from_millis(1);
-        let fault = if self.faults.is_empty() {
-            FaultKind::None
-        } else {
-            self.faults.remove(0)
-        };
+        let fault = if self.faults.is_empty() { FaultKind::None } else { self.faults.remove(0) };
         let wall = UnixNanos::from_secs(1_700_000_000).add_duration(self.now - Instant::ZERO);
         let result = match fault {
             FaultKind::None => self.model.apply(wall, request),
@@ -134,9 +129,7 @@ impl PlanDriver {
             FaultKind::TruncateBody { per_million } => match self.model.apply(wall, request) {
                 Ok(S3Response::GetObject(output)) => {
                     let cut = output.body.len() * per_million as usize / 1_000_000;
-                    Err(S3Error::Transport(TransportError::Truncated {
-                        received: output.body.slice(..cut).into(),
-                    }))
+                    Err(S3Error::Transport(TransportError::Truncated { received: output.body.slice(..cut).into() }))
                 }
                 other => other,
             },
@@ -154,17 +147,8 @@ fn describe_op(op: &FuseOp) -> String {
     match op {
         FuseOp::Lookup { parent, name } => format!("lookup {parent:?} {name:?}"),
         FuseOp::Read { fh, offset, size, .. } => format!("read {fh:?} at {offset} for {size}"),
-        FuseOp::ReadDir {
-            fh,
-            offset,
-            size_bytes,
-            plus,
-            ..
-        } => {
-            format!(
-                "readdir{} {fh:?} from {offset} into {size_bytes} bytes",
-                if *plus { "plus" } else { "" }
-            )
+        FuseOp::ReadDir { fh, offset, size_bytes, plus, .. } => {
+            format!("readdir{} {fh:?} from {offset} into {size_bytes} bytes", if *plus { "plus" } else { "" })
         }
         other => format!("{other:?}"),
     }
@@ -172,19 +156,13 @@ fn describe_op(op: &FuseOp) -> String {
 
 fn describe_request(request: &S3Request) -> String {
     match request {
-        S3Request::ListObjectsV2 {
-            prefix,
-            continuation_token,
-            max_keys,
-            ..
-        } => {
+        S3Request::ListObjectsV2 { prefix, continuation_token, max_keys, .. } => {
             format!("ListObjectsV2 prefix={prefix:?} token={continuation_token:?} max_keys={max_keys}")
         }
         S3Request::HeadObject { key } => format!("HeadObject {key:?}"),
-        S3Request::GetObject { key, range, if_match } => format!(
-            "GetObject {key:?} range={range:?} if_match={}",
-            if_match.as_ref().map_or("-", |tag| tag.as_str())
-        ),
+        S3Request::GetObject { key, range, if_match } => {
+            format!("GetObject {key:?} range={range:?} if_match={}", if_match.as_ref().map_or("-", |tag| tag.as_str()))
+        }
         other => format!("{other:?}"),
     }
 }
@@ -210,10 +188,9 @@ fn describe_result(result: &S3Result) -> String {
 
 fn describe_reply(reply: &FuseReply) -> String {
     match reply {
-        FuseReply::Entry(entry) => format!(
-            "entry {:?} {:?} {} bytes",
-            entry.attr.ino, entry.attr.kind, entry.attr.size_bytes
-        ),
+        FuseReply::Entry(entry) => {
+            format!("entry {:?} {:?} {} bytes", entry.attr.ino, entry.attr.kind, entry.attr.size_bytes)
+        }
         FuseReply::Opened { fh, .. } => format!("opened {fh:?}"),
         FuseReply::Data(data) => format!("{} bytes", data.len()),
         FuseReply::Dir(entries) => format!("{} entries", entries.len()),

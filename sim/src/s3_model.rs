@@ -86,11 +86,7 @@ pub struct ModelLimits {
 
 impl Default for ModelLimits {
     fn default() -> Self {
-        ModelLimits {
-            min_part_size_bytes: 5 * 1024 * 1024,
-            max_parts: 10_000,
-            max_keys_per_page: 1000,
-        }
+        ModelLimits { min_part_size_bytes: 5 * 1024 * 1024, max_parts: 10_000, max_keys_per_page: 1000 }
     }
 }
 
@@ -140,11 +136,7 @@ struct UploadedPart {
 impl UploadedPart {
     fn new(body: Bytes) -> Self {
         let md5 = md5_of(&body);
-        UploadedPart {
-            body,
-            etag: ETag::new(hex(&md5)),
-            md5,
-        }
+        UploadedPart { body, etag: ETag::new(hex(&md5)), md5 }
     }
 }
 
@@ -178,10 +170,7 @@ impl S3Model {
 
     /// An empty bucket with the given limits.
     pub fn with_limits(limits: ModelLimits) -> Self {
-        S3Model {
-            limits,
-            ..S3Model::default()
-        }
+        S3Model { limits, ..S3Model::default() }
     }
 
     pub fn limits(&self) -> ModelLimits {
@@ -191,13 +180,7 @@ impl S3Model {
     /// Executes one request at time `now`, with the whole of S3's semantics.
     pub fn apply(&mut self, now: UnixNanos, request: &S3Request) -> S3Result {
         match request {
-            S3Request::ListObjectsV2 {
-                prefix,
-                delimiter,
-                continuation_token,
-                start_after,
-                max_keys,
-            } => self
+            S3Request::ListObjectsV2 { prefix, delimiter, continuation_token, start_after, max_keys } => self
                 .list_objects_v2(
                     prefix,
                     delimiter.as_deref(),
@@ -207,17 +190,10 @@ impl S3Model {
                 )
                 .map(S3Response::ListObjectsV2),
             S3Request::HeadObject { key } => Ok(S3Response::HeadObject(self.existing(key)?.meta())),
-            S3Request::GetObject { key, range, if_match } => self
-                .get_object(key, *range, if_match.as_ref())
-                .map(S3Response::GetObject),
-            S3Request::PutObject {
-                key,
-                body,
-                content_type,
-                metadata,
-                if_match,
-                if_none_match_any,
-            } => {
+            S3Request::GetObject { key, range, if_match } => {
+                self.get_object(key, *range, if_match.as_ref()).map(S3Response::GetObject)
+            }
+            S3Request::PutObject { key, body, content_type, metadata, if_match, if_none_match_any } => {
                 validate_key(key)?;
                 if let Some(condition) = if_match {
                     check_if_match(Some(condition), &self.existing(key)?.etag)?;
@@ -228,11 +204,7 @@ impl S3Model {
                 let etag = self.store_single_part(now, key, body.0.clone(), content_type.clone(), metadata.clone());
                 Ok(S3Response::PutObject { etag })
             }
-            S3Request::CreateMultipartUpload {
-                key,
-                content_type,
-                metadata,
-            } => {
+            S3Request::CreateMultipartUpload { key, content_type, metadata } => {
                 validate_key(key)?;
                 self.uploads_created += 1;
                 let upload_id = format!("upload-{:08}", self.uploads_created);
@@ -244,28 +216,14 @@ impl S3Model {
                     parts: BTreeMap::new(),
                 };
                 self.uploads.insert(upload_id.clone(), upload);
-                Ok(S3Response::CreateMultipartUpload {
-                    upload_id: UploadId(upload_id),
-                })
+                Ok(S3Response::CreateMultipartUpload { upload_id: UploadId(upload_id) })
             }
-            S3Request::UploadPart {
-                key,
-                upload_id,
-                part_number,
-                body,
-            } => {
+            S3Request::UploadPart { key, upload_id, part_number, body } => {
                 let part = UploadedPart::new(body.0.clone());
                 let etag = self.store_part(key, upload_id, *part_number, part)?;
                 Ok(S3Response::UploadPart { etag })
             }
-            S3Request::UploadPartCopy {
-                key,
-                upload_id,
-                part_number,
-                source_key,
-                source_range,
-                source_if_match,
-            } => {
+            S3Request::UploadPartCopy { key, upload_id, part_number, source_key, source_range, source_if_match } => {
                 self.upload(key, upload_id)?;
                 let source = self.existing(source_key)?;
                 check_if_match(source_if_match.as_ref(), &source.etag)?;
@@ -293,12 +251,7 @@ impl S3Model {
                 self.uploads.remove(&upload_id.0);
                 Ok(S3Response::AbortMultipartUpload)
             }
-            S3Request::CopyObject {
-                source_key,
-                key,
-                metadata_directive,
-                source_if_match,
-            } => self
+            S3Request::CopyObject { source_key, key, metadata_directive, source_if_match } => self
                 .copy_object(now, source_key, key, metadata_directive, source_if_match.as_ref())
                 .map(|etag| S3Response::CopyObject { etag }),
             S3Request::DeleteObject { key } => {
@@ -367,13 +320,7 @@ impl S3Model {
         content_type: Option<String>,
         metadata: Metadata,
     ) -> ETag {
-        let object = StoredObject {
-            body,
-            etag: etag.clone(),
-            last_modified,
-            content_type,
-            metadata,
-        };
+        let object = StoredObject { body, etag: etag.clone(), last_modified, content_type, metadata };
         self.objects.insert(key.to_owned(), object);
         etag
     }
@@ -408,9 +355,7 @@ impl S3Model {
                 break;
             }
             let upper = prefix_end.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-            let entries = self
-                .objects
-                .range::<str, _>((Bound::Included(resume_at.as_str()), upper));
+            let entries = self.objects.range::<str, _>((Bound::Included(resume_at.as_str()), upper));
             for (key, object) in entries {
                 if page.objects.len() + page.common_prefixes.len() == page_size {
                     // `key` is the first entry of the next page (an object, or the first key of
@@ -461,20 +406,13 @@ impl S3Model {
                 (range.start, object.body.slice(range.start as usize..end as usize))
             }
         };
-        Ok(GetObjectOutput {
-            meta: object.meta(),
-            range_start,
-            body: Body(body),
-        })
+        Ok(GetObjectOutput { meta: object.meta(), range_start, body: Body(body) })
     }
 
     /// The upload `upload_id`, if it is in progress and belongs to `key` (AWS answers a key that
     /// does not match the upload with `NoSuchUpload` too).
     fn upload(&self, key: &str, upload_id: &UploadId) -> Result<&MultipartUpload, S3Error> {
-        self.uploads
-            .get(&upload_id.0)
-            .filter(|upload| upload.key == key)
-            .ok_or_else(no_such_upload)
+        self.uploads.get(&upload_id.0).filter(|upload| upload.key == key).ok_or_else(no_such_upload)
     }
 
     fn store_part(
@@ -507,10 +445,7 @@ impl S3Model {
         if named_parts.len() > self.limits.max_parts as usize {
             return Err(part_number_out_of_range(self.limits.max_parts));
         }
-        if named_parts
-            .windows(2)
-            .any(|pair| pair[0].part_number >= pair[1].part_number)
-        {
+        if named_parts.windows(2).any(|pair| pair[0].part_number >= pair[1].part_number) {
             return Err(service_error(
                 400,
                 S3ErrorCode::InvalidPartOrder,
@@ -535,9 +470,7 @@ impl S3Model {
             }
         }
         let (_last, all_but_last) = parts.split_last().expect("at least one part");
-        if let Some(small) = all_but_last
-            .iter()
-            .find(|part| (part.body.len() as u64) < self.limits.min_part_size_bytes)
+        if let Some(small) = all_but_last.iter().find(|part| (part.body.len() as u64) < self.limits.min_part_size_bytes)
         {
             return Err(service_error(
                 400,
@@ -591,11 +524,8 @@ impl S3Model {
         let body = source.body.clone();
         // A copy is a single-part object: its ETag is the MD5 of the body. A single-part
         // source's ETag already is that MD5.
-        let etag = if source.etag.as_str().contains('-') {
-            ETag::new(hex(&md5_of(&body)))
-        } else {
-            source.etag.clone()
-        };
+        let etag =
+            if source.etag.as_str().contains('-') { ETag::new(hex(&md5_of(&body))) } else { source.etag.clone() };
         Ok(self.insert_object(key, now, body, etag, content_type, metadata))
     }
 }
@@ -615,11 +545,7 @@ fn validate_key(key: &str) -> Result<(), S3Error> {
         return Err(invalid_argument("An object key must not be empty"));
     }
     if key.len() > MAX_KEY_LEN_BYTES {
-        return Err(service_error(
-            400,
-            S3ErrorCode::Other("KeyTooLongError".into()),
-            "Your key is too long",
-        ));
+        return Err(service_error(400, S3ErrorCode::Other("KeyTooLongError".into()), "Your key is too long"));
     }
     Ok(())
 }
@@ -627,8 +553,7 @@ fn validate_key(key: &str) -> Result<(), S3Error> {
 /// The part of `key` after `prefix` up to and including the first `delimiter`, with the prefix.
 fn common_prefix<'a>(key: &'a str, prefix: &str, delimiter: &str) -> Option<&'a str> {
     let rest = key.get(prefix.len()..)?;
-    rest.find(delimiter)
-        .map(|at| &key[..prefix.len() + at + delimiter.len()])
+    rest.find(delimiter).map(|at| &key[..prefix.len() + at + delimiter.len()])
 }
 
 /// The smallest string greater than `key`.
@@ -691,12 +616,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 fn service_error(status: u16, code: S3ErrorCode, message: impl Into<String>) -> S3Error {
-    S3Error::Service(ServiceError {
-        status,
-        code,
-        message: message.into(),
-        request_id: None,
-    })
+    S3Error::Service(ServiceError { status, code, message: message.into(), request_id: None })
 }
 
 fn no_such_key() -> S3Error {
@@ -713,11 +633,7 @@ fn no_such_upload() -> S3Error {
 }
 
 fn precondition_failed() -> S3Error {
-    service_error(
-        412,
-        S3ErrorCode::PreconditionFailed,
-        "At least one of the pre-conditions you specified did not hold",
-    )
+    service_error(412, S3ErrorCode::PreconditionFailed, "At least one of the pre-conditions you specified did not hold")
 }
 
 fn invalid_argument(message: impl Into<String>) -> S3Error {
@@ -725,9 +641,7 @@ fn invalid_argument(message: impl Into<String>) -> S3Error {
 }
 
 fn part_number_out_of_range(max_parts: u32) -> S3Error {
-    invalid_argument(format!(
-        "Part number must be an integer between 1 and {max_parts}, inclusive"
-    ))
+    invalid_argument(format!("Part number must be an integer between 1 and {max_parts}, inclusive"))
 }
 
 fn malformed_xml() -> S3Error {

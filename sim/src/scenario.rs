@@ -71,14 +71,8 @@ pub enum Syscall {
 /// A change another S3 client makes to the bucket.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub enum Mutation {
-    Put {
-        key: String,
-        size_bytes: u32,
-        content_seed: u64,
-    },
-    Delete {
-        key: String,
-    },
+    Put { key: String, size_bytes: u32, content_seed: u64 },
+    Delete { key: String },
 }
 
 /// One step of the other client: wait, then change the bucket.
@@ -112,13 +106,9 @@ impl Scenario {
     /// cut off. Sorted, so indices are stable.
     pub fn paths(&self) -> Vec<Vec<String>> {
         let prefix = &self.config.mount_prefix;
-        let keys = self
-            .objects
-            .iter()
-            .map(|o| o.key.as_str())
-            .chain(self.external.iter().map(|s| match &s.mutation {
-                Mutation::Put { key, .. } | Mutation::Delete { key } => key.as_str(),
-            }));
+        let keys = self.objects.iter().map(|o| o.key.as_str()).chain(self.external.iter().map(|s| match &s.mutation {
+            Mutation::Put { key, .. } | Mutation::Delete { key } => key.as_str(),
+        }));
         let mut paths: BTreeSet<Vec<String>> = BTreeSet::from([vec![], vec!["never".to_owned()]]);
         for key in keys {
             let Some(rest) = key.strip_prefix(prefix.as_str()) else {
@@ -153,9 +143,7 @@ pub struct ScenarioSize {
 
 const DIR_NAMES: &[&str] = &["a", "b", "dir with space", "ünï", "c"];
 const FILE_NAMES: &[&str] = &["f", "g.txt", "a", "%41", "+plus", "x?#&=", "b-c", "c.d", "e\r\n"];
-const HOSTILE_KEYS: &[&str] = &[
-    "a//h", "a/./h", "b/../h", "..", ".", "a/", "b/", "c/.", "nul\0key", "a/b/",
-];
+const HOSTILE_KEYS: &[&str] = &["a//h", "a/./h", "b/../h", "..", ".", "a/", "b/", "c/.", "nul\0key", "a/b/"];
 
 /// A key universe, configuration and workload drawn from `entropy` (the swarm: every seed
 /// gets a different mix of knobs, like FoundationDB's BUGGIFY and TigerBeetle's swarm).
@@ -187,11 +175,7 @@ pub fn generate(entropy: &mut impl Entropy, size: ScenarioSize) -> Scenario {
         })
         .collect();
 
-    let external_share = if entropy.chance(300_000) {
-        0
-    } else {
-        entropy.between(5, 25) as usize
-    };
+    let external_share = if entropy.chance(300_000) { 0 } else { entropy.between(5, 25) as usize };
     let external_count = size.operations * external_share / 100;
     let syscall_count = size.operations - external_count;
     let process_count = entropy.between(1, 4) as usize;
@@ -215,10 +199,7 @@ pub fn generate(entropy: &mut impl Entropy, size: ScenarioSize) -> Scenario {
             } else {
                 Mutation::Delete { key }
             };
-            ExternalStep {
-                wait: Duration::from_millis(entropy.between(0, 3_000)),
-                mutation,
-            }
+            ExternalStep { wait: Duration::from_millis(entropy.between(0, 3_000)), mutation }
         })
         .collect();
     Scenario {
@@ -227,11 +208,7 @@ pub fn generate(entropy: &mut impl Entropy, size: ScenarioSize) -> Scenario {
         processes,
         external,
         timing_seed: entropy.next_u64(),
-        interrupt_per_million: if entropy.chance(200_000) {
-            entropy.between(1_000, 30_000) as u32
-        } else {
-            0
-        },
+        interrupt_per_million: if entropy.chance(200_000) { entropy.between(1_000, 30_000) as u32 } else { 0 },
     }
 }
 
@@ -275,11 +252,7 @@ fn generate_config(entropy: &mut impl Entropy) -> CoreConfig {
     let read_part_size_bytes = *entropy.pick(&[1 << 10, 4 << 10, 64 << 10, 1 << 20, 8 << 20]);
     let prefetch_initial_window_bytes = *entropy.pick(&[0, 4 << 10, 64 << 10, 1 << 20]);
     let prefetch_max_window_bytes = read_part_size_bytes * entropy.between(1, 8);
-    let mount_prefix = if entropy.chance(200_000) {
-        "m/".to_owned()
-    } else {
-        String::new()
-    };
+    let mount_prefix = if entropy.chance(200_000) { "m/".to_owned() } else { String::new() };
     CoreConfig {
         mount_prefix,
         stat_cache_ttl,
@@ -301,10 +274,7 @@ fn generate_syscall(entropy: &mut impl Entropy, config: &CoreConfig) -> Syscall 
     let path = PathIndex(entropy.below(u64::from(u32::MAX)) as u32);
     match entropy.below(100) {
         0..=24 => Syscall::Stat { path },
-        25..=44 => Syscall::Cat {
-            path,
-            chunk_bytes: *entropy.pick(&[4096, 65536, 131072, 1 << 20]),
-        },
+        25..=44 => Syscall::Cat { path, chunk_bytes: *entropy.pick(&[4096, 65536, 131072, 1 << 20]) },
         45..=59 => {
             let reads = (0..entropy.between(1, 6))
                 .map(|_| RandomRead {
@@ -321,14 +291,9 @@ fn generate_syscall(entropy: &mut impl Entropy, config: &CoreConfig) -> Syscall 
             rewind: entropy.chance(300_000),
         },
         80..=82 => Syscall::StatFs,
-        83..=89 => Syscall::Forget {
-            per_million: entropy.between(100_000, 1_000_000) as u32,
-        },
+        83..=89 => Syscall::Forget { per_million: entropy.between(100_000, 1_000_000) as u32 },
         _ => {
-            let longest_ttl = config
-                .stat_cache_ttl
-                .max(config.type_cache_ttl)
-                .max(config.negative_cache_ttl);
+            let longest_ttl = config.stat_cache_ttl.max(config.type_cache_ttl).max(config.negative_cache_ttl);
             let duration = if entropy.chance(250_000) {
                 longest_ttl + Duration::from_secs(1)
             } else {
@@ -358,11 +323,7 @@ mod tests {
             config: CoreConfig::default(),
             objects: ["a/b/c", "a//x", "d/./e", "f"]
                 .iter()
-                .map(|k| InitialObject {
-                    key: k.to_string(),
-                    size_bytes: 1,
-                    content_seed: 0,
-                })
+                .map(|k| InitialObject { key: k.to_string(), size_bytes: 1, content_seed: 0 })
                 .collect(),
             processes: vec![],
             external: vec![],
@@ -373,10 +334,6 @@ mod tests {
         let has = |p: &[&str]| paths.contains(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert!(has(&[]) && has(&["a"]) && has(&["a", "b"]) && has(&["a", "b", "c"]) && has(&["f"]));
         assert!(has(&["a", "b", "c", "missing"]) && has(&["never"]));
-        assert!(
-            paths
-                .iter()
-                .all(|p| p.iter().all(|c| !c.is_empty() && c != "." && c != ".."))
-        );
+        assert!(paths.iter().all(|p| p.iter().all(|c| !c.is_empty() && c != "." && c != "..")));
     }
 }

@@ -145,16 +145,9 @@ impl ServerHandle {
 }
 
 fn build_service(bucket: &str, access_key: &str, secret_key: &str, model: Arc<Mutex<S3Model>>) -> S3Service {
-    let bucket = ModelBucket {
-        bucket: bucket.to_owned(),
-        model,
-        created: SystemTime::now(),
-    };
+    let bucket = ModelBucket { bucket: bucket.to_owned(), model, created: SystemTime::now() };
     let mut builder = S3ServiceBuilder::new(bucket);
-    builder.set_auth(SingleKeyAuth {
-        access_key: access_key.to_owned(),
-        secret_key: SecretKey::from(secret_key),
-    });
+    builder.set_auth(SingleKeyAuth { access_key: access_key.to_owned(), secret_key: SecretKey::from(secret_key) });
     builder.build()
 }
 
@@ -171,10 +164,7 @@ impl S3Auth for SingleKeyAuth {
         if access_key == self.access_key {
             Ok(self.secret_key.clone())
         } else {
-            Err(s3_error!(
-                InvalidAccessKeyId,
-                "The AWS Access Key Id you provided does not exist in our records."
-            ))
+            Err(s3_error!(InvalidAccessKeyId, "The AWS Access Key Id you provided does not exist in our records."))
         }
     }
 }
@@ -194,11 +184,7 @@ impl ModelBucket {
         if bucket == self.bucket {
             Ok(())
         } else {
-            Err(s3_error!(
-                NoSuchBucket,
-                "This server only serves the bucket {}",
-                self.bucket
-            ))
+            Err(s3_error!(NoSuchBucket, "This server only serves the bucket {}", self.bucket))
         }
     }
 
@@ -220,15 +206,9 @@ impl ModelBucket {
             return Err(unexpected_response("HeadObject"));
         };
         evaluate_read_conditions(&read, &meta)?;
-        let range = read
-            .range
-            .map(|range| byte_range(&range, meta.size_bytes))
-            .transpose()?;
-        let get = S3Request::GetObject {
-            key: read.key,
-            range,
-            if_match: read.if_match.as_ref().map(etag_of_condition),
-        };
+        let range = read.range.map(|range| byte_range(&range, meta.size_bytes)).transpose()?;
+        let get =
+            S3Request::GetObject { key: read.key, range, if_match: read.if_match.as_ref().map(etag_of_condition) };
         let S3Response::GetObject(output) = apply(&mut model, &get)? else {
             return Err(unexpected_response("GetObject"));
         };
@@ -237,11 +217,7 @@ impl ModelBucket {
             let last = start + output.body.len_bytes() - 1;
             format!("bytes {start}-{last}/{}", output.meta.size_bytes)
         });
-        Ok(ObjectReadOutput {
-            meta: output.meta,
-            content_range,
-            body: output.body.0,
-        })
+        Ok(ObjectReadOutput { meta: output.meta, content_range, body: output.body.0 })
     }
 }
 
@@ -358,14 +334,8 @@ fn byte_range(range: &dto::Range, size_bytes: u64) -> s3s::S3Result<ByteRange> {
 /// A copy-source range: `bytes=first-last`, both ends given.
 fn copy_source_range(header: &str) -> s3s::S3Result<ByteRange> {
     match dto::Range::parse(header) {
-        Ok(dto::Range::Int {
-            first,
-            last: Some(last),
-        }) => Ok(ByteRange::new(first, last + 1)),
-        _ => Err(s3_error!(
-            InvalidArgument,
-            "The x-amz-copy-source-range value must be of the form bytes=first-last"
-        )),
+        Ok(dto::Range::Int { first, last: Some(last) }) => Ok(ByteRange::new(first, last + 1)),
+        _ => Err(s3_error!(InvalidArgument, "The x-amz-copy-source-range value must be of the form bytes=first-last")),
     }
 }
 
@@ -382,9 +352,7 @@ fn http_etag(etag: &ETag) -> dto::ETag {
 
 fn timestamp(time: UnixNanos) -> dto::Timestamp {
     let nanos = i128::from(time.0);
-    time::OffsetDateTime::from_unix_timestamp_nanos(nanos)
-        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH)
-        .into()
+    time::OffsetDateTime::from_unix_timestamp_nanos(nanos).unwrap_or(time::OffsetDateTime::UNIX_EPOCH).into()
 }
 
 fn wall_clock_now() -> UnixNanos {
@@ -394,11 +362,7 @@ fn wall_clock_now() -> UnixNanos {
 
 /// User metadata as the model keeps it: names in lower case.
 fn model_metadata(metadata: Option<dto::Metadata>) -> Metadata {
-    metadata
-        .unwrap_or_default()
-        .into_iter()
-        .map(|(name, value)| (name.to_ascii_lowercase(), value))
-        .collect()
+    metadata.unwrap_or_default().into_iter().map(|(name, value)| (name.to_ascii_lowercase(), value)).collect()
 }
 
 fn http_metadata(metadata: Metadata) -> Option<dto::Metadata> {
@@ -438,19 +402,12 @@ async fn collect_body(body: Option<dto::StreamingBlob>, content_md5: Option<&str
     };
     let mut body = s3s::Body::from(body);
     let bytes = body.store_all_limited(MAX_UPLOAD_BODY_BYTES).await.map_err(|error| {
-        s3_error!(
-            EntityTooLarge,
-            "Your proposed upload exceeds the maximum allowed object size: {}",
-            error
-        )
+        s3_error!(EntityTooLarge, "Your proposed upload exceeds the maximum allowed object size: {}", error)
     })?;
     if let Some(expected) = content_md5 {
         let actual = base64_encode(&Md5::digest(&bytes));
         if actual != expected.trim() {
-            return Err(s3_error!(
-                BadDigest,
-                "The Content-MD5 you specified did not match what we received."
-            ));
+            return Err(s3_error!(BadDigest, "The Content-MD5 you specified did not match what we received."));
         }
     }
     Ok(bytes)
@@ -460,10 +417,7 @@ fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {
-        let triple = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |acc, (at, byte)| acc | u32::from(*byte) << (16 - 8 * at));
+        let triple = chunk.iter().enumerate().fold(0u32, |acc, (at, byte)| acc | u32::from(*byte) << (16 - 8 * at));
         for position in 0..4 {
             if position <= chunk.len() {
                 let index = (triple >> (18 - 6 * position)) & 0x3f;
@@ -479,11 +433,7 @@ fn base64_encode(bytes: &[u8]) -> String {
 /// A copy source in this bucket, as `(key)`; other buckets do not exist here.
 fn copy_source_key(bucket: &ModelBucket, source: &dto::CopySource) -> s3s::S3Result<String> {
     match source {
-        dto::CopySource::Bucket {
-            bucket: source_bucket,
-            key,
-            version_id,
-        } => {
+        dto::CopySource::Bucket { bucket: source_bucket, key, version_id } => {
             bucket.check_bucket(source_bucket)?;
             refuse_if_present(version_id, "x-amz-copy-source versionId")?;
             Ok(key.to_string())
@@ -523,11 +473,7 @@ fn to_http_error(error: S3Error) -> s3s::S3Error {
 }
 
 fn unexpected_response(operation: &str) -> s3s::S3Error {
-    s3_error!(
-        InternalError,
-        "the model answered {} with another operation's response",
-        operation
-    )
+    s3_error!(InternalError, "the model answered {} with another operation's response", operation)
 }
 
 #[async_trait::async_trait]
@@ -541,10 +487,7 @@ impl s3s::S3 for ModelBucket {
             creation_date: Some(self.created.into()),
             bucket_region: None,
         };
-        Ok(s3s::S3Response::new(dto::ListBucketsOutput {
-            buckets: Some(vec![bucket]),
-            ..Default::default()
-        }))
+        Ok(s3s::S3Response::new(dto::ListBucketsOutput { buckets: Some(vec![bucket]), ..Default::default() }))
     }
 
     async fn head_bucket(&self, request: s3s::S3Request<dto::HeadBucketInput>) -> HttpResult<dto::HeadBucketOutput> {
@@ -559,9 +502,7 @@ impl s3s::S3 for ModelBucket {
         if request.input.bucket == self.bucket {
             // AWS in us-east-1 (the region this server signs for) answers a CreateBucket of a
             // bucket the caller already owns with 200; elsewhere it is 409.
-            Ok(s3s::S3Response::new(dto::CreateBucketOutput {
-                location: Some(format!("/{}", self.bucket)),
-            }))
+            Ok(s3s::S3Response::new(dto::CreateBucketOutput { location: Some(format!("/{}", self.bucket)) }))
         } else {
             Err(s3_error!(
                 NotImplemented,
@@ -619,13 +560,8 @@ impl s3s::S3 for ModelBucket {
                 ..Default::default()
             })
             .collect();
-        let common_prefixes = page
-            .common_prefixes
-            .into_iter()
-            .map(|prefix| dto::CommonPrefix {
-                prefix: Some(encode(prefix)),
-            })
-            .collect();
+        let common_prefixes =
+            page.common_prefixes.into_iter().map(|prefix| dto::CommonPrefix { prefix: Some(encode(prefix)) }).collect();
         Ok(s3s::S3Response::new(dto::ListObjectsV2Output {
             name: Some(input.bucket),
             prefix: Some(encode(input.prefix.unwrap_or_default())),
@@ -658,10 +594,7 @@ impl s3s::S3 for ModelBucket {
         self.check_bucket(&request.input.bucket)?;
         let read = self.read_object(object_read!(request.input))?;
         let body = dto::StreamingBlob::from(s3s::Body::from(read.body.clone()));
-        Ok(s3s::S3Response::new(object_output!(GetObjectOutput {
-            read,
-            body: Some(body)
-        })))
+        Ok(s3s::S3Response::new(object_output!(GetObjectOutput { read, body: Some(body) })))
     }
 
     async fn put_object(&self, request: s3s::S3Request<dto::PutObjectInput>) -> HttpResult<dto::PutObjectOutput> {
@@ -687,10 +620,7 @@ impl s3s::S3 for ModelBucket {
         let S3Response::PutObject { etag } = self.apply(&put)? else {
             return Err(unexpected_response("PutObject"));
         };
-        Ok(s3s::S3Response::new(dto::PutObjectOutput {
-            e_tag: Some(http_etag(&etag)),
-            ..Default::default()
-        }))
+        Ok(s3s::S3Response::new(dto::PutObjectOutput { e_tag: Some(http_etag(&etag)), ..Default::default() }))
     }
 
     async fn create_multipart_upload(
@@ -728,10 +658,7 @@ impl s3s::S3 for ModelBucket {
         let S3Response::UploadPart { etag } = self.apply(&upload)? else {
             return Err(unexpected_response("UploadPart"));
         };
-        Ok(s3s::S3Response::new(dto::UploadPartOutput {
-            e_tag: Some(http_etag(&etag)),
-            ..Default::default()
-        }))
+        Ok(s3s::S3Response::new(dto::UploadPartOutput { e_tag: Some(http_etag(&etag)), ..Default::default() }))
     }
 
     async fn upload_part_copy(
@@ -780,10 +707,9 @@ impl s3s::S3 for ModelBucket {
             .unwrap_or_default()
             .into_iter()
             .map(|part| match (part.part_number, part.e_tag) {
-                (Some(number), Some(etag)) => Ok(CompletedPart {
-                    part_number: part_number(number)?,
-                    etag: ETag::new(etag.value()),
-                }),
+                (Some(number), Some(etag)) => {
+                    Ok(CompletedPart { part_number: part_number(number)?, etag: ETag::new(etag.value()) })
+                }
                 _ => Err(s3_error!(MalformedXML, "Every part needs a PartNumber and an ETag")),
             })
             .collect::<s3s::S3Result<Vec<_>>>()?;
@@ -831,10 +757,7 @@ impl s3s::S3 for ModelBucket {
             .as_ref()
             .is_some_and(|directive| directive.as_str() == dto::MetadataDirective::REPLACE);
         let metadata_directive = if replace {
-            MetadataDirective::Replace {
-                content_type: input.content_type,
-                metadata: model_metadata(input.metadata),
-            }
+            MetadataDirective::Replace { content_type: input.content_type, metadata: model_metadata(input.metadata) }
         } else {
             MetadataDirective::Copy
         };
@@ -884,11 +807,7 @@ impl s3s::S3 for ModelBucket {
         self.check_bucket(&input.bucket)?;
         let objects = input.delete.objects;
         if objects.len() > MAX_KEYS_PER_DELETE {
-            return Err(s3_error!(
-                MalformedXML,
-                "DeleteObjects takes at most {} keys",
-                MAX_KEYS_PER_DELETE
-            ));
+            return Err(s3_error!(MalformedXML, "DeleteObjects takes at most {} keys", MAX_KEYS_PER_DELETE));
         }
         for object in &objects {
             refuse_if_present(&object.version_id, "VersionId")?;
@@ -902,10 +821,7 @@ impl s3s::S3 for ModelBucket {
         let deleted = keys
             .into_iter()
             .filter(|key| !failed.iter().any(|failure| &failure.key == key))
-            .map(|key| dto::DeletedObject {
-                key: Some(key),
-                ..Default::default()
-            })
+            .map(|key| dto::DeletedObject { key: Some(key), ..Default::default() })
             .collect();
         let errors = failed
             .into_iter()
@@ -930,13 +846,8 @@ mod tests {
 
     #[test]
     fn base64_encoding_matches_rfc_4648_vectors() {
-        let vectors: [(&[u8], &str); 5] = [
-            (b"", ""),
-            (b"f", "Zg=="),
-            (b"fo", "Zm8="),
-            (b"foo", "Zm9v"),
-            (b"foobar", "Zm9vYmFy"),
-        ];
+        let vectors: [(&[u8], &str); 5] =
+            [(b"", ""), (b"f", "Zg=="), (b"fo", "Zm8="), (b"foo", "Zm9v"), (b"foobar", "Zm9vYmFy")];
         for (input, expected) in vectors {
             assert_eq!(base64_encode(input), expected);
         }

@@ -58,11 +58,7 @@ pub struct SimFailure {
 
 impl std::fmt::Display for SimFailure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(
-            f,
-            "at {:?}: {}\nlast events:\n{}",
-            self.at, self.message, self.recent_trace
-        )
+        write!(f, "at {:?}: {}\nlast events:\n{}", self.at, self.message, self.recent_trace)
     }
 }
 
@@ -77,10 +73,7 @@ pub struct RunLimits {
 
 impl Default for RunLimits {
     fn default() -> Self {
-        RunLimits {
-            max_simulated_time: Duration::from_secs(7 * 24 * 3600),
-            max_events: 50_000_000,
-        }
+        RunLimits { max_simulated_time: Duration::from_secs(7 * 24 * 3600), max_events: 50_000_000 }
     }
 }
 
@@ -93,11 +86,7 @@ pub fn run_with_limits(scenario: &Scenario, plan: FaultPlan, limits: RunLimits) 
     let mut sim = Sim::new(scenario, plan, limits);
     match sim.run() {
         Ok(()) => Ok(sim.report()),
-        Err(message) => Err(SimFailure {
-            message,
-            at: sim.now,
-            recent_trace: sim.trace.recent(),
-        }),
+        Err(message) => Err(SimFailure { message, at: sim.now, recent_trace: sim.trace.recent() }),
     }
 }
 
@@ -110,11 +99,7 @@ enum Event {
     /// The other client makes its next change.
     External(usize),
     /// An S3 request reaches the bucket.
-    S3Arrive {
-        id: S3ReqId,
-        request: S3Request,
-        decision: FaultDecision,
-    },
+    S3Arrive { id: S3ReqId, request: S3Request, decision: FaultDecision },
     /// An S3 result reaches the core.
     S3Respond { id: S3ReqId, result: S3Result },
     /// The kernel interrupts a FUSE request.
@@ -143,21 +128,10 @@ enum Step {
     Lookup,
     GetAttr,
     Open,
-    Read {
-        fh: FileHandle,
-        next_read: usize,
-        offset: u64,
-        size: u32,
-    },
+    Read { fh: FileHandle, next_read: usize, offset: u64, size: u32 },
     Release,
     OpenDir,
-    ReadDir {
-        fh: FileHandle,
-        offset: u64,
-        rewound: bool,
-        buffer_bytes: u32,
-        plus: bool,
-    },
+    ReadDir { fh: FileHandle, offset: u64, rewound: bool, buffer_bytes: u32, plus: bool },
     ReleaseDir,
     StatFs,
 }
@@ -226,24 +200,14 @@ struct Staleness {
 impl Staleness {
     fn new(config: &goofys_core::CoreConfig, max_response_latency: Duration) -> Self {
         let age = |ttl: Duration| {
-            if ttl.is_zero() {
-                Duration::ZERO
-            } else {
-                ttl + max_response_latency
-            }
+            if ttl.is_zero() { Duration::ZERO } else { ttl + max_response_latency }
         };
         let lookup_file = age(config.stat_cache_ttl.min(config.type_cache_ttl));
         let lookup_directory = age(config.type_cache_ttl);
         let lookup_missing = age(config.negative_cache_ttl);
         let stat = age(config.stat_cache_ttl);
         let longest = lookup_file.max(lookup_directory).max(lookup_missing).max(stat);
-        Staleness {
-            lookup_file,
-            lookup_directory,
-            lookup_missing,
-            stat,
-            longest,
-        }
+        Staleness { lookup_file, lookup_directory, lookup_missing, stat, longest }
     }
 }
 
@@ -314,10 +278,7 @@ impl<'a> Sim<'a> {
                             | Syscall::List { path, .. } => scenario.path(&paths, *path),
                             _ => Vec::new(),
                         };
-                        Action {
-                            syscall: syscall.clone(),
-                            path,
-                        }
+                        Action { syscall: syscall.clone(), path }
                     })
                     .collect(),
                 running: None,
@@ -327,15 +288,7 @@ impl<'a> Sim<'a> {
 
         let core = Core::new(config, EPOCH, derive_seed(scenario.timing_seed, 1));
         let mut known = BTreeMap::new();
-        known.insert(
-            Ino::ROOT,
-            Known {
-                path: Vec::new(),
-                kind: FileKind::Directory,
-                nlookup: 1,
-                pinned: 1,
-            },
-        );
+        known.insert(Ino::ROOT, Known { path: Vec::new(), kind: FileKind::Directory, nlookup: 1, pinned: 1 });
         Sim {
             scenario,
             core,
@@ -503,10 +456,7 @@ impl<'a> Sim<'a> {
             return Err("S3 calls still in progress after Done".into());
         }
         if self.model.uploads_in_progress() != 0 {
-            return Err(format!(
-                "{} multipart uploads left behind",
-                self.model.uploads_in_progress()
-            ));
+            return Err(format!("{} multipart uploads left behind", self.model.uploads_in_progress()));
         }
         Ok(())
     }
@@ -535,10 +485,7 @@ impl<'a> Sim<'a> {
                         let result = Err(S3Error::Transport(TransportError::ConnectionReset));
                         self.schedule(self.now + decision.request_latency, Event::S3Respond { id, result });
                     }
-                    _ => self.schedule(
-                        self.now + decision.request_latency,
-                        Event::S3Arrive { id, request, decision },
-                    ),
+                    _ => self.schedule(self.now + decision.request_latency, Event::S3Arrive { id, request, decision }),
                 }
                 Ok(())
             }
@@ -579,9 +526,7 @@ impl<'a> Sim<'a> {
                 Ok(S3Response::GetObject(output)) if !output.body.is_empty() => {
                     let len = output.body.len() as u64;
                     let cut = (len * u64::from(per_million) / 1_000_000).min(len - 1) as usize;
-                    Err(S3Error::Transport(TransportError::Truncated {
-                        received: output.body.slice(..cut).into(),
-                    }))
+                    Err(S3Error::Transport(TransportError::Truncated { received: output.body.slice(..cut).into() }))
                 }
                 other => other,
             },
@@ -595,10 +540,7 @@ impl<'a> Sim<'a> {
         let wall = EPOCH.add_duration(self.now - Instant::ZERO);
         let result = self.model.apply(wall, request);
         for key in changed_keys(request) {
-            let state = self.model.object(key).map(|o| Version {
-                etag: o.etag.clone(),
-                body: o.body.clone(),
-            });
+            let state = self.model.object(key).map(|o| Version { etag: o.etag.clone(), body: o.body.clone() });
             self.history.record(self.now, key, state);
         }
         result
@@ -607,18 +549,11 @@ impl<'a> Sim<'a> {
     fn apply_external(&mut self, step: usize) {
         let mutation = &self.scenario.external[step].mutation;
         let now = self.now;
-        self.trace
-            .record(|line| write!(line, "{now:?} other client {mutation:?}"));
+        self.trace.record(|line| write!(line, "{now:?} other client {mutation:?}"));
         match mutation {
-            Mutation::Put {
-                key,
-                size_bytes,
-                content_seed,
-            } => {
+            Mutation::Put { key, size_bytes, content_seed } => {
                 let body = content(*size_bytes, *content_seed);
-                let etag = self
-                    .model
-                    .put_object(EPOCH.add_duration(now - Instant::ZERO), key, body.clone());
+                let etag = self.model.put_object(EPOCH.add_duration(now - Instant::ZERO), key, body.clone());
                 self.history.record(now, key, Some(Version { etag, body }));
             }
             Mutation::Delete { key } => {
@@ -643,15 +578,8 @@ impl<'a> Sim<'a> {
         self.fuse_requests += 1;
         let expects_reply = op.expects_reply();
         if expects_reply {
-            self.outstanding.insert(
-                id,
-                Outstanding {
-                    process,
-                    op: op.clone(),
-                    issued_at: self.now,
-                    interrupted: false,
-                },
-            );
+            self.outstanding
+                .insert(id, Outstanding { process, op: op.clone(), issued_at: self.now, interrupted: false });
             if self.phase == Phase::Safety && self.rng.chance(self.scenario.interrupt_per_million) {
                 let delay = Duration::from_nanos(self.rng.exponential_nanos(2_000_000));
                 self.schedule(self.now + delay, Event::Interrupt(id));
@@ -680,19 +608,11 @@ impl<'a> Sim<'a> {
                 Ok(())
             }
             Syscall::StatFs => {
-                self.processes[process].running = Some(Running {
-                    action,
-                    resolved: Vec::new(),
-                    step: Step::StatFs,
-                });
+                self.processes[process].running = Some(Running { action, resolved: Vec::new(), step: Step::StatFs });
                 self.send(process, FuseOp::StatFs { ino: Ino::ROOT })
             }
             Syscall::Stat { .. } | Syscall::Cat { .. } | Syscall::ReadAt { .. } | Syscall::List { .. } => {
-                self.processes[process].running = Some(Running {
-                    action,
-                    resolved: Vec::new(),
-                    step: Step::Lookup,
-                });
+                self.processes[process].running = Some(Running { action, resolved: Vec::new(), step: Step::Lookup });
                 self.continue_syscall(process)
             }
         }
@@ -710,13 +630,9 @@ impl<'a> Sim<'a> {
         let ino = running.resolved.last().copied().unwrap_or(Ino::ROOT);
         let (step, op) = match running.action.syscall {
             Syscall::Stat { .. } => (Step::GetAttr, FuseOp::GetAttr { ino, fh: None }),
-            Syscall::Cat { .. } | Syscall::ReadAt { .. } => (
-                Step::Open,
-                FuseOp::Open {
-                    ino,
-                    flags: OpenFlags(OpenFlags::O_RDONLY),
-                },
-            ),
+            Syscall::Cat { .. } | Syscall::ReadAt { .. } => {
+                (Step::Open, FuseOp::Open { ino, flags: OpenFlags(OpenFlags::O_RDONLY) })
+            }
             Syscall::List { .. } => (Step::OpenDir, FuseOp::OpenDir { ino }),
             _ => unreachable!("only path syscalls resolve"),
         };
@@ -761,30 +677,18 @@ impl<'a> Sim<'a> {
     /// Checks a reply and moves its process on.
     fn handle_reply(&mut self, id: FuseReqId, reply: FuseReply) -> Checked {
         let Some(outstanding) = self.outstanding.remove(&id) else {
-            return Err(format!(
-                "reply to {id:?}, which has no request waiting (a second reply?)"
-            ));
+            return Err(format!("reply to {id:?}, which has no request waiting (a second reply?)"));
         };
         if reply == FuseReply::Error(goofys_core::Errno::EIO) {
-            return Err(format!(
-                "{} got EIO, though every fault was within the retry budget",
-                outstanding.op.name()
-            ));
+            return Err(format!("{} got EIO, though every fault was within the retry budget", outstanding.op.name()));
         }
         let process = outstanding.process;
         let window = self.window(outstanding.issued_at, self.staleness.stat);
         let interrupted_here = outstanding.interrupted && reply == FuseReply::Error(goofys_core::Errno::EINTR);
-        let running = self.processes[process]
-            .running
-            .clone()
-            .expect("a reply for a running syscall");
+        let running = self.processes[process].running.clone().expect("a reply for a running syscall");
         let op_name = outstanding.op.name();
-        let context = |error: String| {
-            format!(
-                "{op_name} of {:?} ({:?}): {error}",
-                running.action.path, running.action.syscall
-            )
-        };
+        let context =
+            |error: String| format!("{op_name} of {:?} ({:?}): {error}", running.action.path, running.action.syscall);
 
         match (&running.step, &outstanding.op) {
             (Step::Lookup, FuseOp::Lookup { parent, name }) => {
@@ -824,12 +728,7 @@ impl<'a> Sim<'a> {
                         }
                         known.nlookup += 1;
                         known.pinned += 1;
-                        self.processes[process]
-                            .running
-                            .as_mut()
-                            .expect("running")
-                            .resolved
-                            .push(ino);
+                        self.processes[process].running.as_mut().expect("running").resolved.push(ino);
                         self.continue_syscall(process)
                     }
                     _ => {
@@ -871,47 +770,16 @@ impl<'a> Sim<'a> {
                     return Ok(());
                 };
                 let size_bytes = candidates.iter().map(Version::size_bytes).max().unwrap_or(0);
-                self.files.insert(
-                    fh,
-                    FileCheck {
-                        key,
-                        candidates,
-                        window_from: window.from,
-                    },
-                );
+                self.files.insert(fh, FileCheck { key, candidates, window_from: window.from });
                 self.next_read(process, *ino, fh, 0, size_bytes)
             }
-            (
-                Step::Read {
-                    fh,
-                    next_read,
-                    offset,
-                    size,
-                },
-                FuseOp::Read { ino, .. },
-            ) => {
+            (Step::Read { fh, next_read, offset, size }, FuseOp::Read { ino, .. }) => {
                 let (fh, next_read, offset, size, ino) = (*fh, *next_read, *offset, *size, *ino);
                 let file = self.files.get_mut(&fh).expect("an open file");
-                let may_be_stale = self
-                    .history
-                    .file_states(
-                        &file.key,
-                        Window {
-                            from: file.window_from,
-                            to: self.now,
-                        },
-                    )
-                    .len()
-                    > 1;
-                checker::check_read(
-                    &mut file.candidates,
-                    offset,
-                    size,
-                    may_be_stale,
-                    outstanding.interrupted,
-                    &reply,
-                )
-                .map_err(context)?;
+                let may_be_stale =
+                    self.history.file_states(&file.key, Window { from: file.window_from, to: self.now }).len() > 1;
+                checker::check_read(&mut file.candidates, offset, size, may_be_stale, outstanding.interrupted, &reply)
+                    .map_err(context)?;
                 let size_bytes = file.candidates.iter().map(Version::size_bytes).max().unwrap_or(0);
                 match reply {
                     FuseReply::Data(bytes) if matches!(running.action.syscall, Syscall::Cat { .. }) => {
@@ -948,9 +816,7 @@ impl<'a> Sim<'a> {
                 let FuseReply::Opened { fh, .. } = reply else {
                     return Err(context(format!("opendir gave {reply:?}")));
                 };
-                let Syscall::List { buffer_bytes, plus, .. } = running.action.syscall else {
-                    unreachable!()
-                };
+                let Syscall::List { buffer_bytes, plus, .. } = running.action.syscall else { unreachable!() };
                 let prefix = self.prefix_of(&running.action.path);
                 self.dirs.insert(
                     fh,
@@ -964,16 +830,7 @@ impl<'a> Sim<'a> {
                 );
                 self.read_dir(process, *ino, fh, 0, false, buffer_bytes, plus)
             }
-            (
-                Step::ReadDir {
-                    fh,
-                    offset,
-                    rewound,
-                    buffer_bytes,
-                    plus,
-                },
-                FuseOp::ReadDir { ino, .. },
-            ) => {
+            (Step::ReadDir { fh, offset, rewound, buffer_bytes, plus }, FuseOp::ReadDir { ino, .. }) => {
                 let (fh, offset, rewound, buffer_bytes, plus, ino) =
                     (*fh, *offset, *rewound, *buffer_bytes, *plus, *ino);
                 if interrupted_here {
@@ -986,8 +843,7 @@ impl<'a> Sim<'a> {
                 if let FuseReply::DirPlus(entries) = &reply {
                     let listing_window = self.window(opened_at, self.staleness.stat);
                     for entry in entries.iter().filter(|e| e.dirent.next_offset > 2) {
-                        self.learn_from_readdirplus(&running.action.path, entry, listing_window)
-                            .map_err(context)?;
+                        self.learn_from_readdirplus(&running.action.path, entry, listing_window).map_err(context)?;
                     }
                 }
                 let dir = self.dirs.get_mut(&fh).expect("an open directory");
@@ -1004,16 +860,11 @@ impl<'a> Sim<'a> {
                 }
                 if !dir.checked_complete {
                     dir.checked_complete = true;
-                    let window = Window {
-                        from: dir.opened_at,
-                        to: self.now,
-                    };
+                    let window = Window { from: dir.opened_at, to: self.now };
                     checker::check_complete_listing(&self.history, &dir.prefix, window, &dir.so_far)
                         .map_err(context)?;
                 }
-                let Syscall::List { rewind, .. } = running.action.syscall else {
-                    unreachable!()
-                };
+                let Syscall::List { rewind, .. } = running.action.syscall else { unreachable!() };
                 if rewind && !rewound {
                     let back_to = self.rng.below(offset + 1);
                     return self.read_dir(process, ino, fh, back_to, true, buffer_bytes, plus);
@@ -1051,13 +902,8 @@ impl<'a> Sim<'a> {
         let ino = entry.dirent.ino;
         if entry.entry.attr.kind == FileKind::File {
             let key = self.key_of(&path);
-            let sizes: BTreeSet<u64> = self
-                .history
-                .file_states(&key, window)
-                .into_iter()
-                .flatten()
-                .map(Version::size_bytes)
-                .collect();
+            let sizes: BTreeSet<u64> =
+                self.history.file_states(&key, window).into_iter().flatten().map(Version::size_bytes).collect();
             if !sizes.contains(&entry.entry.attr.size_bytes) {
                 return Err(format!(
                     "readdirplus gives {path:?} {} bytes; sizes in the window: {sizes:?}",
@@ -1072,10 +918,7 @@ impl<'a> Sim<'a> {
             pinned: 0,
         });
         if known.path != path || known.kind != entry.entry.attr.kind {
-            return Err(format!(
-                "readdirplus: inode {ino:?} was {:?} and is now {path:?}",
-                known.path
-            ));
+            return Err(format!("readdirplus: inode {ino:?} was {:?} and is now {path:?}", known.path));
         }
         known.nlookup += 1;
         Ok(())
@@ -1086,12 +929,8 @@ impl<'a> Sim<'a> {
         match &running.action.syscall {
             Syscall::Cat { chunk_bytes, .. } => {
                 let size = *chunk_bytes;
-                self.processes[process].running.as_mut().expect("running").step = Step::Read {
-                    fh,
-                    next_read: 0,
-                    offset,
-                    size,
-                };
+                self.processes[process].running.as_mut().expect("running").step =
+                    Step::Read { fh, next_read: 0, offset, size };
                 self.send(process, FuseOp::Read { ino, fh, offset, size })
             }
             Syscall::ReadAt { .. } => self.next_read_at(process, ino, fh, 0, size_bytes),
@@ -1101,23 +940,13 @@ impl<'a> Sim<'a> {
 
     fn next_read_at(&mut self, process: usize, ino: Ino, fh: FileHandle, index: usize, size_bytes: u64) -> Checked {
         let running = self.processes[process].running.as_ref().expect("running");
-        let Syscall::ReadAt { reads, .. } = &running.action.syscall else {
-            unreachable!()
-        };
-        let Some(&RandomRead {
-            offset_per_million,
-            size_bytes: size,
-        }) = reads.get(index)
-        else {
+        let Syscall::ReadAt { reads, .. } = &running.action.syscall else { unreachable!() };
+        let Some(&RandomRead { offset_per_million, size_bytes: size }) = reads.get(index) else {
             return self.release_file(process, ino, fh);
         };
         let offset = size_bytes * u64::from(offset_per_million) / 1_000_000;
-        self.processes[process].running.as_mut().expect("running").step = Step::Read {
-            fh,
-            next_read: index + 1,
-            offset,
-            size,
-        };
+        self.processes[process].running.as_mut().expect("running").step =
+            Step::Read { fh, next_read: index + 1, offset, size };
         self.send(process, FuseOp::Read { ino, fh, offset, size })
     }
 
@@ -1137,23 +966,9 @@ impl<'a> Sim<'a> {
         buffer_bytes: u32,
         plus: bool,
     ) -> Checked {
-        self.processes[process].running.as_mut().expect("running").step = Step::ReadDir {
-            fh,
-            offset,
-            rewound,
-            buffer_bytes,
-            plus,
-        };
-        self.send(
-            process,
-            FuseOp::ReadDir {
-                ino,
-                fh,
-                offset,
-                size_bytes: buffer_bytes,
-                plus,
-            },
-        )
+        self.processes[process].running.as_mut().expect("running").step =
+            Step::ReadDir { fh, offset, rewound, buffer_bytes, plus };
+        self.send(process, FuseOp::ReadDir { ino, fh, offset, size_bytes: buffer_bytes, plus })
     }
 
     fn release_dir(&mut self, process: usize, ino: Ino, fh: FileHandle) -> Checked {
@@ -1163,43 +978,26 @@ impl<'a> Sim<'a> {
 
     /// The kernel evicts some inodes nobody is using and forgets its references to them.
     fn forget_some(&mut self, per_million: u32) -> Checked {
-        let candidates: Vec<Ino> = self
-            .known
-            .iter()
-            .filter(|(ino, k)| **ino != Ino::ROOT && k.pinned == 0)
-            .map(|(ino, _)| *ino)
-            .collect();
+        let candidates: Vec<Ino> =
+            self.known.iter().filter(|(ino, k)| **ino != Ino::ROOT && k.pinned == 0).map(|(ino, _)| *ino).collect();
         for ino in candidates {
             if self.rng.chance(per_million) {
                 let known = self.known.remove(&ino).expect("listed");
-                self.send(
-                    usize::MAX,
-                    FuseOp::Forget {
-                        ino,
-                        nlookup: known.nlookup,
-                    },
-                )?;
+                self.send(usize::MAX, FuseOp::Forget { ino, nlookup: known.nlookup })?;
             }
         }
         Ok(())
     }
 
     fn forget_everything(&mut self) {
-        let all: Vec<(Ino, u64)> = self
-            .known
-            .iter()
-            .filter(|(ino, _)| **ino != Ino::ROOT)
-            .map(|(ino, k)| (*ino, k.nlookup))
-            .collect();
+        let all: Vec<(Ino, u64)> =
+            self.known.iter().filter(|(ino, _)| **ino != Ino::ROOT).map(|(ino, k)| (*ino, k.nlookup)).collect();
         for (ino, nlookup) in all {
             self.known.remove(&ino);
             let id = FuseReqId(self.next_fuse);
             self.next_fuse += 1;
             let now = self.now;
-            let input = Input::Fuse {
-                id,
-                op: FuseOp::Forget { ino, nlookup },
-            };
+            let input = Input::Fuse { id, op: FuseOp::Forget { ino, nlookup } };
             self.trace.record(|line| write!(line, "{now:?} in {input:?}"));
             self.core.handle_input(now, input);
         }
@@ -1215,12 +1013,7 @@ impl<'a> Sim<'a> {
             let prefix = self.prefix_of(&dir);
             let plus = self.rng.chance(500_000);
             script.push_back(Action {
-                syscall: Syscall::List {
-                    path: crate::scenario::PathIndex(0),
-                    buffer_bytes: 4096,
-                    plus,
-                    rewind: false,
-                },
+                syscall: Syscall::List { path: crate::scenario::PathIndex(0), buffer_bytes: 4096, plus, rewind: false },
                 path: dir.clone(),
             });
             for (name, kind) in self.history.children_at(&prefix, self.now) {
@@ -1229,20 +1022,13 @@ impl<'a> Sim<'a> {
                 match kind {
                     FileKind::Directory => dirs.push(path),
                     _ => script.push_back(Action {
-                        syscall: Syscall::Cat {
-                            path: crate::scenario::PathIndex(0),
-                            chunk_bytes: 1 << 20,
-                        },
+                        syscall: Syscall::Cat { path: crate::scenario::PathIndex(0), chunk_bytes: 1 << 20 },
                         path,
                     }),
                 }
             }
         }
-        self.processes.push(Process {
-            script,
-            running: None,
-            finished: false,
-        });
+        self.processes.push(Process { script, running: None, finished: false });
         let walker = self.processes.len() - 1;
         self.schedule(self.now, Event::ProcessWake(walker));
     }

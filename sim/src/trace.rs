@@ -17,12 +17,7 @@ pub struct Trace {
 
 impl Default for Trace {
     fn default() -> Self {
-        Trace {
-            hash: 0xcbf2_9ce4_8422_2325,
-            lines: 0,
-            recent: VecDeque::new(),
-            buffer: String::new(),
-        }
+        Trace { hash: 0xcbf2_9ce4_8422_2325, lines: 0, recent: VecDeque::new(), buffer: String::new() }
     }
 }
 

@@ -37,10 +37,7 @@ impl Reply {
     }
 
     fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("")
+        self.headers.get(name).and_then(|value| value.to_str().ok()).unwrap_or("")
     }
 }
 
@@ -69,9 +66,7 @@ impl SignedClient {
         for (name, value) in headers {
             request = request.header(*name, *value);
         }
-        let mut request = request
-            .body(Full::new(Bytes::copy_from_slice(body)))
-            .expect("a valid request");
+        let mut request = request.body(Full::new(Bytes::copy_from_slice(body))).expect("a valid request");
         let identity = Credentials::new(&self.access_key, &self.secret_key, None, None, "test").into();
         let mut settings = SigningSettings::default();
         settings.payload_checksum_kind = PayloadChecksumKind::XAmzSha256;
@@ -87,13 +82,9 @@ impl SignedClient {
             .expect("signing parameters")
             .into();
         let header_pairs: Vec<(&str, &str)> = headers.to_vec();
-        let signable = SignableRequest::new(
-            method.as_str(),
-            uri.as_str(),
-            header_pairs.into_iter(),
-            SignableBody::Bytes(body),
-        )
-        .expect("a signable request");
+        let signable =
+            SignableRequest::new(method.as_str(), uri.as_str(), header_pairs.into_iter(), SignableBody::Bytes(body))
+                .expect("a signable request");
         let (instructions, _signature) = sign(signable, &params).expect("signing").into_parts();
         instructions.apply_to_request_http1x(&mut request);
         self.send_unsigned(request).await
@@ -103,11 +94,7 @@ impl SignedClient {
         let response = self.http.request(request).await.expect("an HTTP reply");
         let (parts, body) = response.into_parts();
         let body = body.collect().await.expect("a whole body").to_bytes();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        }
+        Reply { status: parts.status, headers: parts.headers, body }
     }
 }
 
@@ -136,9 +123,7 @@ async fn start_server() -> (ServerHandle, Arc<Mutex<S3Model>>) {
         min_part_size_bytes: PART_BYTES as u64,
         ..ModelLimits::default()
     })));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("a loopback port");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
     let server =
         ServerHandle::spawn(listener, BUCKET, ACCESS_KEY, SECRET_KEY, Arc::clone(&model)).expect("the server starts");
     (server, model)
@@ -162,39 +147,18 @@ async fn objects_round_trip_over_signed_http() {
     assert_eq!(put.status, StatusCode::OK, "{}", put.text());
     assert_eq!(put.header("etag"), quoted_md5(body));
     let stored = model.lock().expect("model").object("dir/with space.txt").cloned();
-    assert_eq!(
-        stored.expect("the model holds the object").body,
-        Bytes::from_static(body)
-    );
+    assert_eq!(stored.expect("the model holds the object").body, Bytes::from_static(body));
 
     // GET whole and ranged.
     let get = client.send(Method::GET, "/demo/dir/with%20space.txt", &[], b"").await;
     assert_eq!((get.status, get.body.as_ref()), (StatusCode::OK, &body[..]));
-    let ranged = client
-        .send(
-            Method::GET,
-            "/demo/dir/with%20space.txt",
-            &[("range", "bytes=2-5")],
-            b"",
-        )
-        .await;
+    let ranged = client.send(Method::GET, "/demo/dir/with%20space.txt", &[("range", "bytes=2-5")], b"").await;
     assert_eq!(ranged.status, StatusCode::PARTIAL_CONTENT);
     assert_eq!(ranged.body.as_ref(), b"2345");
     assert_eq!(ranged.header("content-range"), "bytes 2-5/16");
-    let past_end = client
-        .send(
-            Method::GET,
-            "/demo/dir/with%20space.txt",
-            &[("range", "bytes=16-20")],
-            b"",
-        )
-        .await;
+    let past_end = client.send(Method::GET, "/demo/dir/with%20space.txt", &[("range", "bytes=16-20")], b"").await;
     assert_eq!(past_end.status, StatusCode::RANGE_NOT_SATISFIABLE);
-    assert!(
-        past_end.text().contains("<Code>InvalidRange</Code>"),
-        "{}",
-        past_end.text()
-    );
+    assert!(past_end.text().contains("<Code>InvalidRange</Code>"), "{}", past_end.text());
 
     // HEAD reports size, ETag, content type and metadata.
     let head = client.send(Method::HEAD, "/demo/dir/with%20space.txt", &[], b"").await;
@@ -205,42 +169,14 @@ async fn objects_round_trip_over_signed_http() {
     assert_eq!(head.header("x-amz-meta-mtime"), "12345");
 
     // Conditions and missing keys.
-    let stale = client
-        .send(
-            Method::GET,
-            "/demo/dir/with%20space.txt",
-            &[("if-match", "\"0000\"")],
-            b"",
-        )
-        .await;
+    let stale = client.send(Method::GET, "/demo/dir/with%20space.txt", &[("if-match", "\"0000\"")], b"").await;
     assert_eq!(stale.status, StatusCode::PRECONDITION_FAILED);
-    let stale_head = client
-        .send(
-            Method::HEAD,
-            "/demo/dir/with%20space.txt",
-            &[("if-match", "\"0000\"")],
-            b"",
-        )
-        .await;
+    let stale_head = client.send(Method::HEAD, "/demo/dir/with%20space.txt", &[("if-match", "\"0000\"")], b"").await;
     assert_eq!(stale_head.status, StatusCode::PRECONDITION_FAILED);
     let etag = quoted_md5(body);
-    let unchanged = client
-        .send(
-            Method::GET,
-            "/demo/dir/with%20space.txt",
-            &[("if-none-match", &etag)],
-            b"",
-        )
-        .await;
+    let unchanged = client.send(Method::GET, "/demo/dir/with%20space.txt", &[("if-none-match", &etag)], b"").await;
     assert_eq!(unchanged.status, StatusCode::NOT_MODIFIED);
-    let create_only = client
-        .send(
-            Method::PUT,
-            "/demo/dir/with%20space.txt",
-            &[("if-none-match", "*")],
-            b"x",
-        )
-        .await;
+    let create_only = client.send(Method::PUT, "/demo/dir/with%20space.txt", &[("if-none-match", "*")], b"x").await;
     assert_eq!(create_only.status, StatusCode::PRECONDITION_FAILED);
     let missing = client.send(Method::GET, "/demo/missing", &[], b"").await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
@@ -257,9 +193,7 @@ async fn objects_round_trip_over_signed_http() {
 
     // Delete is idempotent.
     for _ in 0..2 {
-        let delete = client
-            .send(Method::DELETE, "/demo/dir/with%20space.txt", &[], b"")
-            .await;
+        let delete = client.send(Method::DELETE, "/demo/dir/with%20space.txt", &[], b"").await;
         assert_eq!(delete.status, StatusCode::NO_CONTENT, "{}", delete.text());
     }
     assert_eq!(model.lock().expect("model").objects().count(), 0);
@@ -325,9 +259,7 @@ async fn multipart_upload_completes_with_an_md5_of_md5s_etag() {
 
     let mut complete_xml = String::from("<CompleteMultipartUpload>");
     for (number, etag) in (1..).zip(&etags) {
-        complete_xml.push_str(&format!(
-            "<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>"
-        ));
+        complete_xml.push_str(&format!("<Part><PartNumber>{number}</PartNumber><ETag>{etag}</ETag></Part>"));
     }
     complete_xml.push_str("</CompleteMultipartUpload>");
     let path = format!("/demo/big?uploadId={upload_id}");
@@ -339,10 +271,7 @@ async fn multipart_upload_completes_with_an_md5_of_md5s_etag() {
     }
     let expected = quoted_md5(&binary_md5s).replace("\"", "");
     let completed_etag = xml_values(&complete.text(), "ETag").pop().expect("an ETag");
-    assert_eq!(
-        completed_etag.replace("&quot;", "").replace('"', ""),
-        format!("{expected}-2")
-    );
+    assert_eq!(completed_etag.replace("&quot;", "").replace('"', ""), format!("{expected}-2"));
 
     let get = client.send(Method::GET, "/demo/big", &[], b"").await;
     assert_eq!(get.body.len(), PART_BYTES + 4);
@@ -350,11 +279,7 @@ async fn multipart_upload_completes_with_an_md5_of_md5s_etag() {
     // The upload is gone: a retried complete or a late part is NoSuchUpload.
     let retried = client.send(Method::POST, &path, &[], complete_xml.as_bytes()).await;
     assert_eq!(retried.status, StatusCode::NOT_FOUND);
-    assert!(
-        retried.text().contains("<Code>NoSuchUpload</Code>"),
-        "{}",
-        retried.text()
-    );
+    assert!(retried.text().contains("<Code>NoSuchUpload</Code>"), "{}", retried.text());
     server.shutdown().await.expect("a clean shutdown");
 }
 
@@ -391,9 +316,7 @@ async fn copies_and_batch_deletes_over_http() {
     let (server, model) = start_server().await;
     let client = SignedClient::new(&server.endpoint_url(), ACCESS_KEY, SECRET_KEY);
     let source = b"0123456789abcdefghij";
-    let put = client
-        .send(Method::PUT, "/demo/src", &[("x-amz-meta-mtime", "1")], source)
-        .await;
+    let put = client.send(Method::PUT, "/demo/src", &[("x-amz-meta-mtime", "1")], source).await;
     assert_eq!(put.status, StatusCode::OK, "{}", put.text());
 
     // CreateBucket of the served bucket succeeds, as AWS us-east-1 answers its owner.
@@ -401,9 +324,7 @@ async fn copies_and_batch_deletes_over_http() {
     assert_eq!(create.status, StatusCode::OK, "{}", create.text());
 
     // CopyObject keeps or replaces metadata and honours the source If-Match.
-    let copy = client
-        .send(Method::PUT, "/demo/copy", &[("x-amz-copy-source", "/demo/src")], b"")
-        .await;
+    let copy = client.send(Method::PUT, "/demo/copy", &[("x-amz-copy-source", "/demo/src")], b"").await;
     assert_eq!(copy.status, StatusCode::OK, "{}", copy.text());
     let copied = client.send(Method::HEAD, "/demo/copy", &[], b"").await;
     assert_eq!(copied.header("x-amz-meta-mtime"), "1");
@@ -411,11 +332,7 @@ async fn copies_and_batch_deletes_over_http() {
         .send(
             Method::PUT,
             "/demo/copy",
-            &[
-                ("x-amz-copy-source", "/demo/src"),
-                ("x-amz-metadata-directive", "REPLACE"),
-                ("x-amz-meta-mtime", "2"),
-            ],
+            &[("x-amz-copy-source", "/demo/src"), ("x-amz-metadata-directive", "REPLACE"), ("x-amz-meta-mtime", "2")],
             b"",
         )
         .await;
@@ -426,10 +343,7 @@ async fn copies_and_batch_deletes_over_http() {
         .send(
             Method::PUT,
             "/demo/copy2",
-            &[
-                ("x-amz-copy-source", "/demo/src"),
-                ("x-amz-copy-source-if-match", "\"0000\""),
-            ],
+            &[("x-amz-copy-source", "/demo/src"), ("x-amz-copy-source-if-match", "\"0000\"")],
             b"",
         )
         .await;
@@ -440,15 +354,7 @@ async fn copies_and_batch_deletes_over_http() {
     let upload_id = xml_values(&create.text(), "UploadId").pop().expect("an upload id");
     let path = format!("/demo/assembled?partNumber=1&uploadId={upload_id}");
     let part = client
-        .send(
-            Method::PUT,
-            &path,
-            &[
-                ("x-amz-copy-source", "/demo/src"),
-                ("x-amz-copy-source-range", "bytes=2-17"),
-            ],
-            b"",
-        )
+        .send(Method::PUT, &path, &[("x-amz-copy-source", "/demo/src"), ("x-amz-copy-source-range", "bytes=2-17")], b"")
         .await;
     assert_eq!(part.status, StatusCode::OK, "{}", part.text());
     let part_etag = xml_values(&part.text(), "ETag").pop().expect("a part ETag");
@@ -466,14 +372,8 @@ async fn copies_and_batch_deletes_over_http() {
     // DeleteObjects reports missing keys as deleted.
     let delete_xml = "<Delete><Object><Key>src</Key></Object><Object><Key>never</Key></Object></Delete>";
     let content_md5 = base64_md5(delete_xml.as_bytes());
-    let deleted = client
-        .send(
-            Method::POST,
-            "/demo?delete",
-            &[("content-md5", &content_md5)],
-            delete_xml.as_bytes(),
-        )
-        .await;
+    let deleted =
+        client.send(Method::POST, "/demo?delete", &[("content-md5", &content_md5)], delete_xml.as_bytes()).await;
     assert_eq!(deleted.status, StatusCode::OK, "{}", deleted.text());
     let mut keys = xml_values(&deleted.text(), "Key");
     keys.sort();

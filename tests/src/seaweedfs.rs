@@ -117,10 +117,8 @@ impl SeaweedFs {
 
     /// Starts `weed mini` on fresh ports without waiting for it.
     fn spawn(weed: &Path) -> SeaweedFs {
-        let data_dir = tempfile::Builder::new()
-            .prefix("goofys-weed-")
-            .tempdir()
-            .expect("cannot make a temporary data directory");
+        let data_dir =
+            tempfile::Builder::new().prefix("goofys-weed-").tempdir().expect("cannot make a temporary data directory");
         let identities = format!(
             r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
         );
@@ -129,18 +127,7 @@ impl SeaweedFs {
         let store = data_dir.path().join("store");
         std::fs::create_dir(&store).expect("cannot make the store directory");
         let ports: Vec<u16> = (0..10).map(|_| free_port()).collect();
-        let [
-            master,
-            master_grpc,
-            volume,
-            volume_grpc,
-            filer,
-            filer_grpc,
-            s3,
-            s3_grpc,
-            admin,
-            admin_grpc,
-        ] = ports[..]
+        let [master, master_grpc, volume, volume_grpc, filer, filer_grpc, s3, s3_grpc, admin, admin_grpc] = ports[..]
         else {
             unreachable!("ten ports were taken")
         };
@@ -188,14 +175,7 @@ impl SeaweedFs {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {}: {e}. {INSTALL_HINT}", weed.display()));
         let guardian_stdin = guardian.stdin.take();
-        SeaweedFs {
-            endpoint: format!("http://127.0.0.1:{s3}"),
-            s3_port: s3,
-            ports,
-            guardian,
-            guardian_stdin,
-            data_dir,
-        }
+        SeaweedFs { endpoint: format!("http://127.0.0.1:{s3}"), s3_port: s3, ports, guardian, guardian_stdin, data_dir }
     }
 
     /// Whether the S3 port opened within [`PORT_TIMEOUT`].
@@ -253,9 +233,8 @@ impl SeaweedFs {
     pub async fn new_bucket(&self, prefix: &str) -> S3Client {
         let number = BUCKETS_MADE.fetch_add(1, Ordering::Relaxed);
         let bucket = format!("{prefix}-{}-{number}", std::process::id());
-        let client = S3Client::new(self.transport_config(&bucket))
-            .await
-            .expect("cannot build a client for the test server");
+        let client =
+            S3Client::new(self.transport_config(&bucket)).await.expect("cannot build a client for the test server");
         let started = Instant::now();
         loop {
             match client.create_bucket().await {
@@ -300,15 +279,7 @@ impl Drop for SeaweedFs {
         }
         // weed leaves unix sockets named after its ports in /tmp.
         for port in &self.ports {
-            for kind in [
-                "master-grpc",
-                "volume-grpc",
-                "filer",
-                "filer-grpc",
-                "s3",
-                "s3-grpc",
-                "admin-grpc",
-            ] {
+            for kind in ["master-grpc", "volume-grpc", "filer", "filer-grpc", "s3", "s3-grpc", "admin-grpc"] {
                 let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{kind}-{port}.sock"));
             }
         }

@@ -65,18 +65,11 @@ fn case() -> impl Strategy<Value = (Scenario, Vec<FaultDecision>)> {
                 .map(|(wait_ms, key_index, put, size_bytes)| {
                     let key = keys[key_index as usize % keys.len()].clone();
                     let mutation = if put {
-                        Mutation::Put {
-                            key,
-                            size_bytes,
-                            content_seed: u64::from(key_index),
-                        }
+                        Mutation::Put { key, size_bytes, content_seed: u64::from(key_index) }
                     } else {
                         Mutation::Delete { key }
                     };
-                    ExternalStep {
-                        wait: Duration::from_millis(wait_ms),
-                        mutation,
-                    }
+                    ExternalStep { wait: Duration::from_millis(wait_ms), mutation }
                 })
                 .collect();
             (scenario, faults)

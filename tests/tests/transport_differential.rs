@@ -43,18 +43,7 @@ const ANCHORS: [&str; 3] = ["a/~anchor", "b/~anchor", "b/x/~anchor"];
 /// namespace, so `If-None-Match: *` on `a` fails with 412 because of the directory, and a
 /// listing page with `max-keys=1` returns both `a` and `a/`. The SeaweedFS integration test
 /// covers a file beside a directory without those two.
-const KEYS: [&str; 10] = [
-    "f",
-    "a/x",
-    "a/y",
-    "a/sp ace",
-    "a/x2",
-    "b/x/1",
-    "b/x/plus+1",
-    "b/é",
-    "b/z",
-    "c",
-];
+const KEYS: [&str; 10] = ["f", "a/x", "a/y", "a/sp ace", "a/x2", "b/x/1", "b/x/plus+1", "b/é", "b/z", "c"];
 const PREFIXES: [&str; 9] = ["", "a", "a/", "b/", "b/x/", "b/x", "c", "zz", "a/sp"];
 const CONTENT_TYPES: [&str; 2] = ["text/plain", "application/octet-stream"];
 /// Upload slots: the steps name uploads by slot; each side maps a slot to its own upload id.
@@ -87,13 +76,9 @@ impl Generator {
     fn observe(&mut self, step: &Step, outcome: &Outcome) {
         let slot_of = |id: &UploadId| id.0.strip_prefix("slot-").and_then(|n| n.parse::<usize>().ok());
         match (step, outcome) {
-            (
-                Step::Create {
-                    slot,
-                    request: S3Request::CreateMultipartUpload { key, .. },
-                },
-                Outcome::UploadCreated,
-            ) => self.slot_keys[*slot as usize] = Some(key.clone()),
+            (Step::Create { slot, request: S3Request::CreateMultipartUpload { key, .. } }, Outcome::UploadCreated) => {
+                self.slot_keys[*slot as usize] = Some(key.clone())
+            }
             (Step::Complete { slot, .. }, Outcome::Etag(_)) => self.slot_keys[*slot as usize] = None,
             (Step::Request(S3Request::AbortMultipartUpload { upload_id, .. }), Outcome::Done) => {
                 if let Some(slot) = slot_of(upload_id) {
@@ -126,11 +111,7 @@ impl Generator {
         match self.below(3) {
             0 => Metadata::new(),
             1 => [("mtime".to_owned(), self.below(1_000_000).to_string())].into(),
-            _ => [
-                ("mode".to_owned(), "0644".to_owned()),
-                ("uid".to_owned(), "1000".to_owned()),
-            ]
-            .into(),
+            _ => [("mode".to_owned(), "0644".to_owned()), ("uid".to_owned(), "1000".to_owned())].into(),
         }
     }
 
@@ -175,11 +156,7 @@ impl Generator {
                 let key = self.key();
                 Step::Request(S3Request::GetObject {
                     range: self.range(),
-                    if_match: if self.chance(4) {
-                        self.condition(model, &key)
-                    } else {
-                        None
-                    },
+                    if_match: if self.chance(4) { self.condition(model, &key) } else { None },
                     key,
                 })
             }
@@ -208,11 +185,7 @@ impl Generator {
                     }
                 };
                 Step::Request(S3Request::CopyObject {
-                    source_if_match: if self.chance(4) {
-                        self.condition(model, &source_key)
-                    } else {
-                        None
-                    },
+                    source_if_match: if self.chance(4) { self.condition(model, &source_key) } else { None },
                     source_key,
                     key,
                     metadata_directive,
@@ -221,9 +194,7 @@ impl Generator {
             63..=69 => Step::Request(S3Request::DeleteObject { key: self.key() }),
             70..=73 => {
                 let count = 1 + self.below(4);
-                Step::Request(S3Request::DeleteObjects {
-                    keys: (0..count).map(|_| self.key()).collect(),
-                })
+                Step::Request(S3Request::DeleteObjects { keys: (0..count).map(|_| self.key()).collect() })
             }
             74..=78 => Step::Create {
                 slot: self.below(u64::from(SLOTS)) as u32,
@@ -261,11 +232,7 @@ impl Generator {
                     // instead of the part's MD5 (the bytes are right; transport_seaweedfs.rs
                     // checks them), which would also break CompleteMultipartUpload here.
                     source_range: None,
-                    source_if_match: if self.chance(4) {
-                        self.condition(model, &source_key)
-                    } else {
-                        None
-                    },
+                    source_if_match: if self.chance(4) { self.condition(model, &source_key) } else { None },
                     source_key,
                 })
             }
@@ -289,11 +256,7 @@ impl Generator {
                     let keep = 1 + self.below(uploaded.len() as u64) as usize;
                     uploaded[..keep].to_vec()
                 };
-                Step::Complete {
-                    slot,
-                    key,
-                    part_numbers,
-                }
+                Step::Complete { slot, key, part_numbers }
             }
             _ => {
                 // Aborting an upload that was aborted or completed: AWS (and the model) answer
@@ -302,10 +265,7 @@ impl Generator {
                 if self.slot_keys[slot as usize].is_none() {
                     return Step::Request(S3Request::HeadObject { key });
                 }
-                Step::Request(S3Request::AbortMultipartUpload {
-                    key,
-                    upload_id: slot_id(slot),
-                })
+                Step::Request(S3Request::AbortMultipartUpload { key, upload_id: slot_id(slot) })
             }
         }
     }
@@ -319,9 +279,7 @@ fn current_etag(model: &mut S3Model, key: &str) -> Option<ETag> {
 }
 
 fn now() -> UnixNanos {
-    let since_epoch = SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .expect("the clock is after 1970");
+    let since_epoch = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).expect("the clock is after 1970");
     UnixNanos(since_epoch.as_nanos() as i64)
 }
 
@@ -334,18 +292,9 @@ enum Step {
     Create { slot: u32, request: S3Request },
     /// CompleteMultipartUpload of the upload in `slot`, naming parts with the ETags the model
     /// gave them (the comparison of UploadPart results checks the server gave the same).
-    Complete {
-        slot: u32,
-        key: String,
-        part_numbers: Vec<u32>,
-    },
+    Complete { slot: u32, key: String, part_numbers: Vec<u32> },
     /// A whole paged listing; each side follows its own continuation tokens.
-    List {
-        prefix: String,
-        delimiter: Option<String>,
-        max_keys: u32,
-        start_after: Option<String>,
-    },
+    List { prefix: String, delimiter: Option<String>, max_keys: u32, start_after: Option<String> },
 }
 
 /// What both sides must agree on.
@@ -402,10 +351,9 @@ fn hex_md5(bytes: &[u8]) -> String {
 
 fn outcome(result: &S3Result) -> Outcome {
     match result {
-        Err(S3Error::Service(ServiceError { status, code, .. })) => Outcome::Failed {
-            status_class: status / 100,
-            code: code.clone(),
-        },
+        Err(S3Error::Service(ServiceError { status, code, .. })) => {
+            Outcome::Failed { status_class: status / 100, code: code.clone() }
+        }
         Err(S3Error::Transport(error)) => Outcome::Broken(format!("{error:?}")),
         Ok(S3Response::ListObjectsV2(_)) => unreachable!("listings are compared by walk"),
         Ok(S3Response::HeadObject(meta)) => Outcome::Meta(meta_view(meta)),
@@ -476,15 +424,7 @@ fn with_side_upload_id(request: &S3Request, uploads: &[Option<UploadId>]) -> S3R
 }
 
 async fn list_walk(side: &mut impl Side, step: &Step) -> Outcome {
-    let Step::List {
-        prefix,
-        delimiter,
-        max_keys,
-        start_after,
-    } = step
-    else {
-        unreachable!()
-    };
+    let Step::List { prefix, delimiter, max_keys, start_after } = step else { unreachable!() };
     let mut pages = Vec::new();
     let mut token = None;
     for _ in 0..100 {
@@ -498,11 +438,7 @@ async fn list_walk(side: &mut impl Side, step: &Step) -> Outcome {
         match side.run(&request).await {
             Ok(S3Response::ListObjectsV2(page)) => {
                 pages.push(PageView {
-                    objects: page
-                        .objects
-                        .iter()
-                        .map(|o| (o.key.clone(), o.size_bytes, o.etag.clone()))
-                        .collect(),
+                    objects: page.objects.iter().map(|o| (o.key.clone(), o.size_bytes, o.etag.clone())).collect(),
                     common_prefixes: page.common_prefixes.clone(),
                     more: page.next_continuation_token.is_some(),
                 });
@@ -531,11 +467,7 @@ async fn run_step(side: &mut impl Side, step: &Step, part_etags: &[Vec<(u32, ETa
             }
             outcome(&result)
         }
-        Step::Complete {
-            slot,
-            key,
-            part_numbers,
-        } => {
+        Step::Complete { slot, key, part_numbers } => {
             let parts = part_numbers
                 .iter()
                 .map(|number| CompletedPart {
@@ -562,22 +494,17 @@ async fn run_step(side: &mut impl Side, step: &Step, part_etags: &[Vec<(u32, ETa
 
 /// Records the model's part ETags by slot, so that CompleteMultipartUpload can name them.
 fn remember_part(step: &Step, result: &Outcome, part_etags: &mut [Vec<(u32, ETag)>]) {
-    let (Step::Request(S3Request::UploadPart {
-        upload_id, part_number, ..
-    })
-    | Step::Request(S3Request::UploadPartCopy {
-        upload_id, part_number, ..
-    })) = step
+    let (Step::Request(S3Request::UploadPart { upload_id, part_number, .. })
+    | Step::Request(S3Request::UploadPartCopy { upload_id, part_number, .. })) = step
     else {
         if let Step::Create { slot, .. } = step {
             part_etags[*slot as usize].clear();
         }
         return;
     };
-    if let (Some(slot), Outcome::Etag(etag)) = (
-        upload_id.0.strip_prefix("slot-").and_then(|n| n.parse::<usize>().ok()),
-        result,
-    ) {
+    if let (Some(slot), Outcome::Etag(etag)) =
+        (upload_id.0.strip_prefix("slot-").and_then(|n| n.parse::<usize>().ok()), result)
+    {
         part_etags[slot].push((*part_number, etag.clone()));
     }
 }
@@ -641,10 +568,8 @@ async fn run_seed(seed: u64, server: &SeaweedFs, coverage: &mut std::collections
         model.run(&put).await.unwrap();
         real.run(&put).await.unwrap();
     }
-    let mut generator = Generator {
-        rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed),
-        slot_keys: vec![None; SLOTS as usize],
-    };
+    let mut generator =
+        Generator { rng: rand_pcg::Pcg64Mcg::seed_from_u64(seed), slot_keys: vec![None; SLOTS as usize] };
     let mut part_etags: Vec<Vec<(u32, ETag)>> = vec![Vec::new(); SLOTS as usize];
     let mut history = Vec::new();
     for index in 0..STEPS_PER_SEED {
@@ -683,14 +608,8 @@ async fn the_model_and_seaweedfs_agree_on_seeded_request_sequences() {
     }
     eprintln!("agreed on: {coverage:#?}");
     if std::env::var("GOOFYS_DIFF_SEED").is_err() {
-        let missing: Vec<&str> = REQUIRED_COVERAGE
-            .iter()
-            .copied()
-            .filter(|label| !coverage.contains_key(*label))
-            .collect();
-        assert!(
-            missing.is_empty(),
-            "the seeded sequences no longer exercise {missing:?}; adjust the generator"
-        );
+        let missing: Vec<&str> =
+            REQUIRED_COVERAGE.iter().copied().filter(|label| !coverage.contains_key(*label)).collect();
+        assert!(missing.is_empty(), "the seeded sequences no longer exercise {missing:?}; adjust the generator");
     }
 }

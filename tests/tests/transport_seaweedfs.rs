@@ -31,11 +31,7 @@ fn put(key: &str, body: impl Into<Bytes>) -> S3Request {
 }
 
 fn get(key: &str, range: Option<ByteRange>) -> S3Request {
-    S3Request::GetObject {
-        key: key.into(),
-        range,
-        if_match: None,
-    }
+    S3Request::GetObject { key: key.into(), range, if_match: None }
 }
 
 fn head(key: &str) -> S3Request {
@@ -133,15 +129,9 @@ async fn every_single_object_operation_works_and_is_typed() {
         if_none_match_any: false,
     };
     let etag = etag_of(ok(&client, &put_with_metadata).await);
-    assert_eq!(
-        etag.as_str(),
-        md5_hex(b"hello world"),
-        "single-part ETags are the body's MD5"
-    );
+    assert_eq!(etag.as_str(), md5_hex(b"hello world"), "single-part ETags are the body's MD5");
 
-    let S3Response::HeadObject(meta) = ok(&client, &head("dir/file.txt")).await else {
-        panic!()
-    };
+    let S3Response::HeadObject(meta) = ok(&client, &head("dir/file.txt")).await else { panic!() };
     assert_eq!((meta.size_bytes, &meta.etag), (11, &etag));
     assert_eq!(meta.content_type.as_deref(), Some("text/plain"));
     assert_eq!(meta.metadata, metadata);
@@ -152,9 +142,7 @@ async fn every_single_object_operation_works_and_is_typed() {
 
     // CopyObject keeps metadata with COPY and replaces it with REPLACE.
     ok(&client, &copy("dir/file.txt", "dir/copied", MetadataDirective::Copy)).await;
-    let S3Response::HeadObject(copied) = ok(&client, &head("dir/copied")).await else {
-        panic!()
-    };
+    let S3Response::HeadObject(copied) = ok(&client, &head("dir/copied")).await else { panic!() };
     assert_eq!(copied.metadata, metadata);
     let replaced: Metadata = [("mtime".to_owned(), "1".to_owned())].into();
     ok(
@@ -162,33 +150,20 @@ async fn every_single_object_operation_works_and_is_typed() {
         &copy(
             "dir/file.txt",
             "dir/replaced",
-            MetadataDirective::Replace {
-                content_type: Some("application/json".into()),
-                metadata: replaced.clone(),
-            },
+            MetadataDirective::Replace { content_type: Some("application/json".into()), metadata: replaced.clone() },
         ),
     )
     .await;
-    let S3Response::HeadObject(replaced_meta) = ok(&client, &head("dir/replaced")).await else {
-        panic!()
-    };
+    let S3Response::HeadObject(replaced_meta) = ok(&client, &head("dir/replaced")).await else { panic!() };
     assert_eq!(replaced_meta.metadata, replaced);
     assert_eq!(replaced_meta.content_type.as_deref(), Some("application/json"));
-    assert_eq!(
-        get_body(&client, "dir/replaced", None).await.1,
-        Bytes::from_static(b"hello world")
-    );
+    assert_eq!(get_body(&client, "dir/replaced", None).await.1, Bytes::from_static(b"hello world"));
 
     // Listing with a delimiter: objects and common prefixes.
     ok(&client, &put("top", "t")).await;
-    let S3Response::ListObjectsV2(root) = ok(&client, &list("", Some("/"), 1000, None)).await else {
-        panic!()
-    };
+    let S3Response::ListObjectsV2(root) = ok(&client, &list("", Some("/"), 1000, None)).await else { panic!() };
     assert_eq!(root.common_prefixes, vec!["dir/".to_owned()]);
-    assert_eq!(
-        root.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(),
-        vec!["top"]
-    );
+    assert_eq!(root.objects.iter().map(|o| o.key.as_str()).collect::<Vec<_>>(), vec!["top"]);
     assert_eq!(root.objects[0].etag.as_str(), md5_hex(b"t"));
     assert_eq!(root.objects[0].size_bytes, 1);
 
@@ -202,12 +177,7 @@ async fn every_single_object_operation_works_and_is_typed() {
     let S3Response::DeleteObjects { failed } = ok(
         &client,
         &S3Request::DeleteObjects {
-            keys: vec![
-                "dir/file.txt".into(),
-                "dir/replaced".into(),
-                "top".into(),
-                "missing".into(),
-            ],
+            keys: vec!["dir/file.txt".into(), "dir/replaced".into(), "top".into(), "missing".into()],
         },
     )
     .await
@@ -258,9 +228,7 @@ async fn listing_pages_with_continuation_tokens_and_start_after() {
         start_after: Some("many/f021".into()),
         max_keys: 1000,
     };
-    let S3Response::ListObjectsV2(tail) = ok(&client, &after).await else {
-        panic!()
-    };
+    let S3Response::ListObjectsV2(tail) = ok(&client, &after).await else { panic!() };
     let tail: Vec<_> = tail.objects.into_iter().map(|o| o.key).collect();
     assert_eq!(tail, keys[22..]);
 }
@@ -303,11 +271,7 @@ fn awkward_keys() -> Vec<String> {
 /// Where a copy of `key` goes: under `copies/`, or for a key too long for that, the same length
 /// with the first byte changed.
 fn copy_key_for(key: &str) -> String {
-    if key.len() + "copies/".len() <= 1024 {
-        format!("copies/{key}")
-    } else {
-        format!("C{}", &key[1..])
-    }
+    if key.len() + "copies/".len() <= 1024 { format!("copies/{key}") } else { format!("C{}", &key[1..]) }
 }
 
 #[tokio::test]
@@ -319,10 +283,7 @@ async fn keys_with_awkward_characters_survive_put_list_head_get_copy_and_delete(
         let body = Bytes::from(format!("body of {key:?}"));
         let copy_key = copy_key_for(&key);
         let outcome: Result<(), String> = async {
-            client
-                .execute(&put(&key, body.clone()))
-                .await
-                .map_err(|e| format!("PUT: {e}"))?;
+            client.execute(&put(&key, body.clone())).await.map_err(|e| format!("PUT: {e}"))?;
             let listed = list_keys(&client, &key).await;
             if !listed.contains(&key) {
                 return Err(format!("LIST prefix=key gave {listed:?}"));
@@ -335,23 +296,14 @@ async fn keys_with_awkward_characters_survive_put_list_head_get_copy_and_delete(
             if got != body {
                 return Err(format!("GET returned {got:?}"));
             }
-            client
-                .execute(&copy(&key, &copy_key, MetadataDirective::Copy))
-                .await
-                .map_err(|e| format!("COPY: {e}"))?;
+            client.execute(&copy(&key, &copy_key, MetadataDirective::Copy)).await.map_err(|e| format!("COPY: {e}"))?;
             if get_body(&client, &copy_key, None).await.1 != body {
                 return Err("COPY: the copy's body differs".into());
             }
             for doomed in [&key, &copy_key] {
-                client
-                    .execute(&delete(doomed))
-                    .await
-                    .map_err(|e| format!("DELETE: {e}"))?;
+                client.execute(&delete(doomed)).await.map_err(|e| format!("DELETE: {e}"))?;
                 match client.execute(&head(doomed)).await {
-                    Err(S3Error::Service(ServiceError {
-                        code: S3ErrorCode::NoSuchKey,
-                        ..
-                    })) => {}
+                    Err(S3Error::Service(ServiceError { code: S3ErrorCode::NoSuchKey, .. })) => {}
                     other => return Err(format!("HEAD after DELETE: {other:?}")),
                 }
             }
@@ -362,11 +314,7 @@ async fn keys_with_awkward_characters_survive_put_list_head_get_copy_and_delete(
             failures.push(format!("{key:?}: {why}"));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "keys that did not round-trip:\n{}",
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "keys that did not round-trip:\n{}", failures.join("\n"));
 }
 
 /// Keys that S3 stores as given but SeaweedFS, which keeps keys as file paths, does not. The
@@ -378,17 +326,9 @@ async fn keys_seaweedfs_refuses_or_rewrites_are_its_doing_not_ours() {
     let client = server.new_bucket("quirks").await;
     // Dot segments: refused outright, not normalised by the client into another key.
     for key in ["dots/./single", "dots/../double", "dots/."] {
-        assert_eq!(
-            fails_with(&client, &put(key, "x"), S3ErrorCode::InvalidRequest).await,
-            400,
-            "{key:?}"
-        );
+        assert_eq!(fails_with(&client, &put(key, "x"), S3ErrorCode::InvalidRequest).await, 400, "{key:?}");
     }
-    assert_eq!(
-        list_keys(&client, "").await,
-        Vec::<String>::new(),
-        "nothing was stored under a normalised key"
-    );
+    assert_eq!(list_keys(&client, "").await, Vec::<String>::new(), "nothing was stored under a normalised key");
     // A backslash becomes a path separator.
     ok(&client, &put("back\\slash", "x")).await;
     assert_eq!(list_keys(&client, "back").await, vec!["back/slash".to_owned()]);
@@ -398,32 +338,20 @@ async fn keys_seaweedfs_refuses_or_rewrites_are_its_doing_not_ours() {
     // A key ending in `/` becomes a directory: its body is dropped. (A GET of it also leaves
     // the connection unusable, so it is not read here.)
     ok(&client, &put("dir-marker/", "body")).await;
-    let S3Response::HeadObject(marker) = ok(&client, &head("dir-marker/")).await else {
-        panic!()
-    };
-    assert_eq!(
-        (marker.size_bytes, marker.content_type.as_deref()),
-        (0, Some("httpd/unix-directory"))
-    );
+    let S3Response::HeadObject(marker) = ok(&client, &head("dir-marker/")).await else { panic!() };
+    assert_eq!((marker.size_bytes, marker.content_type.as_deref()), (0, Some("httpd/unix-directory")));
     ok(&client, &delete("dir-marker/")).await;
     // A path segment longer than 255 bytes is refused.
     let long_segment = format!("long/{}", "k".repeat(256));
-    fails_with(
-        &client,
-        &put(&long_segment, "x"),
-        S3ErrorCode::Other("KeyTooLongError".into()),
-    )
-    .await;
+    fails_with(&client, &put(&long_segment, "x"), S3ErrorCode::Other("KeyTooLongError".into())).await;
 }
 
 #[tokio::test]
 async fn delete_objects_handles_keys_that_need_xml_escaping() {
     let server = SeaweedFs::shared();
     let client = server.new_bucket("batch").await;
-    let keys: Vec<String> = ["a&b", "<tag>", "quote\"", "cr\rlf\n", "é中", "plain"]
-        .iter()
-        .map(|key| format!("batch/{key}"))
-        .collect();
+    let keys: Vec<String> =
+        ["a&b", "<tag>", "quote\"", "cr\rlf\n", "é中", "plain"].iter().map(|key| format!("batch/{key}")).collect();
     for key in &keys {
         ok(&client, &put(key, "x")).await;
     }
@@ -451,16 +379,9 @@ async fn ranges_give_206_with_their_offset_and_unsatisfiable_ranges_give_416() {
     let S3Response::GetObject(tail) = ok(&client, &get("obj", Some(ByteRange::new(99_990, 200_000)))).await else {
         panic!()
     };
-    assert_eq!(
-        (tail.range_start, tail.meta.size_bytes, &tail.body[..]),
-        (99_990, 100_000, &data[99_990..])
-    );
-    let status = fails_with(
-        &client,
-        &get("obj", Some(ByteRange::new(100_000, 100_010))),
-        S3ErrorCode::InvalidRange,
-    )
-    .await;
+    assert_eq!((tail.range_start, tail.meta.size_bytes, &tail.body[..]), (99_990, 100_000, &data[99_990..]));
+    let status =
+        fails_with(&client, &get("obj", Some(ByteRange::new(100_000, 100_010))), S3ErrorCode::InvalidRange).await;
     assert_eq!(status, 416);
 }
 
@@ -471,21 +392,11 @@ async fn conditions_that_do_not_hold_fail_with_412() {
     let etag = etag_of(ok(&client, &put("obj", "v1")).await);
     let wrong = ETag::new("0123456789abcdef0123456789abcdef");
 
-    let matching_get = S3Request::GetObject {
-        key: "obj".into(),
-        range: None,
-        if_match: Some(etag.clone()),
-    };
+    let matching_get = S3Request::GetObject { key: "obj".into(), range: None, if_match: Some(etag.clone()) };
     ok(&client, &matching_get).await;
-    let stale_get = S3Request::GetObject {
-        key: "obj".into(),
-        range: Some(ByteRange::new(0, 1)),
-        if_match: Some(wrong.clone()),
-    };
-    assert_eq!(
-        fails_with(&client, &stale_get, S3ErrorCode::PreconditionFailed).await,
-        412
-    );
+    let stale_get =
+        S3Request::GetObject { key: "obj".into(), range: Some(ByteRange::new(0, 1)), if_match: Some(wrong.clone()) };
+    assert_eq!(fails_with(&client, &stale_get, S3ErrorCode::PreconditionFailed).await, 412);
 
     let conditional_put = |if_match: Option<ETag>, if_none_match_any: bool| S3Request::PutObject {
         key: "obj".into(),
@@ -496,15 +407,9 @@ async fn conditions_that_do_not_hold_fail_with_412() {
         if_none_match_any,
     };
     let create_only = conditional_put(None, true);
-    assert_eq!(
-        fails_with(&client, &create_only, S3ErrorCode::PreconditionFailed).await,
-        412
-    );
+    assert_eq!(fails_with(&client, &create_only, S3ErrorCode::PreconditionFailed).await, 412);
     let stale_overwrite = conditional_put(Some(wrong.clone()), false);
-    assert_eq!(
-        fails_with(&client, &stale_overwrite, S3ErrorCode::PreconditionFailed).await,
-        412
-    );
+    assert_eq!(fails_with(&client, &stale_overwrite, S3ErrorCode::PreconditionFailed).await, 412);
     let fresh_overwrite = conditional_put(Some(etag.clone()), false);
     ok(&client, &fresh_overwrite).await;
     assert_eq!(get_body(&client, "obj", None).await.1, Bytes::from_static(b"v2"));
@@ -515,10 +420,7 @@ async fn conditions_that_do_not_hold_fail_with_412() {
         metadata_directive: MetadataDirective::Copy,
         source_if_match: Some(wrong),
     };
-    assert_eq!(
-        fails_with(&client, &stale_copy, S3ErrorCode::PreconditionFailed).await,
-        412
-    );
+    assert_eq!(fails_with(&client, &stale_copy, S3ErrorCode::PreconditionFailed).await, 412);
 }
 
 #[tokio::test]
@@ -540,9 +442,7 @@ async fn a_multipart_object_over_100_mib_uploaded_in_parallel_reads_back_exactly
     else {
         panic!()
     };
-    let parts: Vec<Bytes> = (0..part_count)
-        .map(|n| random_bytes(100 + u64::from(n), part_size))
-        .collect();
+    let parts: Vec<Bytes> = (0..part_count).map(|n| random_bytes(100 + u64::from(n), part_size)).collect();
     let semaphore = Arc::new(tokio::sync::Semaphore::new(6));
     let uploads: Vec<_> = parts
         .iter()
@@ -565,21 +465,10 @@ async fn a_multipart_object_over_100_mib_uploaded_in_parallel_reads_back_exactly
     for (index, upload) in uploads.into_iter().enumerate() {
         let etag = etag_of(upload.await.unwrap().unwrap());
         assert_eq!(etag.as_str(), md5_hex(&parts[index]), "part {}", index + 1);
-        completed.push(CompletedPart {
-            part_number: index as u32 + 1,
-            etag,
-        });
+        completed.push(CompletedPart { part_number: index as u32 + 1, etag });
     }
     let etag = etag_of(
-        ok(
-            &client,
-            &S3Request::CompleteMultipartUpload {
-                key: key.into(),
-                upload_id,
-                parts: completed.clone(),
-            },
-        )
-        .await,
+        ok(&client, &S3Request::CompleteMultipartUpload { key: key.into(), upload_id, parts: completed.clone() }).await,
     );
     let mut digests = Vec::new();
     for part in &parts {
@@ -588,9 +477,7 @@ async fn a_multipart_object_over_100_mib_uploaded_in_parallel_reads_back_exactly
     assert_eq!(etag.as_str(), format!("{}-{part_count}", md5_hex(&digests)));
 
     let total = part_size * part_count as usize;
-    let S3Response::HeadObject(meta) = ok(&client, &head(key)).await else {
-        panic!()
-    };
+    let S3Response::HeadObject(meta) = ok(&client, &head(key)).await else { panic!() };
     assert_eq!((meta.size_bytes, &meta.etag), (total as u64, &etag));
     // Read it back in parallel 8 MiB ranges and compare every byte.
     let whole: Bytes = parts.concat().into();
@@ -604,14 +491,9 @@ async fn a_multipart_object_over_100_mib_uploaded_in_parallel_reads_back_exactly
         .collect();
     for read in reads {
         let (range, result) = read.await.unwrap();
-        let Ok(S3Response::GetObject(output)) = result else {
-            panic!("{range:?}: {result:?}")
-        };
+        let Ok(S3Response::GetObject(output)) = result else { panic!("{range:?}: {result:?}") };
         assert_eq!(output.range_start, range.start);
-        assert!(
-            output.body[..] == whole[range.start as usize..range.end as usize],
-            "bytes differ in {range:?}"
-        );
+        assert!(output.body[..] == whole[range.start as usize..range.end as usize], "bytes differ in {range:?}");
     }
     let (_, full, _) = get_body(&client, key, None).await;
     assert!(full == whole, "the whole-object GET differs");
@@ -625,11 +507,7 @@ async fn upload_part_copy_builds_an_object_from_a_range_of_another() {
     let source_etag = etag_of(ok(&client, &put("source", source.clone())).await);
     let S3Response::CreateMultipartUpload { upload_id } = ok(
         &client,
-        &S3Request::CreateMultipartUpload {
-            key: "assembled".into(),
-            content_type: None,
-            metadata: Metadata::new(),
-        },
+        &S3Request::CreateMultipartUpload { key: "assembled".into(), content_type: None, metadata: Metadata::new() },
     )
     .await
     else {
@@ -666,16 +544,7 @@ async fn upload_part_copy_builds_an_object_from_a_range_of_another() {
         &S3Request::CompleteMultipartUpload {
             key: "assembled".into(),
             upload_id,
-            parts: vec![
-                CompletedPart {
-                    part_number: 1,
-                    etag: copied,
-                },
-                CompletedPart {
-                    part_number: 2,
-                    etag: tail,
-                },
-            ],
+            parts: vec![CompletedPart { part_number: 1, etag: copied }, CompletedPart { part_number: 2, etag: tail }],
         },
     )
     .await;
@@ -688,14 +557,9 @@ async fn upload_part_copy_builds_an_object_from_a_range_of_another() {
 async fn multipart_errors_are_typed() {
     let server = SeaweedFs::shared();
     let client = server.new_bucket("mperrors").await;
-    let create = S3Request::CreateMultipartUpload {
-        key: "small".into(),
-        content_type: None,
-        metadata: Metadata::new(),
-    };
-    let S3Response::CreateMultipartUpload { upload_id } = ok(&client, &create).await else {
-        panic!()
-    };
+    let create =
+        S3Request::CreateMultipartUpload { key: "small".into(), content_type: None, metadata: Metadata::new() };
+    let S3Response::CreateMultipartUpload { upload_id } = ok(&client, &create).await else { panic!() };
     let part = |number: u32| S3Request::UploadPart {
         key: "small".into(),
         upload_id: upload_id.clone(),
@@ -707,26 +571,10 @@ async fn multipart_errors_are_typed() {
     let complete = S3Request::CompleteMultipartUpload {
         key: "small".into(),
         upload_id: upload_id.clone(),
-        parts: vec![
-            CompletedPart {
-                part_number: 1,
-                etag: first,
-            },
-            CompletedPart {
-                part_number: 2,
-                etag: second,
-            },
-        ],
+        parts: vec![CompletedPart { part_number: 1, etag: first }, CompletedPart { part_number: 2, etag: second }],
     };
     fails_with(&client, &complete, S3ErrorCode::EntityTooSmall).await;
-    ok(
-        &client,
-        &S3Request::AbortMultipartUpload {
-            key: "small".into(),
-            upload_id: upload_id.clone(),
-        },
-    )
-    .await;
+    ok(&client, &S3Request::AbortMultipartUpload { key: "small".into(), upload_id: upload_id.clone() }).await;
     fails_with(&client, &part(3), S3ErrorCode::NoSuchUpload).await;
     let unknown = S3Request::UploadPart {
         key: "small".into(),
@@ -742,14 +590,16 @@ async fn wrong_credentials_and_missing_buckets_are_rejected_with_clear_errors() 
     let server = SeaweedFs::shared();
     let good = server.new_bucket("auth").await;
     ok(&good, &put("k", "v")).await;
-    let bucket_config = |credentials| goofys_s3::TransportConfig {
-        credentials,
-        ..server.transport_config(&good_bucket_name(&good))
-    };
+    let bucket_config =
+        |credentials| goofys_s3::TransportConfig { credentials, ..server.transport_config(&good_bucket_name(&good)) };
 
-    let wrong_secret = S3Client::new(bucket_config(CredentialSource::Static(
-        aws_credential_types::Credentials::new(ACCESS_KEY, "not-the-secret", None, None, "test"),
-    )))
+    let wrong_secret = S3Client::new(bucket_config(CredentialSource::Static(aws_credential_types::Credentials::new(
+        ACCESS_KEY,
+        "not-the-secret",
+        None,
+        None,
+        "test",
+    ))))
     .await
     .unwrap();
     fails_with(&wrong_secret, &get("k", None), S3ErrorCode::SignatureDoesNotMatch).await;
@@ -760,9 +610,13 @@ async fn wrong_credentials_and_missing_buckets_are_rejected_with_clear_errors() 
         "{error}"
     );
 
-    let unknown_key = S3Client::new(bucket_config(CredentialSource::Static(
-        aws_credential_types::Credentials::new("AKIDUNKNOWN", "x", None, None, "test"),
-    )))
+    let unknown_key = S3Client::new(bucket_config(CredentialSource::Static(aws_credential_types::Credentials::new(
+        "AKIDUNKNOWN",
+        "x",
+        None,
+        None,
+        "test",
+    ))))
     .await
     .unwrap();
     let error = unknown_key.check_bucket("").await.unwrap_err();
@@ -770,14 +624,9 @@ async fn wrong_credentials_and_missing_buckets_are_rejected_with_clear_errors() 
 
     let anonymous = S3Client::new(bucket_config(CredentialSource::Anonymous)).await.unwrap();
     let error = anonymous.check_bucket("").await.unwrap_err();
-    assert!(
-        matches!(error, BucketCheckError::AnonymousAccessDenied { .. }),
-        "{error:?}"
-    );
+    assert!(matches!(error, BucketCheckError::AnonymousAccessDenied { .. }), "{error:?}");
 
-    let missing = S3Client::new(server.transport_config("no-such-bucket-here"))
-        .await
-        .unwrap();
+    let missing = S3Client::new(server.transport_config("no-such-bucket-here")).await.unwrap();
     let error = missing.check_bucket("").await.unwrap_err();
     assert!(
         matches!(error, BucketCheckError::NoSuchBucket { .. }) && error.to_string().contains("no-such-bucket-here"),
@@ -786,12 +635,7 @@ async fn wrong_credentials_and_missing_buckets_are_rejected_with_clear_errors() 
 }
 
 fn good_bucket_name(client: &S3Client) -> String {
-    client
-        .bucket_url()
-        .rsplit('/')
-        .next()
-        .expect("a path-style bucket URL ends with the bucket")
-        .to_owned()
+    client.bucket_url().rsplit('/').next().expect("a path-style bucket URL ends with the bucket").to_owned()
 }
 
 /// ESTABLISHED TCP connections to `port` on 127.0.0.1 from client sockets, as the kernel
@@ -819,25 +663,13 @@ async fn connections_are_pooled_and_reused() {
     let port = server.s3_port();
     let baseline = established_client_connections(port);
 
-    let client = Arc::new(
-        S3Client::new(server.transport_config(&good_bucket_name(&setup)))
-            .await
-            .unwrap(),
-    );
+    let client = Arc::new(S3Client::new(server.transport_config(&good_bucket_name(&setup))).await.unwrap());
     for i in 0..50u64 {
         let (_, body, _) = get_body(&client, "obj", Some(ByteRange::new(i * 100, i * 100 + 100))).await;
         assert_eq!(body.len(), 100);
     }
-    assert_eq!(
-        client.connections_opened(),
-        1,
-        "50 sequential requests should share one connection"
-    );
-    assert_eq!(
-        established_client_connections(port),
-        baseline + 1,
-        "the kernel disagrees"
-    );
+    assert_eq!(client.connections_opened(), 1, "50 sequential requests should share one connection");
+    assert_eq!(established_client_connections(port), baseline + 1, "the kernel disagrees");
 
     // Parallel ranged GETs open at most one connection each, and a second wave reuses them.
     let wave = |client: Arc<S3Client>| async move {
@@ -855,15 +687,7 @@ async fn connections_are_pooled_and_reused() {
     wave(Arc::clone(&client)).await;
     let opened = client.connections_opened();
     assert!((1..=16).contains(&opened), "{opened}");
-    assert_eq!(
-        established_client_connections(port) as u64,
-        baseline as u64 + opened,
-        "kernel and pool disagree"
-    );
+    assert_eq!(established_client_connections(port) as u64, baseline as u64 + opened, "kernel and pool disagree");
     wave(Arc::clone(&client)).await;
-    assert_eq!(
-        client.connections_opened(),
-        opened,
-        "the second wave opened new connections"
-    );
+    assert_eq!(client.connections_opened(), opened, "the second wave opened new connections");
 }

@@ -100,29 +100,20 @@ impl Harness {
             .outputs
             .iter()
             .position(|output| matches!(output, Output::FuseReply { id: reply_id, .. } if *reply_id == id))?;
-        let Output::FuseReply { reply, .. } = self.outputs.remove(position) else {
-            unreachable!()
-        };
+        let Output::FuseReply { reply, .. } = self.outputs.remove(position) else { unreachable!() };
         assert!(
-            !self
-                .outputs
-                .iter()
-                .any(|o| matches!(o, Output::FuseReply { id: other, .. } if *other == id)),
+            !self.outputs.iter().any(|o| matches!(o, Output::FuseReply { id: other, .. } if *other == id)),
             "two replies to {id:?}"
         );
         Some(reply)
     }
 
     pub fn reply(&mut self, id: FuseReqId) -> FuseReply {
-        self.take_reply(id)
-            .unwrap_or_else(|| panic!("no reply to {id:?}; outputs: {:#?}", self.outputs))
+        self.take_reply(id).unwrap_or_else(|| panic!("no reply to {id:?}; outputs: {:#?}", self.outputs))
     }
 
     pub fn lookup(&mut self, parent: Ino, name: &str) -> FuseReqId {
-        self.fuse(FuseOp::Lookup {
-            parent,
-            name: OsString::from(name),
-        })
+        self.fuse(FuseOp::Lookup { parent, name: OsString::from(name) })
     }
 
     pub fn entry(&mut self, id: FuseReqId) -> Entry {
@@ -154,10 +145,7 @@ impl Harness {
     }
 
     pub fn open(&mut self, ino: Ino) -> FuseReqId {
-        self.fuse(FuseOp::Open {
-            ino,
-            flags: OpenFlags(OpenFlags::O_RDONLY),
-        })
+        self.fuse(FuseOp::Open { ino, flags: OpenFlags(OpenFlags::O_RDONLY) })
     }
 
     pub fn read(&mut self, ino: Ino, fh: FileHandle, offset: u64, size: u32) -> FuseReqId {
@@ -233,8 +221,5 @@ pub fn range_of(request: &S3Request) -> ByteRange {
 
 /// Deterministic test content.
 pub fn content(len: usize) -> Bytes {
-    (0..len)
-        .map(|i| (i.wrapping_mul(7) ^ (i >> 8)) as u8)
-        .collect::<Vec<u8>>()
-        .into()
+    (0..len).map(|i| (i.wrapping_mul(7) ^ (i >> 8)) as u8).collect::<Vec<u8>>().into()
 }

@@ -36,9 +36,7 @@ fn main() -> ExitCode {
         }
     }
     let (start, end) = seeds.unwrap_or_else(|| {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
+        let seed = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos() as u64);
         (seed, seed + 1)
     });
     for seed in start..end {

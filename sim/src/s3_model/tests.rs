@@ -10,11 +10,7 @@ fn at(secs: i64) -> UnixNanos {
 }
 
 fn small_parts_model() -> S3Model {
-    S3Model::with_limits(ModelLimits {
-        min_part_size_bytes: SMALL_PART_BYTES,
-        max_parts: 5,
-        ..ModelLimits::default()
-    })
+    S3Model::with_limits(ModelLimits { min_part_size_bytes: SMALL_PART_BYTES, max_parts: 5, ..ModelLimits::default() })
 }
 
 fn put_request(key: &str, body: &'static [u8]) -> S3Request {
@@ -103,11 +99,7 @@ fn error_of(result: S3Result) -> (u16, S3ErrorCode) {
 }
 
 fn get(key: &str, range: Option<ByteRange>, if_match: Option<ETag>) -> S3Request {
-    S3Request::GetObject {
-        key: key.into(),
-        range,
-        if_match,
-    }
+    S3Request::GetObject { key: key.into(), range, if_match }
 }
 
 fn get_output(model: &mut S3Model, request: &S3Request) -> GetObjectOutput {
@@ -150,11 +142,7 @@ fn upload_part(model: &mut S3Model, key: &str, upload_id: &UploadId, part_number
 }
 
 fn complete_request(key: &str, upload_id: &UploadId, parts: &[CompletedPart]) -> S3Request {
-    S3Request::CompleteMultipartUpload {
-        key: key.into(),
-        upload_id: upload_id.clone(),
-        parts: parts.to_vec(),
-    }
+    S3Request::CompleteMultipartUpload { key: key.into(), upload_id: upload_id.clone(), parts: parts.to_vec() }
 }
 
 fn copy_request(source_key: &str, key: &str, directive: MetadataDirective) -> S3Request {
@@ -199,10 +187,7 @@ fn list_returns_keys_in_utf8_byte_order() {
 #[test]
 fn list_with_delimiter_rolls_keys_into_common_prefixes() {
     let mut model = S3Model::new();
-    put_keys(
-        &mut model,
-        &["dir/a", "dir/sub/b", "dir/sub/c", "dir/t/d", "dir/z", "top"],
-    );
+    put_keys(&mut model, &["dir/a", "dir/sub/b", "dir/sub/c", "dir/t/d", "dir/z", "top"]);
     let page = list(&mut model, "dir/", Some("/"), 1000);
     assert_eq!(keys_of(&page), ["dir/a", "dir/z"]);
     assert_eq!(page.common_prefixes, ["dir/sub/", "dir/t/"]);
@@ -249,10 +234,7 @@ fn list_counts_common_prefixes_toward_max_keys() {
     assert_eq!(first.common_prefixes, ["a/"]);
     assert_eq!(keys_of(&first), ["b"]);
     assert!(first.next_continuation_token.is_some());
-    let second = list_page(
-        &mut model,
-        &list_request("", Some("/"), 2, first.next_continuation_token, None),
-    );
+    let second = list_page(&mut model, &list_request("", Some("/"), 2, first.next_continuation_token, None));
     assert_eq!(second.common_prefixes, ["c/"]);
     assert_eq!(keys_of(&second), ["d"]);
     assert_eq!(second.next_continuation_token, None);
@@ -295,10 +277,7 @@ fn list_resumes_correctly_after_keys_change_between_pages() {
     // The next page's first key is deleted and an earlier key added: neither shows up.
     model.delete_object("c");
     put_keys(&mut model, &["aa"]);
-    let second = list_page(
-        &mut model,
-        &list_request("", None, 2, first.next_continuation_token, None),
-    );
+    let second = list_page(&mut model, &list_request("", None, 2, first.next_continuation_token, None));
     assert_eq!(keys_of(&second), ["d"]);
     assert_eq!(second.next_continuation_token, None);
 }
@@ -327,10 +306,7 @@ fn list_continuation_token_overrides_start_after() {
     let mut model = S3Model::new();
     put_keys(&mut model, &["a", "b", "c", "d"]);
     let first = list(&mut model, "", None, 1);
-    let resumed = list_page(
-        &mut model,
-        &list_request("", None, 1000, first.next_continuation_token, Some("c")),
-    );
+    let resumed = list_page(&mut model, &list_request("", None, 1000, first.next_continuation_token, Some("c")));
     assert_eq!(keys_of(&resumed), ["b", "c", "d"]);
 }
 
@@ -360,10 +336,7 @@ fn list_max_keys_is_capped_at_the_page_limit() {
     assert_eq!(pages[0].objects.len(), 1000);
     assert_eq!(pages[1].objects.len(), 100);
 
-    let mut lowered = S3Model::with_limits(ModelLimits {
-        max_keys_per_page: 3,
-        ..ModelLimits::default()
-    });
+    let mut lowered = S3Model::with_limits(ModelLimits { max_keys_per_page: 3, ..ModelLimits::default() });
     put_keys(&mut lowered, &["a", "b", "c", "d"]);
     assert_eq!(list(&mut lowered, "", None, 1000).objects.len(), 3);
 }
@@ -390,18 +363,8 @@ fn key_can_be_both_an_object_and_a_prefix() {
 fn directory_vanishes_with_its_last_object() {
     let mut model = S3Model::new();
     put_keys(&mut model, &["gone/sub/obj"]);
-    assert_eq!(
-        list(&mut model, "gone/", Some("/"), 1000).common_prefixes,
-        ["gone/sub/"]
-    );
-    model
-        .apply(
-            at(3),
-            &S3Request::DeleteObject {
-                key: "gone/sub/obj".into(),
-            },
-        )
-        .expect("delete");
+    assert_eq!(list(&mut model, "gone/", Some("/"), 1000).common_prefixes, ["gone/sub/"]);
+    model.apply(at(3), &S3Request::DeleteObject { key: "gone/sub/obj".into() }).expect("delete");
     assert_eq!(list(&mut model, "gone/", Some("/"), 1000), ListPage::default());
     assert_eq!(list(&mut model, "", Some("/"), 1000), ListPage::default());
 }
@@ -415,16 +378,7 @@ fn list_handles_prefixes_ending_in_the_highest_code_points() {
     assert_eq!(prefix_successor(""), None);
 
     let mut model = S3Model::new();
-    put_keys(
-        &mut model,
-        &[
-            "a\u{10FFFF}",
-            "a\u{10FFFF}\u{10FFFF}x",
-            "a\u{10FFFF}/q",
-            "b",
-            "\u{10FFFF}/z",
-        ],
-    );
+    put_keys(&mut model, &["a\u{10FFFF}", "a\u{10FFFF}\u{10FFFF}x", "a\u{10FFFF}/q", "b", "\u{10FFFF}/z"]);
     let under = list(&mut model, "a\u{10FFFF}", Some("/"), 1000);
     assert_eq!(keys_of(&under), ["a\u{10FFFF}", "a\u{10FFFF}\u{10FFFF}x"]);
     assert_eq!(under.common_prefixes, ["a\u{10FFFF}/"]);
@@ -440,15 +394,7 @@ fn list_summaries_carry_size_etag_and_last_modified() {
     let mut model = S3Model::new();
     let etag = model.put_object(at(42), "f", Bytes::from_static(b"hello"));
     let page = list(&mut model, "", None, 10);
-    assert_eq!(
-        page.objects,
-        [ObjectSummary {
-            key: "f".into(),
-            size_bytes: 5,
-            etag,
-            last_modified: at(42),
-        }]
-    );
+    assert_eq!(page.objects, [ObjectSummary { key: "f".into(), size_bytes: 5, etag, last_modified: at(42) }]);
 }
 
 /// One listing computed by brute force over every key, the oracle for the proptest.
@@ -565,10 +511,7 @@ fn head_and_get_of_a_missing_key_are_404_no_such_key() {
     for key in ["missing", "dir", "dir/"] {
         let head = model.apply(at(1), &S3Request::HeadObject { key: key.into() });
         assert_eq!(error_of(head), (404, S3ErrorCode::NoSuchKey));
-        assert_eq!(
-            error_of(model.apply(at(1), &get(key, None, None))),
-            (404, S3ErrorCode::NoSuchKey)
-        );
+        assert_eq!(error_of(model.apply(at(1), &get(key, None, None))), (404, S3ErrorCode::NoSuchKey));
     }
 }
 
@@ -660,18 +603,9 @@ fn head_if_match_rule_is_412_on_mismatch() {
 #[test]
 fn put_etag_is_the_hex_md5_of_the_body() {
     let mut model = S3Model::new();
-    assert_eq!(
-        put(&mut model, "empty", b"").as_str(),
-        "d41d8cd98f00b204e9800998ecf8427e"
-    );
-    assert_eq!(
-        put(&mut model, "hello", b"hello").as_str(),
-        "5d41402abc4b2a76b9719d911017c592"
-    );
-    assert_eq!(
-        model.object("hello").expect("stored").etag.as_str(),
-        "5d41402abc4b2a76b9719d911017c592"
-    );
+    assert_eq!(put(&mut model, "empty", b"").as_str(), "d41d8cd98f00b204e9800998ecf8427e");
+    assert_eq!(put(&mut model, "hello", b"hello").as_str(), "5d41402abc4b2a76b9719d911017c592");
+    assert_eq!(model.object("hello").expect("stored").etag.as_str(), "5d41402abc4b2a76b9719d911017c592");
 }
 
 #[test]
@@ -695,9 +629,7 @@ fn put_if_none_match_any_on_an_existing_key_is_412() {
         if_match: None,
         if_none_match_any: true,
     };
-    model
-        .apply(at(1), &create_only(b"first"))
-        .expect("creates a missing key");
+    model.apply(at(1), &create_only(b"first")).expect("creates a missing key");
     let second = model.apply(at(2), &create_only(b"second"));
     assert_eq!(error_of(second), (412, S3ErrorCode::PreconditionFailed));
     assert_eq!(model.object("f").expect("kept").body, Bytes::from_static(b"first"));
@@ -722,10 +654,7 @@ fn put_if_match_mismatch_is_412_and_a_match_overwrites() {
     assert_eq!(error_of(stale), (412, S3ErrorCode::PreconditionFailed));
     assert_eq!(model.object("f").expect("kept").body, Bytes::from_static(b"original"));
     model.apply(at(3), &conditional_put("f", etag)).expect("matching ETag");
-    assert_eq!(
-        model.object("f").expect("replaced").body,
-        Bytes::from_static(b"replacement")
-    );
+    assert_eq!(model.object("f").expect("replaced").body, Bytes::from_static(b"replacement"));
 }
 
 #[test]
@@ -759,11 +688,8 @@ fn multipart_etag_is_md5_of_part_md5s_with_count() {
     let mut model = small_parts_model();
     let upload_id = create_upload(&mut model, "big");
     let bodies: [&[u8]; 3] = [b"part one!", b"part two!", b"end"];
-    let parts: Vec<CompletedPart> = bodies
-        .iter()
-        .zip(1..)
-        .map(|(body, number)| upload_part(&mut model, "big", &upload_id, number, body))
-        .collect();
+    let parts: Vec<CompletedPart> =
+        bodies.iter().zip(1..).map(|(body, number)| upload_part(&mut model, "big", &upload_id, number, body)).collect();
     for (part, body) in parts.iter().zip(bodies) {
         assert_eq!(part.etag.as_str(), md5_hex(body), "a part's ETag is its MD5");
     }
@@ -773,10 +699,7 @@ fn multipart_etag_is_md5_of_part_md5s_with_count() {
         binary_md5s.extend_from_slice(&Md5::digest(body));
     }
     let expected = ETag::new(format!("{}-3", md5_hex(&binary_md5s)));
-    assert_eq!(
-        result,
-        Ok(S3Response::CompleteMultipartUpload { etag: expected.clone() })
-    );
+    assert_eq!(result, Ok(S3Response::CompleteMultipartUpload { etag: expected.clone() }));
     let object = model.object("big").expect("completed");
     assert_eq!(object.etag, expected);
     assert_eq!(object.body, Bytes::from_static(b"part one!part two!end"));
@@ -787,9 +710,7 @@ fn multipart_object_keeps_create_metadata_and_initiation_time() {
     let mut model = small_parts_model();
     let upload_id = create_upload(&mut model, "big");
     let part = upload_part(&mut model, "big", &upload_id, 1, b"only part");
-    model
-        .apply(at(99), &complete_request("big", &upload_id, &[part]))
-        .expect("complete");
+    model.apply(at(99), &complete_request("big", &upload_id, &[part])).expect("complete");
     let object = model.object("big").expect("completed");
     assert_eq!(object.content_type.as_deref(), Some("video/mp4"));
     assert_eq!(object.metadata, Metadata::from([("mtime".into(), "7".into())]));
@@ -800,11 +721,7 @@ fn multipart_object_keeps_create_metadata_and_initiation_time() {
 fn multipart_upload_ids_are_deterministic_and_distinct() {
     let run = || {
         let mut model = S3Model::new();
-        (
-            create_upload(&mut model, "a"),
-            create_upload(&mut model, "a"),
-            create_upload(&mut model, "b"),
-        )
+        (create_upload(&mut model, "a"), create_upload(&mut model, "a"), create_upload(&mut model, "b"))
     };
     let (first, second, third) = run();
     assert_eq!(run(), (first.clone(), second.clone(), third.clone()));
@@ -820,13 +737,8 @@ fn upload_part_overwrites_a_part_number() {
     let fresh = upload_part(&mut model, "f", &upload_id, 1, b"second try");
     let stale_result = model.apply(at(12), &complete_request("f", &upload_id, &[stale]));
     assert_eq!(error_of(stale_result), (400, S3ErrorCode::InvalidPart));
-    model
-        .apply(at(12), &complete_request("f", &upload_id, &[fresh]))
-        .expect("complete");
-    assert_eq!(
-        model.object("f").expect("completed").body,
-        Bytes::from_static(b"second try")
-    );
+    model.apply(at(12), &complete_request("f", &upload_id, &[fresh])).expect("complete");
+    assert_eq!(model.object("f").expect("completed").body, Bytes::from_static(b"second try"));
 }
 
 #[test]
@@ -838,12 +750,8 @@ fn upload_part_number_must_be_between_one_and_max_parts() {
         assert_eq!(error_of(result), (400, S3ErrorCode::Other("InvalidArgument".into())));
     }
     upload_part(&mut model, "f", &upload_id, 5, b"max part number");
-    let too_many: Vec<CompletedPart> = (1..=6)
-        .map(|part_number| CompletedPart {
-            part_number,
-            etag: ETag::new("x"),
-        })
-        .collect();
+    let too_many: Vec<CompletedPart> =
+        (1..=6).map(|part_number| CompletedPart { part_number, etag: ETag::new("x") }).collect();
     let result = model.apply(at(12), &complete_request("f", &upload_id, &too_many));
     assert_eq!(error_of(result), (400, S3ErrorCode::Other("InvalidArgument".into())));
 }
@@ -859,9 +767,7 @@ fn complete_rejects_parts_out_of_order_with_invalid_part_order() {
         assert_eq!(error_of(result), (400, S3ErrorCode::InvalidPartOrder));
     }
     assert_eq!(model.uploads_in_progress(), 1, "a failed complete keeps the upload");
-    model
-        .apply(at(12), &complete_request("f", &upload_id, &[one, two]))
-        .expect("in order");
+    model.apply(at(12), &complete_request("f", &upload_id, &[one, two])).expect("in order");
 }
 
 #[test]
@@ -869,14 +775,8 @@ fn complete_rejects_a_missing_part_or_wrong_etag_with_invalid_part() {
     let mut model = small_parts_model();
     let upload_id = create_upload(&mut model, "f");
     let one = upload_part(&mut model, "f", &upload_id, 1, b"12345678");
-    let missing = CompletedPart {
-        part_number: 2,
-        etag: one.etag.clone(),
-    };
-    let wrong_etag = CompletedPart {
-        part_number: 1,
-        etag: ETag::new(md5_hex(b"other")),
-    };
+    let missing = CompletedPart { part_number: 2, etag: one.etag.clone() };
+    let wrong_etag = CompletedPart { part_number: 1, etag: ETag::new(md5_hex(b"other")) };
     for parts in [vec![one.clone(), missing], vec![wrong_etag]] {
         let result = model.apply(at(12), &complete_request("f", &upload_id, &parts));
         assert_eq!(error_of(result), (400, S3ErrorCode::InvalidPart));
@@ -896,15 +796,9 @@ fn complete_rejects_a_small_non_last_part_with_entity_too_small() {
     let exact_two = upload_part(&mut model, "f", &upload_id, 2, b"abcdefgh");
     let empty_last = upload_part(&mut model, "f", &upload_id, 3, b"");
     model
-        .apply(
-            at(12),
-            &complete_request("f", &upload_id, &[exact, exact_two, empty_last]),
-        )
+        .apply(at(12), &complete_request("f", &upload_id, &[exact, exact_two, empty_last]))
         .expect("minimum-size parts and an empty last part");
-    assert_eq!(
-        model.object("f").expect("completed").body,
-        Bytes::from_static(b"12345678abcdefgh")
-    );
+    assert_eq!(model.object("f").expect("completed").body, Bytes::from_static(b"12345678abcdefgh"));
 }
 
 #[test]
@@ -916,9 +810,7 @@ fn complete_with_the_default_limit_needs_5_mib_parts() {
     let result = model.apply(at(12), &complete_request("f", &upload_id, &[almost, last.clone()]));
     assert_eq!(error_of(result), (400, S3ErrorCode::EntityTooSmall));
     let enough = upload_part(&mut model, "f", &upload_id, 1, &vec![0; 5 * 1024 * 1024]);
-    model
-        .apply(at(12), &complete_request("f", &upload_id, &[enough, last]))
-        .expect("5 MiB");
+    model.apply(at(12), &complete_request("f", &upload_id, &[enough, last])).expect("5 MiB");
 }
 
 #[test]
@@ -942,10 +834,7 @@ fn complete_keeps_only_the_named_parts() {
         other => panic!("complete: {other:?}"),
     };
     assert!(etag.as_str().ends_with("-2"));
-    assert_eq!(
-        model.object("f").expect("completed").body,
-        Bytes::from_static(b"12345678end")
-    );
+    assert_eq!(model.object("f").expect("completed").body, Bytes::from_static(b"12345678end"));
 }
 
 #[test]
@@ -958,17 +847,10 @@ fn unknown_upload_or_wrong_key_is_404_no_such_upload() {
         complete_request("f", &unknown, std::slice::from_ref(&part)),
         complete_request("other-key", &upload_id, std::slice::from_ref(&part)),
         upload_part_request("other-key", &upload_id, 1, b"x"),
-        S3Request::AbortMultipartUpload {
-            key: "f".into(),
-            upload_id: unknown.clone(),
-        },
+        S3Request::AbortMultipartUpload { key: "f".into(), upload_id: unknown.clone() },
     ];
     for request in &requests {
-        assert_eq!(
-            error_of(model.apply(at(12), request)),
-            (404, S3ErrorCode::NoSuchUpload),
-            "{request:?}"
-        );
+        assert_eq!(error_of(model.apply(at(12), request)), (404, S3ErrorCode::NoSuchUpload), "{request:?}");
     }
 }
 
@@ -980,10 +862,7 @@ fn complete_retried_after_success_is_no_such_upload() {
     let complete = complete_request("f", &upload_id, &[part]);
     model.apply(at(12), &complete).expect("first complete");
     assert_eq!(model.uploads_in_progress(), 0);
-    assert_eq!(
-        error_of(model.apply(at(13), &complete)),
-        (404, S3ErrorCode::NoSuchUpload)
-    );
+    assert_eq!(error_of(model.apply(at(13), &complete)), (404, S3ErrorCode::NoSuchUpload));
 }
 
 #[test]
@@ -992,10 +871,7 @@ fn abort_makes_later_upload_part_and_complete_no_such_upload() {
     let upload_id = create_upload(&mut model, "f");
     let part = upload_part(&mut model, "f", &upload_id, 1, b"x");
     assert_eq!(model.uploads_in_progress(), 1);
-    let abort = S3Request::AbortMultipartUpload {
-        key: "f".into(),
-        upload_id: upload_id.clone(),
-    };
+    let abort = S3Request::AbortMultipartUpload { key: "f".into(), upload_id: upload_id.clone() };
     assert_eq!(model.apply(at(12), &abort), Ok(S3Response::AbortMultipartUpload));
     assert_eq!(model.uploads_in_progress(), 0);
     let later_part = model.apply(at(13), &upload_part_request("f", &upload_id, 2, b"x"));
@@ -1011,10 +887,7 @@ fn upload_part_copy_copies_the_source_range() {
     let mut model = small_parts_model();
     put(&mut model, "source", b"0123456789abcdef");
     let upload_id = create_upload(&mut model, "dest");
-    let result = model.apply(
-        at(11),
-        &part_copy_request(&upload_id, "source", Some(ByteRange::new(2, 12)), None),
-    );
+    let result = model.apply(at(11), &part_copy_request(&upload_id, "source", Some(ByteRange::new(2, 12)), None));
     let etag = match result {
         Ok(S3Response::UploadPartCopy { etag }) => etag,
         other => panic!("part copy: {other:?}"),
@@ -1022,13 +895,8 @@ fn upload_part_copy_copies_the_source_range() {
     assert_eq!(etag.as_str(), md5_hex(b"23456789ab"));
     let tail = upload_part(&mut model, "dest", &upload_id, 2, b"!");
     let parts = [CompletedPart { part_number: 1, etag }, tail];
-    model
-        .apply(at(12), &complete_request("dest", &upload_id, &parts))
-        .expect("complete");
-    assert_eq!(
-        model.object("dest").expect("completed").body,
-        Bytes::from_static(b"23456789ab!")
-    );
+    model.apply(at(12), &complete_request("dest", &upload_id, &parts)).expect("complete");
+    assert_eq!(model.object("dest").expect("completed").body, Bytes::from_static(b"23456789ab!"));
 }
 
 #[test]
@@ -1037,12 +905,7 @@ fn upload_part_copy_without_range_copies_the_whole_source() {
     put(&mut model, "source", b"whole source");
     let upload_id = create_upload(&mut model, "dest");
     let result = model.apply(at(11), &part_copy_request(&upload_id, "source", None, None));
-    assert_eq!(
-        result,
-        Ok(S3Response::UploadPartCopy {
-            etag: ETag::new(md5_hex(b"whole source"))
-        })
-    );
+    assert_eq!(result, Ok(S3Response::UploadPartCopy { etag: ETag::new(md5_hex(b"whole source")) }));
 }
 
 #[test]
@@ -1050,14 +913,9 @@ fn upload_part_copy_source_if_match_mismatch_is_412() {
     let mut model = small_parts_model();
     let etag = put(&mut model, "source", b"0123456789");
     let upload_id = create_upload(&mut model, "dest");
-    let stale = model.apply(
-        at(11),
-        &part_copy_request(&upload_id, "source", None, Some(ETag::new("0000"))),
-    );
+    let stale = model.apply(at(11), &part_copy_request(&upload_id, "source", None, Some(ETag::new("0000"))));
     assert_eq!(error_of(stale), (412, S3ErrorCode::PreconditionFailed));
-    model
-        .apply(at(11), &part_copy_request(&upload_id, "source", None, Some(etag)))
-        .expect("matching source ETag");
+    model.apply(at(11), &part_copy_request(&upload_id, "source", None, Some(etag))).expect("matching source ETag");
 }
 
 #[test]
@@ -1065,10 +923,7 @@ fn upload_part_copy_range_past_the_source_end_is_400_invalid_argument() {
     let mut model = small_parts_model();
     put(&mut model, "source", b"0123456789");
     let upload_id = create_upload(&mut model, "dest");
-    let result = model.apply(
-        at(11),
-        &part_copy_request(&upload_id, "source", Some(ByteRange::new(5, 11)), None),
-    );
+    let result = model.apply(at(11), &part_copy_request(&upload_id, "source", Some(ByteRange::new(5, 11)), None));
     assert_eq!(error_of(result), (400, S3ErrorCode::Other("InvalidArgument".into())));
 }
 
@@ -1099,12 +954,7 @@ fn copy_object_with_copy_directive_keeps_body_and_metadata() {
     let mut model = S3Model::new();
     put_with_metadata(&mut model, "src", b"content");
     let result = model.apply(at(20), &copy_request("src", "dst", MetadataDirective::Copy));
-    assert_eq!(
-        result,
-        Ok(S3Response::CopyObject {
-            etag: ETag::new(md5_hex(b"content"))
-        })
-    );
+    assert_eq!(result, Ok(S3Response::CopyObject { etag: ETag::new(md5_hex(b"content")) }));
     let copy = model.object("dst").expect("copied");
     assert_eq!(copy.body, Bytes::from_static(b"content"));
     assert_eq!(copy.content_type.as_deref(), Some("text/plain"));
@@ -1117,14 +967,10 @@ fn copy_object_with_copy_directive_keeps_body_and_metadata() {
 fn copy_object_with_replace_directive_replaces_metadata_even_onto_itself() {
     let mut model = S3Model::new();
     put_with_metadata(&mut model, "src", b"content");
-    let replace = MetadataDirective::Replace {
-        content_type: None,
-        metadata: Metadata::from([("mtime".into(), "999".into())]),
-    };
+    let replace =
+        MetadataDirective::Replace { content_type: None, metadata: Metadata::from([("mtime".into(), "999".into())]) };
     for destination in ["dst", "src"] {
-        model
-            .apply(at(20), &copy_request("src", destination, replace.clone()))
-            .expect("copy");
+        model.apply(at(20), &copy_request("src", destination, replace.clone())).expect("copy");
         let copy = model.object(destination).expect("copied");
         assert_eq!(copy.metadata, Metadata::from([("mtime".into(), "999".into())]));
         assert_eq!(copy.content_type, None);
@@ -1150,10 +996,7 @@ fn copy_object_source_if_match_mismatch_is_412() {
         metadata_directive: MetadataDirective::Copy,
         source_if_match: Some(if_match),
     };
-    assert_eq!(
-        error_of(model.apply(at(2), &copy(ETag::new("\"deadbeef\"")))),
-        (412, S3ErrorCode::PreconditionFailed)
-    );
+    assert_eq!(error_of(model.apply(at(2), &copy(ETag::new("\"deadbeef\"")))), (412, S3ErrorCode::PreconditionFailed));
     assert_eq!(model.object("dst"), None);
     model.apply(at(2), &copy(etag)).expect("matching source ETag");
 }
@@ -1171,16 +1014,9 @@ fn copy_of_a_multipart_object_gets_the_md5_of_its_body() {
     let upload_id = create_upload(&mut model, "big");
     let one = upload_part(&mut model, "big", &upload_id, 1, b"12345678");
     let two = upload_part(&mut model, "big", &upload_id, 2, b"9");
-    model
-        .apply(at(12), &complete_request("big", &upload_id, &[one, two]))
-        .expect("complete");
+    model.apply(at(12), &complete_request("big", &upload_id, &[one, two])).expect("complete");
     let result = model.apply(at(13), &copy_request("big", "copy", MetadataDirective::Copy));
-    assert_eq!(
-        result,
-        Ok(S3Response::CopyObject {
-            etag: ETag::new(md5_hex(b"123456789"))
-        })
-    );
+    assert_eq!(result, Ok(S3Response::CopyObject { etag: ETag::new(md5_hex(b"123456789")) }));
 }
 
 // ---- Delete ----
@@ -1199,13 +1035,8 @@ fn delete_object_is_idempotent() {
 fn delete_objects_counts_missing_keys_as_deleted() {
     let mut model = S3Model::new();
     put_keys(&mut model, &["a", "b", "keep"]);
-    let request = S3Request::DeleteObjects {
-        keys: vec!["a".into(), "missing".into(), "b".into()],
-    };
-    assert_eq!(
-        model.apply(at(2), &request),
-        Ok(S3Response::DeleteObjects { failed: vec![] })
-    );
+    let request = S3Request::DeleteObjects { keys: vec!["a".into(), "missing".into(), "b".into()] };
+    assert_eq!(model.apply(at(2), &request), Ok(S3Response::DeleteObjects { failed: vec![] }));
     assert_eq!(model.objects().map(|(key, _)| key).collect::<Vec<_>>(), ["keep"]);
 }
 
@@ -1217,19 +1048,11 @@ fn delete_objects_takes_at_most_1000_keys() {
         model.put_object(at(1), key, Bytes::new());
     }
     let too_many = S3Request::DeleteObjects { keys: keys.clone() };
-    assert_eq!(
-        error_of(model.apply(at(2), &too_many)),
-        (400, S3ErrorCode::Other("MalformedXML".into()))
-    );
+    assert_eq!(error_of(model.apply(at(2), &too_many)), (400, S3ErrorCode::Other("MalformedXML".into())));
     assert_eq!(model.objects().count(), 1001, "a rejected batch deletes nothing");
     let empty = S3Request::DeleteObjects { keys: vec![] };
-    assert_eq!(
-        error_of(model.apply(at(2), &empty)),
-        (400, S3ErrorCode::Other("MalformedXML".into()))
-    );
-    let most = S3Request::DeleteObjects {
-        keys: keys[..1000].to_vec(),
-    };
+    assert_eq!(error_of(model.apply(at(2), &empty)), (400, S3ErrorCode::Other("MalformedXML".into())));
+    let most = S3Request::DeleteObjects { keys: keys[..1000].to_vec() };
     model.apply(at(2), &most).expect("1000 keys");
     assert_eq!(model.objects().count(), 1);
 }
