@@ -1,0 +1,243 @@
+//! The driver: one tokio task that owns the core, feeds it kernel requests, S3 results and
+//! timeouts, and carries out what it asks for.
+//!
+//! Problems this module solves:
+//! - The core is a pure state machine; something must run its S3 requests concurrently, feed
+//!   the results back, wake it at its deadlines and send its replies. That is this loop, and it
+//!   is the only place the core is touched, so the core needs no locks.
+//! - Cancelled S3 requests are aborted; results of aborted or finished requests that still
+//!   arrive are harmless (the core ignores unknown ids).
+//! - Kernel-cache invalidations must not be sent from the task that answers requests: the
+//!   kernel may hold a lock that a pending request needs, and waiting on it would deadlock. They
+//!   go to a thread of their own.
+//! - Unmounting: on `destroy` or a signal the core gets `Shutdown`, finishes what it must and
+//!   says `Done`; the loop then ends.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::mpsc as std_mpsc;
+
+use goofys_core::fuse_types::FuseReply;
+use goofys_core::s3_types::{S3Request, S3Result};
+use goofys_core::{Core, Errno, FuseReqId, Input, Output, S3ReqId};
+use tokio::sync::mpsc;
+use tokio::task::{AbortHandle, JoinSet};
+
+use crate::adapter::{Envelope, PendingReply, file_attr, file_type, fopen_flags, generation};
+
+/// Runs S3 requests. [`goofys_s3::S3Client`] is the real one.
+pub trait S3Executor: Send + Sync + 'static {
+    fn execute(&self, request: S3Request) -> impl Future<Output = S3Result> + Send;
+}
+
+impl S3Executor for goofys_s3::S3Client {
+    async fn execute(&self, request: S3Request) -> S3Result {
+        goofys_s3::S3Client::execute(self, &request).await
+    }
+}
+
+/// A kernel-cache invalidation, sent from its own thread.
+#[derive(Debug)]
+pub enum Invalidation {
+    Inode(goofys_core::Ino),
+    Entry(goofys_core::Ino, std::ffi::OsString),
+}
+
+/// Something that delivers invalidations to the kernel (fuser's `Notifier`, or nothing in
+/// tests without a kernel).
+pub trait InvalidationSink: Send + 'static {
+    fn invalidate(&self, invalidation: &Invalidation) -> std::io::Result<()>;
+}
+
+impl InvalidationSink for fuser::Notifier {
+    fn invalidate(&self, invalidation: &Invalidation) -> std::io::Result<()> {
+        match invalidation {
+            Invalidation::Inode(ino) => self.inval_inode(fuser::INodeNo(ino.0), 0, 0),
+            Invalidation::Entry(parent, name) => self.inval_entry(fuser::INodeNo(parent.0), name),
+        }
+    }
+}
+
+/// Starts the thread that sends invalidations; returns its queue.
+pub fn spawn_invalidator(sink: impl InvalidationSink) -> std_mpsc::Sender<Invalidation> {
+    let (tx, rx) = std_mpsc::channel::<Invalidation>();
+    std::thread::Builder::new()
+        .name("goofys-invalidate".into())
+        .spawn(move || {
+            for invalidation in rx {
+                // ENOENT means the kernel no longer caches it: nothing to drop.
+                if let Err(error) = sink.invalidate(&invalidation)
+                    && error.raw_os_error() != Some(libc::ENOENT)
+                {
+                    tracing::debug!(?invalidation, %error, "kernel cache invalidation failed");
+                }
+            }
+        })
+        .expect("spawning the invalidation thread");
+    tx
+}
+
+/// Runs the core until it is done. `requests` carries the kernel's requests; `shutdown`
+/// resolves when the mount should end (a signal); after `Destroyed` or `shutdown` the core
+/// finishes and the loop returns.
+pub async fn run<E: S3Executor>(
+    mut core: Core,
+    executor: Arc<E>,
+    mut requests: mpsc::Receiver<Envelope>,
+    invalidations: Option<std_mpsc::Sender<Invalidation>>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let clock = std::time::Instant::now();
+    let now = || goofys_core::Instant::from_nanos(u64::try_from(clock.elapsed().as_nanos()).unwrap_or(u64::MAX));
+    let mut replies: HashMap<FuseReqId, PendingReply> = HashMap::new();
+    let mut inflight: JoinSet<(S3ReqId, S3Result)> = JoinSet::new();
+    let mut aborts: HashMap<S3ReqId, AbortHandle> = HashMap::new();
+    let mut shutting_down = false;
+    let mut requests_open = true;
+    tokio::pin!(shutdown);
+
+    loop {
+        let deadline = core.poll_timeout();
+        let input = tokio::select! {
+            biased;
+            envelope = requests.recv(), if requests_open => match envelope {
+                Some(Envelope::Request { id, op, reply }) => {
+                    if let Some(reply) = reply {
+                        replies.insert(id, reply);
+                    }
+                    Input::Fuse { id, op }
+                }
+                Some(Envelope::Destroyed) | None => {
+                    requests_open = false;
+                    if shutting_down { continue; }
+                    shutting_down = true;
+                    Input::Shutdown
+                }
+            },
+            Some(joined) = inflight.join_next(), if !inflight.is_empty() => match joined {
+                Ok((id, result)) => {
+                    aborts.remove(&id);
+                    Input::S3 { id, result }
+                }
+                // Aborted by a cancel: the core no longer waits for it.
+                Err(_) => continue,
+            },
+            () = &mut shutdown, if !shutting_down => {
+                shutting_down = true;
+                Input::Shutdown
+            },
+            () = sleep_until(deadline, clock) => Input::Timeout,
+        };
+        core.handle_input(now(), input);
+        let mut done = false;
+        while let Some(output) = core.poll_output() {
+            match output {
+                Output::S3Request { id, request } => {
+                    let executor = Arc::clone(&executor);
+                    let abort = inflight.spawn(async move { (id, executor.execute(request).await) });
+                    aborts.insert(id, abort);
+                }
+                Output::CancelS3 { id } => {
+                    if let Some(abort) = aborts.remove(&id) {
+                        abort.abort();
+                    }
+                }
+                Output::FuseReply { id, reply } => match replies.remove(&id) {
+                    Some(pending) => send_reply(pending, reply),
+                    None => tracing::error!(?id, "the core answered a request nobody waits for"),
+                },
+                Output::InvalidateInode { ino } => {
+                    if let Some(tx) = &invalidations {
+                        let _ = tx.send(Invalidation::Inode(ino));
+                    }
+                }
+                Output::InvalidateEntry { parent, name } => {
+                    if let Some(tx) = &invalidations {
+                        let _ = tx.send(Invalidation::Entry(parent, name));
+                    }
+                }
+                Output::Done => done = true,
+            }
+        }
+        if done {
+            break;
+        }
+    }
+    inflight.abort_all();
+    // Anything still unanswered (there should be nothing) gets an error, not silence.
+    for (_, pending) in replies.drain() {
+        pending.error(Errno::EIO);
+    }
+}
+
+async fn sleep_until(deadline: Option<goofys_core::Instant>, clock: std::time::Instant) {
+    match deadline {
+        Some(at) => tokio::time::sleep_until((clock + std::time::Duration::from_nanos(at.as_nanos())).into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Hands the core's reply to the fuser reply object it belongs to.
+fn send_reply(pending: PendingReply, reply: FuseReply) {
+    match (pending, reply) {
+        (pending, FuseReply::Error(errno)) => pending.error(errno),
+        (PendingReply::Entry(out), FuseReply::Entry(entry)) => out.entry_with_ttls(
+            &entry.attr_ttl,
+            &entry.entry_ttl,
+            &file_attr(&entry.attr),
+            generation(entry.generation),
+        ),
+        (PendingReply::Attr(out), FuseReply::Attr { attr, ttl }) => out.attr(&ttl, &file_attr(&attr)),
+        (PendingReply::Open(out), FuseReply::Opened { fh, flags }) => {
+            out.opened(fuser::FileHandle(fh.0), fopen_flags(flags))
+        }
+        (PendingReply::Create(out), FuseReply::Created { entry, fh, flags }) => out.created(
+            &entry.entry_ttl,
+            &file_attr(&entry.attr),
+            generation(entry.generation),
+            fuser::FileHandle(fh.0),
+            fopen_flags(flags),
+        ),
+        (PendingReply::Data(out), FuseReply::Data(data)) => out.data(&data),
+        (PendingReply::Write(out), FuseReply::Written { size }) => out.written(size),
+        (PendingReply::Empty(out), FuseReply::Empty) => out.ok(),
+        (PendingReply::Dir(mut out), FuseReply::Dir(entries)) => {
+            for entry in entries {
+                let ino = fuser::INodeNo(entry.ino.0);
+                if out.add(ino, entry.next_offset, file_type(entry.kind), &entry.name) {
+                    // The kernel's buffer is full: it asks again from the last offset it got.
+                    break;
+                }
+            }
+            out.ok();
+        }
+        (PendingReply::DirPlus(mut out), FuseReply::DirPlus(entries)) => {
+            for entry in entries {
+                let attr = file_attr(&entry.entry.attr);
+                let ino = fuser::INodeNo(entry.dirent.ino.0);
+                let ttl = entry.entry.entry_ttl;
+                let generation = generation(entry.entry.generation);
+                if out.add(ino, entry.dirent.next_offset, &entry.dirent.name, &ttl, &attr, generation) {
+                    break;
+                }
+            }
+            out.ok();
+        }
+        (PendingReply::StatFs(out), FuseReply::StatFs(stat)) => out.statfs(
+            stat.blocks,
+            stat.blocks_free,
+            stat.blocks_available,
+            stat.files,
+            stat.files_free,
+            stat.block_size,
+            stat.name_max_bytes,
+            stat.fragment_size,
+        ),
+        (pending, reply) => {
+            debug_assert!(false, "reply {reply:?} does not fit {pending:?}");
+            tracing::error!(?reply, "the core's reply does not fit the request; answering EIO");
+            pending.error(Errno::EIO);
+        }
+    }
+}

@@ -1,0 +1,59 @@
+//! A real FUSE mount of a test bucket, for end-to-end tests: the production core, driver and
+//! transport, mounted on a fresh temporary directory, unmounted on drop.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use goofys_core::{Core, CoreConfig, UnixNanos};
+use goofys_fuse::mount::{Mount, MountOptions, mount};
+use goofys_s3::S3Client;
+
+/// A mounted bucket. Use the filesystem under [`TestMount::path`] from blocking code
+/// (`tokio::task::spawn_blocking`): the mount is served by the test's runtime.
+#[derive(Debug)]
+pub struct TestMount {
+    mount: Option<Mount>,
+    dir: tempfile::TempDir,
+}
+
+impl TestMount {
+    /// Mounts `client`'s bucket with `config` on a new temporary directory.
+    pub fn new(client: Arc<S3Client>, config: CoreConfig) -> TestMount {
+        let dir = tempfile::tempdir().expect("a temporary mountpoint");
+        let wall = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_nanos() as i64;
+        let core = Core::new(config, UnixNanos(wall), 1);
+        let options = MountOptions {
+            mountpoint: dir.path().to_owned(),
+            fs_name: "goofys-rs-test".into(),
+            ..MountOptions::default()
+        };
+        let mount = mount(core, client, &options).expect("mounting the test bucket");
+        TestMount { mount: Some(mount), dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// A path inside the mount.
+    pub fn join(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Unmounts and waits until the core is done.
+    pub async fn unmount(mut self) {
+        if let Some(mount) = self.mount.take() {
+            mount.unmount().await.expect("unmounting the test bucket");
+        }
+    }
+}
+
+impl Drop for TestMount {
+    fn drop(&mut self) {
+        if self.mount.is_some() {
+            // A test that panicked: remove the mount without waiting for the core.
+            let _ = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(self.dir.path()).status();
+        }
+    }
+}
