@@ -262,9 +262,7 @@ impl Core {
         for (index, name, ino, kind) in picked {
             let dirent = DirEntry { ino, next_offset: index + 1, kind, name: OsString::from(name) };
             if request.plus {
-                let Some(inode) = self.inodes.get(ino) else {
-                    continue;
-                };
+                let inode = self.inodes.get(ino).expect("listing snapshots keep their inodes alive");
                 let entry = self.inodes.entry(inode, &self.config);
                 // The kernel takes a reference for every readdirplus entry but `.` and `..`.
                 if index >= 2 {
@@ -303,6 +301,9 @@ impl Core {
             };
             let (child, effect) = self.inodes.upsert_child(ino, &item.name, item.stat, item.observed_at);
             self.notify_upsert(ino, &item.name, child, effect);
+            // The snapshot keeps its entries' inodes alive until releasedir: readdirplus at any
+            // offset needs their attributes, even after the kernel forgot them.
+            self.inodes.open_handle(child);
             let dir = self.dirs.get_mut(&fh).expect("dir exists");
             dir.entries.push(Listed { name: item.name, ino: child, kind });
         }
@@ -343,6 +344,9 @@ impl Core {
         }
         for request in dir.waiting.drain(..) {
             self.reply_error(request.id, Errno::EBADF);
+        }
+        for entry in &dir.entries {
+            self.inodes.close_handle(entry.ino);
         }
         self.inodes.close_handle(dir.ino);
         self.reply(id, FuseReply::Empty);

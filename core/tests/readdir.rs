@@ -215,3 +215,28 @@ fn regression_a_held_listing_entry_caches_from_its_page() {
     h.lookup(Ino::ROOT, "f");
     assert_eq!(h.take_requests().len(), 2, "f was listed 5.5 s ago: expired");
 }
+
+/// Found by simulator seed 16704: after the kernel forgot a listed inode and the table swept
+/// it, readdirplus from an earlier offset skipped the entry and misnumbered the rest.
+#[test]
+fn regression_a_listing_keeps_its_inodes_alive_until_releasedir() {
+    let ttl = std::time::Duration::from_secs(1);
+    let mut h = Harness::new(CoreConfig { stat_cache_ttl: ttl, type_cache_ttl: ttl, ..CoreConfig::default() });
+    let fh = opendir(&mut h, Ino::ROOT);
+    answer_listing(&mut h, &["f1".to_string(), "f2".to_string()], 1000);
+    let FuseReply::DirPlus(first) = readdir(&mut h, fh, 0, 4096, true) else { panic!() };
+    for entry in &first[2..] {
+        h.fuse(FuseOp::Forget { ino: entry.dirent.ino, nlookup: 1 });
+    }
+    // Let the attributes expire and the table sweep.
+    h.advance(std::time::Duration::from_secs(2));
+    for _ in 0..1100 {
+        h.advance(std::time::Duration::from_millis(1));
+    }
+    let FuseReply::DirPlus(again) = readdir(&mut h, fh, 2, 4096, true) else { panic!() };
+    let names: Vec<(String, u64)> =
+        again.iter().map(|e| (e.dirent.name.to_string_lossy().into_owned(), e.dirent.next_offset)).collect();
+    assert_eq!(names, vec![("f1".to_string(), 3), ("f2".to_string(), 4)]);
+    let id = h.fuse(FuseOp::ReleaseDir { ino: Ino::ROOT, fh });
+    assert_eq!(h.reply(id), FuseReply::Empty);
+}
