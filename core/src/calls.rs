@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::time::Duration;
 
-use crate::ids::{FileHandle, FuseReqId, S3ReqId};
+use crate::ids::{FileHandle, FuseReqId, Ino, S3ReqId};
 use crate::io::Output;
 use crate::s3_types::S3Request;
 use crate::time::Instant;
@@ -24,13 +24,68 @@ pub(crate) struct CallId(pub u64);
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Purpose {
     /// The HeadObject half of a lookup (or the revalidation of getattr and open).
-    LookupHead { op: FuseReqId },
+    LookupHead {
+        op: FuseReqId,
+    },
     /// The one-key ListObjectsV2 half of a lookup: is the name a directory?
-    LookupList { op: FuseReqId },
+    LookupList {
+        op: FuseReqId,
+    },
     /// A page of a directory listing.
-    ListPage { fh: FileHandle },
+    ListPage {
+        fh: FileHandle,
+    },
     /// A ranged GET for an open file.
-    ReadRange { fh: FileHandle },
+    ReadRange {
+        fh: FileHandle,
+    },
+    /// A GET of base bytes for a commit of `ino`: for part `part` (0: the single PUT).
+    WriteGet {
+        ino: Ino,
+        part: u32,
+    },
+    WriteCreateUpload {
+        ino: Ino,
+    },
+    /// An UploadPart or UploadPartCopy.
+    WritePart {
+        ino: Ino,
+        part: u32,
+    },
+    WritePut {
+        ino: Ino,
+    },
+    /// HEAD before completing an upload, or after an ambiguous answer.
+    WriteHead {
+        ino: Ino,
+    },
+    WriteComplete {
+        ino: Ino,
+    },
+    WriteAbort {
+        ino: Ino,
+    },
+    /// Listing and aborting uploads a lost reply may have left behind.
+    WriteCleanup {
+        ino: Ino,
+    },
+    /// A step of a namespace change (mkdir, unlink, rmdir, rename) of FUSE request `op`.
+    Mutate {
+        op: FuseReqId,
+    },
+}
+
+impl Purpose {
+    /// Work that only serves a waiting reader (lookups, listings, reads): abandoned at unmount.
+    pub fn is_read_side(self) -> bool {
+        matches!(
+            self,
+            Purpose::LookupHead { .. }
+                | Purpose::LookupList { .. }
+                | Purpose::ListPage { .. }
+                | Purpose::ReadRange { .. }
+        )
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

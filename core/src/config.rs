@@ -46,6 +46,32 @@ pub struct CoreConfig {
     /// How long one S3 request may take before it is cancelled and retried (goofys
     /// `--http-timeout`).
     pub s3_request_timeout: Duration,
+
+    /// Size of the first parts of a multipart upload; it doubles every
+    /// `write_part_size_step_parts` parts, so 10,000 parts reach 8 TiB with the defaults.
+    /// A file no larger than one part goes up in a single PUT.
+    pub write_part_size_bytes: u64,
+    /// Parts per step of the part size schedule.
+    pub write_part_size_step_parts: u32,
+    /// The store's smallest part but the last (S3: 5 MiB). Unchanged ranges at least this
+    /// long are copied server-side instead of uploaded.
+    pub multipart_min_part_size_bytes: u64,
+    /// The store's largest number of parts (S3: 10,000).
+    pub multipart_max_parts: u32,
+    /// Largest file the mount writes; a write past it fails with EFBIG (S3: 5 TiB).
+    pub max_object_size_bytes: u64,
+    /// Unwritten data held in memory, across files; past it writers wait for uploads.
+    pub max_dirty_bytes: u64,
+    /// Parts (uploads and copies) in flight per file.
+    pub part_uploads_inflight_max: u32,
+    /// Objects copied or deleted in flight by one directory rename.
+    pub rename_inflight_max: u32,
+    /// Whether mkdir creates a `dir/` marker object; without markers a new directory lives
+    /// only in this mount until a file is written in it.
+    pub create_dir_markers: bool,
+    /// How long unmount waits for files being written to reach S3 before abandoning them
+    /// (their uploads are aborted).
+    pub shutdown_grace: Duration,
 }
 
 impl Default for CoreConfig {
@@ -67,6 +93,16 @@ impl Default for CoreConfig {
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(20),
             s3_request_timeout: Duration::from_secs(30),
+            write_part_size_bytes: 8 * 1024 * 1024,
+            write_part_size_step_parts: 1000,
+            multipart_min_part_size_bytes: 5 * 1024 * 1024,
+            multipart_max_parts: 10_000,
+            max_object_size_bytes: 5 * 1024 * 1024 * 1024 * 1024,
+            max_dirty_bytes: 512 * 1024 * 1024,
+            part_uploads_inflight_max: 8,
+            rename_inflight_max: 32,
+            create_dir_markers: true,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }
@@ -77,6 +113,14 @@ impl CoreConfig {
     pub fn with_mount_prefix(mut self, prefix: &str) -> Self {
         self.mount_prefix = normalize_mount_prefix(prefix);
         self
+    }
+}
+
+impl CoreConfig {
+    /// Size of part `part_number` (from 1) of a multipart upload, by the schedule.
+    pub fn write_part_size(&self, part_number: u32) -> u64 {
+        let step = (part_number.saturating_sub(1) / self.write_part_size_step_parts.max(1)).min(40);
+        self.write_part_size_bytes.saturating_mul(1u64 << step)
     }
 }
 
@@ -95,6 +139,17 @@ pub fn normalize_mount_prefix(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_part_size_schedule_reaches_five_tebibytes_within_ten_thousand_parts() {
+        let config = CoreConfig::default();
+        assert_eq!(config.write_part_size(1), 8 << 20);
+        assert_eq!(config.write_part_size(1000), 8 << 20);
+        assert_eq!(config.write_part_size(1001), 16 << 20);
+        assert!(config.write_part_size(10_000) <= 5 << 30, "a part is at most 5 GiB");
+        let total: u64 = (1..=config.multipart_max_parts).map(|n| config.write_part_size(n)).sum();
+        assert!(total >= 5 << 40, "10,000 parts hold {total} bytes");
+    }
 
     #[test]
     fn mount_prefixes_are_normalised_to_end_in_a_slash() {

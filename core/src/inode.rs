@@ -41,6 +41,16 @@ pub(crate) struct Inode {
     pub open_handles: u32,
     /// The object version whose bytes the kernel's page cache may hold for this inode.
     pub kernel_cached_etag: Option<ETag>,
+    /// Being written in this mount: what this mount knows beats what S3 says, and the name
+    /// stays known without TTL.
+    pub writing: bool,
+}
+
+impl Inode {
+    /// Exists only in this mount (created here, not yet in S3).
+    pub fn is_local(&self) -> bool {
+        self.writing && self.etag.is_none()
+    }
 }
 
 /// A name → inode mapping in a directory.
@@ -129,6 +139,7 @@ impl InodeTable {
             lookup_count: 1,
             open_handles: 0,
             kernel_cached_etag: None,
+            writing: false,
         };
         InodeTable {
             inodes: BTreeMap::from([(Ino::ROOT, root)]),
@@ -164,10 +175,9 @@ impl InodeTable {
         let Some(dentry) = self.dentries.get(&slot) else {
             return CachedLookup::Miss;
         };
-        if now >= dentry.type_expiry {
-            return CachedLookup::Miss;
-        }
         match self.inodes.get(&dentry.ino) {
+            Some(inode) if inode.writing => CachedLookup::Hit(dentry.ino),
+            _ if now >= dentry.type_expiry => CachedLookup::Miss,
             Some(inode) if inode.kind == FileKind::Directory || now < inode.stat_expiry => {
                 CachedLookup::Hit(dentry.ino)
             }
@@ -187,6 +197,16 @@ impl InodeTable {
         observed_at: Instant,
     ) -> (Ino, UpsertEffect) {
         let slot = (parent, name.to_owned());
+        // A file being written here is what this mount says it is, whatever S3 says.
+        if let Some(dentry) = self.dentries.get(&slot)
+            && self.inodes.get(&dentry.ino).is_some_and(|inode| inode.writing)
+        {
+            let ino = dentry.ino;
+            if self.inodes[&ino].kind == stat.kind() {
+                return (ino, UpsertEffect::Unchanged);
+            }
+            return (self.insert_inode(parent, name, stat, observed_at), UpsertEffect::NewInode);
+        }
         let newer_dentry = self.dentries.get(&slot).filter(|d| d.observed_at > observed_at).map(|d| d.ino);
         let newer_negative = self.negative.get(&slot).is_some_and(|n| n.observed_at > observed_at);
         if newer_dentry.is_some() || newer_negative {
@@ -255,6 +275,7 @@ impl InodeTable {
             lookup_count: 0,
             open_handles: 0,
             kernel_cached_etag: None,
+            writing: false,
         };
         self.inodes.insert(ino, inode);
         ino
@@ -270,7 +291,7 @@ impl InodeTable {
         mtime: UnixNanos,
         observed_at: Instant,
     ) -> UpsertEffect {
-        let Some(inode) = self.inodes.get_mut(&ino) else {
+        let Some(inode) = self.inodes.get_mut(&ino).filter(|inode| !inode.writing) else {
             return UpsertEffect::Unchanged;
         };
         let effect =
@@ -293,7 +314,9 @@ impl InodeTable {
     /// Records that `name` did not exist in `parent` at `observed_at`.
     pub fn set_negative(&mut self, parent: Ino, name: &str, observed_at: Instant) {
         let slot = (parent, name.to_owned());
-        if self.dentries.get(&slot).is_some_and(|d| d.observed_at > observed_at) {
+        if let Some(dentry) = self.dentries.get(&slot)
+            && (dentry.observed_at > observed_at || self.inodes.get(&dentry.ino).is_some_and(|i| i.writing))
+        {
             return;
         }
         self.detach(parent, name);
@@ -392,6 +415,139 @@ impl InodeTable {
             self.inodes.remove(&ino);
         }
         self.negative.retain(|_, negative| now < negative.expiry);
+    }
+
+    /// Marks an inode as being written here (or no longer).
+    pub fn set_writing(&mut self, ino: Ino, writing: bool) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.writing = writing;
+        }
+    }
+
+    pub fn is_writing(&self, ino: Ino) -> bool {
+        self.inodes.get(&ino).is_some_and(|inode| inode.writing)
+    }
+
+    /// The current size and modification time of a file being written.
+    pub fn set_size(&mut self, ino: Ino, size_bytes: u64, mtime: UnixNanos) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.size_bytes = size_bytes;
+            inode.mtime = mtime;
+        }
+    }
+
+    /// A file this mount wrote is in S3 now, as this version. The kernel's pages hold exactly
+    /// its bytes, so they stay valid.
+    pub fn committed(&mut self, ino: Ino, size_bytes: u64, etag: ETag, mtime: UnixNanos, now: Instant) {
+        let stat_expiry = now + self.stat_cache_ttl;
+        let type_expiry = now + self.type_cache_ttl;
+        let Some(inode) = self.inodes.get_mut(&ino) else { return };
+        inode.size_bytes = size_bytes;
+        inode.kernel_cached_etag = Some(etag.clone());
+        inode.etag = Some(etag);
+        inode.mtime = mtime;
+        inode.stat_expiry = stat_expiry;
+        let slot = (inode.parent, inode.name.clone());
+        if let Some(dentry) = self.dentries.get_mut(&slot)
+            && dentry.ino == ino
+        {
+            dentry.type_expiry = type_expiry;
+            dentry.observed_at = now;
+        }
+    }
+
+    /// A new file created in this mount, not yet in S3.
+    pub fn create_local_file(&mut self, parent: Ino, name: &str, mtime: UnixNanos, now: Instant) -> Ino {
+        self.detach(parent, name);
+        self.negative.remove(&(parent, name.to_owned()));
+        let stat = ChildStat::File { size_bytes: 0, etag: ETag::new(""), mtime };
+        let ino = self.insert_inode(parent, name, stat, now);
+        let inode = self.inodes.get_mut(&ino).expect("just inserted");
+        inode.etag = None;
+        inode.writing = true;
+        self.dentries.insert(
+            (parent, name.to_owned()),
+            Dentry { ino, type_expiry: now + self.type_cache_ttl, observed_at: now },
+        );
+        ino
+    }
+
+    /// A new directory that exists only in this mount (mkdir without markers) until a file
+    /// written in it reaches S3.
+    pub fn create_local_dir(&mut self, parent: Ino, name: &str, now: Instant) -> Ino {
+        self.detach(parent, name);
+        self.negative.remove(&(parent, name.to_owned()));
+        let ino = self.insert_inode(parent, name, ChildStat::Directory, now);
+        self.inodes.get_mut(&ino).expect("just inserted").writing = true;
+        self.dentries.insert(
+            (parent, name.to_owned()),
+            Dentry { ino, type_expiry: now + self.type_cache_ttl, observed_at: now },
+        );
+        ino
+    }
+
+    /// A file under local directories reached S3: the directories exist there now.
+    pub fn make_ancestors_real(&mut self, ino: Ino) {
+        let mut at = self.inodes.get(&ino).map(|inode| inode.parent);
+        while let Some(parent) = at.filter(|&p| p != Ino::ROOT) {
+            let Some(inode) = self.inodes.get_mut(&parent) else { break };
+            if inode.kind == FileKind::Directory && inode.writing {
+                inode.writing = false;
+            }
+            at = Some(inode.parent);
+        }
+    }
+
+    /// Names in `parent` that exist only in this mount, in name order.
+    pub fn local_children(&self, parent: Ino) -> Vec<(String, Ino, FileKind)> {
+        self.dentries
+            .range((parent, String::new())..)
+            .take_while(|((dir, _), _)| *dir == parent)
+            .filter_map(|((_, name), dentry)| {
+                let inode = self.inodes.get(&dentry.ino)?;
+                inode.is_local().then(|| (name.clone(), dentry.ino, inode.kind))
+            })
+            .collect()
+    }
+
+    /// The inode named `name` in `parent`, fresh or not.
+    pub fn child(&self, parent: Ino, name: &str) -> Option<Ino> {
+        self.dentries.get(&(parent, name.to_owned())).map(|dentry| dentry.ino)
+    }
+
+    /// Moves an inode to a new name (after a rename): the old name is forgotten, whatever the
+    /// new name held is detached, and the keys of the inode and of everything cached below it
+    /// move from `old_key` to `new_key`.
+    pub fn rename(&mut self, ino: Ino, new_parent: Ino, new_name: &str, old_key: &str, new_key: &str, now: Instant) {
+        let Some(inode) = self.inodes.get(&ino) else { return };
+        let old_slot = (inode.parent, inode.name.clone());
+        if self.dentries.get(&old_slot).is_some_and(|d| d.ino == ino) {
+            self.dentries.remove(&old_slot);
+        }
+        self.detach(new_parent, new_name);
+        self.negative.remove(&(new_parent, new_name.to_owned()));
+        let type_expiry = now + self.type_cache_ttl;
+        let inode = self.inodes.get_mut(&ino).expect("checked");
+        inode.parent = new_parent;
+        inode.name = new_name.to_owned();
+        self.dentries.insert((new_parent, new_name.to_owned()), Dentry { ino, type_expiry, observed_at: now });
+        for inode in self.inodes.values_mut() {
+            if let Some(rest) = inode.key.strip_prefix(old_key)
+                && (inode.ino == ino || old_key.ends_with('/'))
+            {
+                inode.key = format!("{new_key}{rest}");
+            }
+        }
+    }
+
+    /// Forgets what is cached of the name `name` in `parent` and remembers it as missing, even
+    /// if it is being written (after this mount deleted it).
+    pub fn remove_name(&mut self, parent: Ino, name: &str, now: Instant) {
+        self.detach(parent, name);
+        if !self.negative_cache_ttl.is_zero() {
+            let expiry = now + self.negative_cache_ttl;
+            self.negative.insert((parent, name.to_owned()), NegativeEntry { observed_at: now, expiry });
+        }
     }
 
     /// The attributes `stat` shows for an inode.

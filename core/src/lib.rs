@@ -30,12 +30,15 @@ pub use io::{Input, Output};
 pub use time::{Instant, UnixNanos};
 
 mod calls;
+mod extents;
 mod inode;
 mod lookup;
 mod machine;
+mod mutate;
 pub mod namespace;
 mod read;
 mod readdir;
 pub mod retry;
+pub mod write;
 
 pub use machine::Core;

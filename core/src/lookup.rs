@@ -22,11 +22,21 @@ use crate::s3_types::{ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S
 use crate::time::Instant;
 
 /// Why a lookup-like request is asking S3.
-#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[derive(Clone, PartialEq, Eq, Debug)]
 pub(crate) enum Intent {
     Lookup,
-    GetAttr { ino: Ino },
-    Open { ino: Ino, flags: OpenFlags },
+    GetAttr {
+        ino: Ino,
+    },
+    Open {
+        ino: Ino,
+        flags: OpenFlags,
+    },
+    /// Refresh the attributes, then run this request again.
+    Then {
+        ino: Ino,
+        op: Box<crate::fuse_types::FuseOp>,
+    },
 }
 
 /// One of the two questions a lookup asks.
@@ -123,7 +133,7 @@ impl Core {
         let Some(inode) = self.inodes.get(ino) else {
             return self.reply_error(id, Errno::ENOENT);
         };
-        if inode.kind == FileKind::Directory || now < inode.stat_expiry {
+        if inode.kind == FileKind::Directory || inode.writing || now < inode.stat_expiry {
             let attr = self.inodes.attr(inode, &self.config);
             let ttl = self.config.stat_cache_ttl;
             return self.reply(id, FuseReply::Attr { attr, ttl });
@@ -138,15 +148,18 @@ impl Core {
         if inode.kind == FileKind::Directory {
             return self.reply_error(id, Errno::EISDIR);
         }
-        if flags.writes() || flags.has(OpenFlags::O_TRUNC) {
-            tracing::warn!(?ino, "opening for writing is not supported yet: the write path is not built; ENOTSUP");
-            return self.reply_error(id, Errno::ENOTSUP);
-        }
-        // O_DIRECT asks for the current object, as in mountpoint-s3.
-        if now < inode.stat_expiry && inode.etag.is_some() && !flags.has(OpenFlags::O_DIRECT) {
-            return self.open_reader(id, ino, flags);
+        // A file being written here is what this mount says; O_DIRECT asks for the current
+        // object, as in mountpoint-s3.
+        let fresh = now < inode.stat_expiry && inode.etag.is_some() && !flags.has(OpenFlags::O_DIRECT);
+        if inode.writing || fresh {
+            return self.open_file_handle(now, id, ino, flags);
         }
         self.revalidate_file(now, id, ino, Intent::Open { ino, flags });
+    }
+
+    /// Refreshes a file inode's attributes with HeadObject, then runs `op` again.
+    pub(crate) fn revalidate_then(&mut self, now: Instant, id: FuseReqId, ino: Ino, op: crate::fuse_types::FuseOp) {
+        self.revalidate_file(now, id, ino, Intent::Then { ino, op: Box::new(op) });
     }
 
     /// Asks HeadObject for a file inode's current attributes.
@@ -206,7 +219,7 @@ impl Core {
         }
         let LookupOp { intent, parent, name, observed_at, .. } = lookup;
         let observed_at = observed_at.unwrap_or(now);
-        match (intent, found) {
+        match (intent.clone(), found) {
             (_, Found::Failed(error)) => self.reply_error(id, errno_for_s3_error(&error)),
             (Intent::Lookup, Found::Directory) => {
                 let (ino, effect) = self.inodes.upsert_child(parent, &name, ChildStat::Directory, observed_at);
@@ -219,11 +232,12 @@ impl Core {
                 self.notify_upsert(parent, &name, ino, effect);
                 self.reply_entry(id, ino);
             }
-            (Intent::GetAttr { ino } | Intent::Open { ino, .. }, Found::File(meta)) => {
+            (Intent::GetAttr { ino } | Intent::Open { ino, .. } | Intent::Then { ino, .. }, Found::File(meta)) => {
                 let effect = self.inodes.refresh_file(ino, meta.size_bytes, meta.etag, meta.last_modified, observed_at);
                 self.notify_upsert(parent, &name, ino, effect);
                 match intent {
-                    Intent::Open { flags, .. } => self.open_reader(id, ino, flags),
+                    Intent::Open { flags, .. } => self.open_file_handle(now, id, ino, flags),
+                    Intent::Then { op, .. } => self.handle_fuse(now, id, *op),
                     _ => {
                         let inode = self.inodes.get(ino).expect("refreshed inode exists");
                         let attr = self.inodes.attr(inode, &self.config);

@@ -20,11 +20,13 @@ use crate::ids::{FileHandle, FuseReqId, Ino, S3ReqId};
 use crate::inode::{InodeTable, UpsertEffect};
 use crate::io::{Input, Output};
 use crate::lookup::LookupOp;
+use crate::mutate::Mutation;
 use crate::read::FileReader;
 use crate::readdir::DirHandle;
 use crate::retry::{backoff_delay, is_retryable};
 use crate::s3_types::{S3Error, S3Request, S3Result, TransportError};
 use crate::time::{Instant, UnixNanos};
+use crate::write::WriteFile;
 
 /// What a FUSE request that has not been answered yet is waiting for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -46,12 +48,25 @@ pub struct Core {
     pub(crate) lookups: BTreeMap<FuseReqId, LookupOp>,
     pub(crate) files: BTreeMap<FileHandle, FileReader>,
     pub(crate) dirs: BTreeMap<FileHandle, DirHandle>,
+    /// Files with writers or unwritten data.
+    pub(crate) writes: BTreeMap<Ino, WriteFile>,
+    /// Truncations of files nobody had open, waiting for their commit: they answer with
+    /// attributes.
+    pub(crate) setattr_waiters: BTreeMap<FuseReqId, Ino>,
+    /// Namespace changes in progress.
+    pub(crate) mutations: BTreeMap<FuseReqId, Mutation>,
+    /// The clock and wall time at the first input, to derive wall times.
+    epoch: Option<(Instant, UnixNanos)>,
+    mount_wall: UnixNanos,
     /// Unanswered FUSE requests, so interrupts and shutdown can answer them.
     pub(crate) waiting: BTreeMap<FuseReqId, Waiting>,
     next_fh: u64,
     outputs: VecDeque<Output>,
-    rng: Pcg64Mcg,
+    pub(crate) rng: Pcg64Mcg,
     shutting_down: bool,
+    shutdown_deadline: Option<Instant>,
+    /// No more retries (the unmount grace period is over).
+    retries_over: bool,
     done_sent: bool,
     inputs_since_sweep: usize,
 }
@@ -68,11 +83,18 @@ impl Core {
             lookups: BTreeMap::new(),
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
+            writes: BTreeMap::new(),
+            setattr_waiters: BTreeMap::new(),
+            mutations: BTreeMap::new(),
+            epoch: None,
+            mount_wall: wall_now,
             waiting: BTreeMap::new(),
             next_fh: 1,
             outputs: VecDeque::new(),
             rng: Pcg64Mcg::seed_from_u64(seed),
             shutting_down: false,
+            shutdown_deadline: None,
+            retries_over: false,
             done_sent: false,
             inputs_since_sweep: 0,
         }
@@ -84,13 +106,17 @@ impl Core {
 
     /// Feeds one input. Never blocks, never fails; drain [`Core::poll_output`] afterwards.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        if self.epoch.is_none() {
+            self.epoch = Some((now, self.mount_wall));
+        }
         self.fire_due_timers(now);
+        self.shutdown_grace_over(now);
         match input {
             Input::Fuse { id, op } => self.handle_fuse(now, id, op),
             Input::S3 { id, result } => self.handle_s3_result(now, id, result),
             Input::Timeout => {}
             Input::Interrupt { id } => self.handle_interrupt(id),
-            Input::Shutdown => self.begin_shutdown(),
+            Input::Shutdown => self.begin_shutdown(now),
         }
         self.maybe_sweep(now);
         self.maybe_finish_shutdown();
@@ -103,7 +129,11 @@ impl Core {
 
     /// When to call [`Core::handle_input`] with [`Input::Timeout`] if nothing else happens.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.calls.next_timer()
+        let grace = self.shutdown_deadline.filter(|_| !self.retries_over);
+        match (self.calls.next_timer(), grace) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// Whether any S3 request is in flight or waiting for a retry.
@@ -114,6 +144,14 @@ impl Core {
     /// Number of inodes in the table (the root included).
     pub fn inode_count(&self) -> usize {
         self.inodes.len()
+    }
+
+    /// The wall-clock time at `now`.
+    pub(crate) fn wall_time(&self, now: Instant) -> UnixNanos {
+        match self.epoch {
+            Some((start, wall)) => wall.add_duration(now - start),
+            None => self.mount_wall,
+        }
     }
 
     // ---- outputs -------------------------------------------------------------------------
@@ -178,7 +216,7 @@ impl Core {
         match result {
             Ok(response) => {
                 let call = self.calls.finish(call_id).expect("accepted call exists");
-                self.deliver(now, call_id, call.purpose, &call.request, Ok(response));
+                self.deliver(now, call_id, call.purpose, &call.request, call.attempt, Ok(response));
             }
             Err(S3Error::Transport(TransportError::Truncated { received })) if !received.is_empty() => {
                 self.handle_truncated_body(now, call_id, received.0.clone());
@@ -196,7 +234,7 @@ impl Core {
             self.handle_call_error(now, call_id, error);
             return;
         };
-        let range_start = range.start;
+        let (range_start, range_end) = (range.start, range.end);
         let received_bytes = (received.len() as u64).min(range.len_bytes());
         let resume_at = range.start + received_bytes;
         if resume_at < range.end {
@@ -207,8 +245,13 @@ impl Core {
             self.calls.finish(call_id);
         }
         let data = received.slice(..received_bytes as usize);
-        if let Purpose::ReadRange { fh } = purpose {
-            self.read_data_arrived(now, fh, call_id, range_start, data, None);
+        match purpose {
+            Purpose::ReadRange { fh } => self.read_data_arrived(now, fh, call_id, range_start, data, None),
+            Purpose::WriteGet { ino, part } => {
+                let complete = resume_at >= range_end;
+                self.write_data_arrived(now, ino, part, call_id, range_start, data, complete, range_end)
+            }
+            _ => {}
         }
     }
 
@@ -217,7 +260,7 @@ impl Core {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
-        if is_retryable(&error) && call.attempt < self.config.retry_max_attempts && !self.shutting_down {
+        if is_retryable(&error) && call.attempt < self.config.retry_max_attempts && !self.retries_over {
             let delay = backoff_delay(
                 call.attempt,
                 self.config.retry_initial_backoff,
@@ -230,21 +273,33 @@ impl Core {
         }
         let call = self.calls.finish(call_id).expect("call exists");
         tracing::warn!(operation = call.request.operation_name(), attempts = call.attempt, %error, "S3 request failed");
-        self.deliver(now, call_id, call.purpose, &call.request, Err(error));
+        self.deliver(now, call_id, call.purpose, &call.request, call.attempt, Err(error));
     }
 
-    fn deliver(&mut self, now: Instant, call_id: CallId, purpose: Purpose, request: &S3Request, result: S3Result) {
+    /// Hands a call's final result to whatever waits for it; `attempts` says how many times
+    /// the request was sent (more than one: an earlier attempt may have taken effect).
+    fn deliver(
+        &mut self,
+        now: Instant,
+        call_id: CallId,
+        purpose: Purpose,
+        request: &S3Request,
+        attempts: u32,
+        result: S3Result,
+    ) {
         match purpose {
             Purpose::LookupHead { op } => self.lookup_head_done(now, op, result),
             Purpose::LookupList { op } => self.lookup_list_done(now, op, result),
             Purpose::ListPage { fh } => self.list_page_done(now, fh, result),
             Purpose::ReadRange { fh } => self.read_range_done(now, fh, call_id, request, result),
+            Purpose::Mutate { op } => self.mutation_step_done(now, op, call_id, request, result),
+            write => self.write_call_done(now, write, call_id, request, attempts, result),
         }
     }
 
     // ---- FUSE requests -------------------------------------------------------------------
 
-    fn handle_fuse(&mut self, now: Instant, id: FuseReqId, op: FuseOp) {
+    pub(crate) fn handle_fuse(&mut self, now: Instant, id: FuseReqId, op: FuseOp) {
         if self.shutting_down {
             if op.expects_reply() {
                 self.reply_error(id, Errno::EIO);
@@ -257,30 +312,21 @@ impl Core {
             FuseOp::GetAttr { ino, .. } => self.getattr(now, id, ino),
             FuseOp::Open { ino, flags } => self.open(now, id, ino, flags),
             FuseOp::Read { fh, offset, size, .. } => self.read(now, id, fh, offset, size),
-            FuseOp::Release { fh, .. } => self.release(id, fh),
-            FuseOp::Flush { fh, .. } | FuseOp::Fsync { fh, .. } => {
-                // A reader has nothing to flush; close(2) flushes every handle.
-                let reply =
-                    if self.files.contains_key(&fh) { FuseReply::Empty } else { FuseReply::Error(Errno::EBADF) };
-                self.reply(id, reply);
+            FuseOp::Release { fh, .. } => self.release(now, id, fh),
+            FuseOp::Flush { fh, .. } | FuseOp::Fsync { fh, .. } => self.flush(now, id, fh),
+            FuseOp::Write { fh, offset, data, .. } => self.write(now, id, fh, offset, data),
+            FuseOp::SetAttr { ino, changes, .. } => self.setattr(now, id, ino, changes),
+            FuseOp::Create { parent, name, flags, .. } => self.create(now, id, parent, &name, flags),
+            FuseOp::Mkdir { parent, name, .. } => self.mkdir(now, id, parent, &name),
+            FuseOp::Unlink { parent, name } => self.unlink(now, id, parent, &name),
+            FuseOp::Rmdir { parent, name } => self.rmdir(now, id, parent, &name),
+            FuseOp::Rename { parent, name, new_parent, new_name, flags } => {
+                self.rename(now, id, parent, &name, new_parent, &new_name, flags)
             }
-            FuseOp::Write { .. } => self.reply_error(id, Errno::EBADF),
             FuseOp::OpenDir { ino } => self.opendir(now, id, ino),
             FuseOp::ReadDir { fh, offset, size_bytes, plus, .. } => self.readdir(id, fh, offset, size_bytes, plus),
             FuseOp::ReleaseDir { fh, .. } => self.releasedir(id, fh),
             FuseOp::StatFs { .. } => self.reply(id, FuseReply::StatFs(synthetic_statfs())),
-            op @ (FuseOp::SetAttr { .. }
-            | FuseOp::Create { .. }
-            | FuseOp::Mkdir { .. }
-            | FuseOp::Unlink { .. }
-            | FuseOp::Rmdir { .. }
-            | FuseOp::Rename { .. }) => {
-                tracing::warn!(
-                    operation = op.name(),
-                    "not supported yet: the write path is not built; replying ENOTSUP"
-                );
-                self.reply_error(id, Errno::ENOTSUP);
-            }
         }
     }
 
@@ -296,16 +342,25 @@ impl Core {
         self.reply_error(id, Errno::EINTR);
     }
 
-    fn begin_shutdown(&mut self) {
+    /// Unmount: requests that wait for S3 reads are answered with EIO and their S3 work is
+    /// cancelled; files being written are committed (their uploads finish or are aborted);
+    /// after `shutdown_grace` nothing is retried any more. `Done` when nothing is left.
+    fn begin_shutdown(&mut self, now: Instant) {
         if self.shutting_down {
             return;
         }
         self.shutting_down = true;
+        self.shutdown_deadline = Some(now + self.config.shutdown_grace);
         for call_id in self.calls.ids() {
-            self.cancel_call(call_id);
+            if self.calls.get(call_id).is_some_and(|call| call.purpose.is_read_side()) {
+                self.cancel_call(call_id);
+            }
         }
         let unanswered: Vec<FuseReqId> = self.waiting.keys().copied().collect();
         for id in unanswered {
+            self.reply_error(id, Errno::EIO);
+        }
+        for id in self.fail_blocked() {
             self.reply_error(id, Errno::EIO);
         }
         self.lookups.clear();
@@ -315,10 +370,28 @@ impl Core {
         for dir in self.dirs.values_mut() {
             dir.forget_waiting_readdirs();
         }
+        self.commit_all(now);
+    }
+
+    /// The shutdown grace is over: stop retrying, so what is left ends soon.
+    fn shutdown_grace_over(&mut self, now: Instant) {
+        if let Some(deadline) = self.shutdown_deadline
+            && now >= deadline
+            && !self.retries_over
+        {
+            tracing::warn!("unmount grace period over: abandoning what is still being written");
+            self.retries_over = true;
+        }
     }
 
     fn maybe_finish_shutdown(&mut self) {
-        if self.shutting_down && !self.done_sent && self.calls.is_empty() && self.waiting.is_empty() {
+        if self.shutting_down
+            && !self.done_sent
+            && self.calls.is_empty()
+            && self.waiting.is_empty()
+            && self.mutations.is_empty()
+            && !self.writes_in_progress()
+        {
             self.done_sent = true;
             self.outputs.push_back(Output::Done);
         }

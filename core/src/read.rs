@@ -28,12 +28,14 @@ use crate::machine::{Core, Waiting};
 use crate::s3_types::{Body, ByteRange, ETag, ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::time::Instant;
 
-/// A read waiting for bytes.
+/// A read waiting for bytes of the object: `[start, end)` from S3, answered as
+/// `[start, reply_end)` once the file's unwritten bytes (if any) are laid over it.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 struct PendingRead {
     id: FuseReqId,
     start: u64,
     end: u64,
+    reply_end: u64,
 }
 
 /// The sequential-access detector.
@@ -52,10 +54,16 @@ struct Stream {
 /// The state of one open file handle.
 #[derive(Debug)]
 pub(crate) struct FileReader {
-    ino: Ino,
-    key: String,
-    etag: ETag,
-    size_bytes: u64,
+    pub(crate) ino: Ino,
+    pub(crate) key: String,
+    /// The version every GET asks for (`None` for a file that does not exist in S3 yet).
+    pub(crate) etag: Option<ETag>,
+    /// Size of that version.
+    pub(crate) size_bytes: u64,
+    /// Opened for writing.
+    pub(crate) writable: bool,
+    /// Opened with `O_APPEND`: every write goes to the end.
+    pub(crate) append: bool,
     /// The object changed since open: every read fails with ESTALE.
     stale: bool,
     /// Bytes that arrived, by offset, never overlapping.
@@ -126,21 +134,31 @@ impl FileReader {
 }
 
 impl Core {
-    /// Opens a read handle on a file inode whose attributes are fresh.
-    pub(crate) fn open_reader(&mut self, id: FuseReqId, ino: Ino, flags: OpenFlags) {
-        let initial_window = self.config.prefetch_initial_window_bytes;
+    /// Opens a handle on a file inode whose attributes are fresh (or that exists only here).
+    pub(crate) fn open_file_handle(&mut self, now: Instant, id: FuseReqId, ino: Ino, flags: OpenFlags) {
         let inode = self.inodes.get_mut(ino).expect("opening a known inode");
-        let Some(etag) = inode.etag.clone() else {
-            return self.reply_error(id, Errno::EIO);
-        };
         let direct_io = flags.has(OpenFlags::O_DIRECT);
-        let keep_cache = !direct_io && inode.kernel_cached_etag.as_ref() == Some(&etag);
-        inode.kernel_cached_etag = Some(etag.clone());
+        let keep_cache = !direct_io && inode.etag.is_some() && inode.kernel_cached_etag == inode.etag;
+        inode.kernel_cached_etag = inode.etag.clone();
+        let fh = self.allocate_handle();
+        self.insert_handle(fh, ino, flags, flags.has(OpenFlags::O_APPEND));
+        if flags.writes() {
+            self.attach_writer(now, ino, flags.has(OpenFlags::O_TRUNC));
+        }
+        self.reply(id, FuseReply::Opened { fh, flags: OpenReplyFlags { keep_cache, direct_io } });
+    }
+
+    /// Registers handle `fh` of `ino`.
+    pub(crate) fn insert_handle(&mut self, fh: FileHandle, ino: Ino, flags: OpenFlags, append: bool) {
+        let initial_window = self.config.prefetch_initial_window_bytes;
+        let inode = self.inodes.get(ino).expect("a known inode");
         let reader = FileReader {
             ino,
             key: inode.key.clone(),
-            etag,
+            etag: inode.etag.clone(),
             size_bytes: inode.size_bytes,
+            writable: flags.writes(),
+            append,
             stale: false,
             chunks: BTreeMap::new(),
             inflight: BTreeMap::new(),
@@ -148,23 +166,36 @@ impl Core {
             stream: Stream { next_offset: 0, window_bytes: initial_window, prefetched_until: 0, sequential_reads: 0 },
         };
         self.inodes.open_handle(ino);
-        let fh = self.allocate_handle();
         self.files.insert(fh, reader);
-        self.reply(id, FuseReply::Opened { fh, flags: OpenReplyFlags { keep_cache, direct_io } });
     }
 
     pub(crate) fn read(&mut self, now: Instant, id: FuseReqId, fh: FileHandle, offset: u64, size: u32) {
-        let config = &self.config;
-        let Some(reader) = self.files.get_mut(&fh) else {
+        let Some(reader) = self.files.get(&fh) else {
             return self.reply_error(id, Errno::EBADF);
         };
         if reader.stale {
             return self.reply_error(id, Errno::ESTALE);
         }
-        let end = offset.saturating_add(u64::from(size)).min(reader.size_bytes);
-        if offset >= end {
+        let ino = reader.ino;
+        // What comes from the object, and how long the reply is: a file being written may be
+        // longer than its object, and its unwritten bytes are laid over the object's.
+        let (end, reply_end) = if self.writes.contains_key(&ino) {
+            match self.plan_read_while_writing(now, id, fh, ino, offset, size) {
+                Some(plan) => plan,
+                None => return,
+            }
+        } else {
+            let end = offset.saturating_add(u64::from(size)).min(reader.size_bytes);
+            (end, end)
+        };
+        if offset >= reply_end {
             return self.reply(id, FuseReply::Data(Body::default()));
         }
+        if offset >= end {
+            return self.finish_read(ino, id, offset, reply_end, Bytes::new());
+        }
+        let config = &self.config;
+        let reader = self.files.get_mut(&fh).expect("checked above");
 
         let stream = &mut reader.stream;
         let sequential =
@@ -184,7 +215,7 @@ impl Core {
             end
         };
         stream.next_offset = end;
-        reader.pending.push(PendingRead { id, start: offset, end });
+        reader.pending.push(PendingRead { id, start: offset, end, reply_end });
         self.waiting.insert(id, Waiting::Read(fh));
 
         if !sequential {
@@ -206,7 +237,7 @@ impl Core {
                 let request = S3Request::GetObject {
                     key: key.clone(),
                     range: Some(ByteRange::new(at, piece_end)),
-                    if_match: Some(etag.clone()),
+                    if_match: etag.clone(),
                 };
                 let call = self.start_call(now, Purpose::ReadRange { fh }, request);
                 self.files.get_mut(&fh).expect("reader exists").inflight.insert(at, (piece_end, call));
@@ -239,18 +270,29 @@ impl Core {
         let Some(reader) = self.files.get_mut(&fh) else {
             return;
         };
+        let ino = reader.ino;
         let mut ready = Vec::new();
         reader.pending.retain(|read| match assemble(&reader.chunks, read.start, read.end) {
             Some(bytes) => {
-                ready.push((read.id, bytes));
+                ready.push((read.id, read.start, read.reply_end, bytes));
                 false
             }
             None => true,
         });
         reader.evict(keep_ahead_bytes);
-        for (id, bytes) in ready {
-            self.reply(id, FuseReply::Data(Body(bytes)));
+        for (id, start, reply_end, bytes) in ready {
+            self.finish_read(ino, id, start, reply_end, bytes);
         }
+    }
+
+    /// Answers a read with the object's bytes from `start`, laid under the unwritten bytes of
+    /// the file if it is being written.
+    fn finish_read(&mut self, ino: Ino, id: FuseReqId, start: u64, reply_end: u64, object_bytes: Bytes) {
+        let data = match self.writes.get(&ino) {
+            None if object_bytes.len() as u64 == reply_end - start => object_bytes,
+            _ => self.compose_read(ino, start, reply_end, object_bytes),
+        };
+        self.reply(id, FuseReply::Data(Body(data)));
     }
 
     pub(crate) fn read_range_done(
@@ -287,7 +329,7 @@ impl Core {
             return;
         };
         if let Some(meta) = &meta
-            && meta.etag != reader.etag
+            && Some(&meta.etag) != reader.etag.as_ref()
         {
             // A server that ignored If-Match: the bytes are of another version.
             return self.mark_stale(fh);
@@ -364,7 +406,7 @@ impl Core {
         self.emit(Output::InvalidateInode { ino });
     }
 
-    pub(crate) fn release(&mut self, id: FuseReqId, fh: FileHandle) {
+    pub(crate) fn release(&mut self, now: Instant, id: FuseReqId, fh: FileHandle) {
         let Some(mut reader) = self.files.remove(&fh) else {
             return self.reply_error(id, Errno::EBADF);
         };
@@ -374,8 +416,39 @@ impl Core {
         for read in reader.pending.drain(..) {
             self.reply_error(read.id, Errno::EBADF);
         }
+        if reader.writable {
+            self.detach_writer(now, reader.ino);
+        }
         self.inodes.close_handle(reader.ino);
         self.reply(id, FuseReply::Empty);
+    }
+
+    /// Points every handle of `ino` at a new version of its object (after this mount wrote it):
+    /// fetched bytes of the old version are dropped and waiting reads fetch from the new one.
+    pub(crate) fn rebase_readers(&mut self, now: Instant, ino: Ino, etag: ETag, size_bytes: u64) {
+        let handles: Vec<FileHandle> =
+            self.files.iter().filter(|(_, reader)| reader.ino == ino).map(|(&fh, _)| fh).collect();
+        for fh in handles {
+            let reader = self.files.get_mut(&fh).expect("listed");
+            let calls: Vec<CallId> = reader.inflight.values().map(|&(_, call)| call).collect();
+            reader.inflight.clear();
+            reader.chunks.clear();
+            reader.etag = Some(etag.clone());
+            reader.size_bytes = size_bytes;
+            // What was unwritten when these reads were planned is in the object now.
+            let mut ranges = Vec::new();
+            for read in &mut reader.pending {
+                read.end = read.reply_end.min(size_bytes).max(read.start);
+                ranges.push((read.start, read.end));
+            }
+            for call in calls {
+                self.cancel_call(call);
+            }
+            for (start, end) in ranges {
+                self.fetch_gaps(now, fh, start, end);
+            }
+            self.serve_reads(fh);
+        }
     }
 
     /// An interrupted read: stop waiting for it (the prefetch goes on). The caller replies.

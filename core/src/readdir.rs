@@ -17,7 +17,7 @@
 //! - Listing a directory records what it learned in the inode table, so a following `stat`
 //!   or `ls -l` needs no HEAD per file.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ffi::OsString;
 
 use crate::calls::{CallId, Purpose};
@@ -151,6 +151,8 @@ pub(crate) struct DirHandle {
     prefix: String,
     /// Entries after `.` and `..`, in the order produced; entry `i` has offset `i + 2`.
     entries: Vec<Listed>,
+    /// Names that existed only in this mount when the handle opened.
+    local_names: BTreeSet<String>,
     merger: ListingMerger,
     state: ListingState,
     waiting: Vec<WaitingReaddir>,
@@ -170,9 +172,21 @@ impl Core {
         if inode.kind != FileKind::Directory {
             return self.reply_error(id, Errno::ENOTDIR);
         }
-        let (parent, prefix) = (inode.parent, inode.key.clone());
+        let (parent, prefix, local_dir) = (inode.parent, inode.key.clone(), inode.is_local());
         let fh = self.allocate_handle();
-        let call = self.start_call(now, Purpose::ListPage { fh }, self.list_request(&prefix, None));
+        // Entries that exist only in this mount come first; the listing cannot have them.
+        let mut entries = Vec::new();
+        let mut local_names = BTreeSet::new();
+        for (name, child, kind) in self.inodes.local_children(ino) {
+            self.inodes.open_handle(child);
+            local_names.insert(name.clone());
+            entries.push(Listed { name, ino: child, kind });
+        }
+        let state = if local_dir {
+            ListingState::Complete
+        } else {
+            ListingState::Fetching(self.start_call(now, Purpose::ListPage { fh }, self.list_request(&prefix, None)))
+        };
         self.inodes.open_handle(ino);
         self.dirs.insert(
             fh,
@@ -180,9 +194,10 @@ impl Core {
                 ino,
                 parent,
                 prefix,
-                entries: Vec::new(),
+                entries,
+                local_names,
                 merger: ListingMerger::default(),
-                state: ListingState::Fetching(call),
+                state,
                 waiting: Vec::new(),
             },
         );
@@ -294,7 +309,8 @@ impl Core {
             items.extend(dir.merger.finish());
         }
         let (ino, prefix) = (dir.ino, dir.prefix.clone());
-        for item in items {
+        let local_names = self.dirs[&fh].local_names.clone();
+        for item in items.into_iter().filter(|item| !local_names.contains(&item.name)) {
             let kind = match item.stat {
                 ChildStat::File { .. } => FileKind::File,
                 ChildStat::Directory => FileKind::Directory,

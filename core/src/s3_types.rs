@@ -206,6 +206,10 @@ pub enum S3Request {
     DeleteObjects {
         keys: Vec<String>,
     },
+    /// Multipart uploads in progress whose keys start with `prefix` (one page, up to 1000).
+    ListMultipartUploads {
+        prefix: String,
+    },
 }
 
 impl S3Request {
@@ -224,6 +228,7 @@ impl S3Request {
             S3Request::CopyObject { .. } => "CopyObject",
             S3Request::DeleteObject { .. } => "DeleteObject",
             S3Request::DeleteObjects { .. } => "DeleteObjects",
+            S3Request::ListMultipartUploads { .. } => "ListMultipartUploads",
         }
     }
 }
@@ -268,6 +273,13 @@ pub struct GetObjectOutput {
     pub body: Body,
 }
 
+/// A multipart upload in progress.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct MultipartUploadSummary {
+    pub key: String,
+    pub upload_id: UploadId,
+}
+
 /// A key DeleteObjects could not delete.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct DeleteFailure {
@@ -291,6 +303,7 @@ pub enum S3Response {
     CopyObject { etag: ETag },
     DeleteObject,
     DeleteObjects { failed: Vec<DeleteFailure> },
+    ListMultipartUploads { uploads: Vec<MultipartUploadSummary> },
 }
 
 /// S3's error codes that the core distinguishes. Anything else is kept as `Other`.

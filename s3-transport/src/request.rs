@@ -377,6 +377,13 @@ pub fn build_request<'r>(
         S3Request::DeleteObject { key } => {
             draft = object(Method::DELETE, key)?;
         }
+        S3Request::ListMultipartUploads { prefix } => {
+            draft = Draft::new(config, Method::GET, None);
+            draft.query_flag("uploads").query("encoding-type", "url");
+            if !prefix.is_empty() {
+                draft.query("prefix", prefix.as_str());
+            }
+        }
         S3Request::DeleteObjects { keys } => {
             if keys.is_empty() || keys.len() > MAX_DELETE_BATCH {
                 return Err(BuildError::DeleteBatchSize { count: keys.len() });

@@ -12,8 +12,8 @@
 
 use bytes::Bytes;
 use goofys_core::s3_types::{
-    DeleteFailure, ETag, GetObjectOutput, ListPage, Metadata, ObjectMeta, ObjectSummary, S3Error, S3ErrorCode,
-    S3Request, S3Response, S3Result, ServiceError, TransportError, UploadId,
+    DeleteFailure, ETag, GetObjectOutput, ListPage, Metadata, MultipartUploadSummary, ObjectMeta, ObjectSummary,
+    S3Error, S3ErrorCode, S3Request, S3Response, S3Result, ServiceError, TransportError, UploadId,
 };
 use goofys_core::time::UnixNanos;
 use http::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, ETAG, LAST_MODIFIED};
@@ -55,6 +55,7 @@ pub fn parse_response(request: &S3Request, status: StatusCode, headers: &HeaderM
         S3Request::AbortMultipartUpload { .. } => Ok(S3Response::AbortMultipartUpload),
         S3Request::DeleteObject { .. } => Ok(S3Response::DeleteObject),
         S3Request::DeleteObjects { .. } => parse_delete_result(&xml_reply(status, headers, &body)?),
+        S3Request::ListMultipartUploads { .. } => parse_uploads(&xml_reply(status, headers, &body)?),
     }
 }
 
@@ -181,6 +182,23 @@ fn parse_list_page(root: &Element) -> S3Result {
         page.next_continuation_token = Some(token.to_owned());
     }
     Ok(S3Response::ListObjectsV2(page))
+}
+
+fn parse_uploads(root: &Element) -> S3Result {
+    if root.name != "ListMultipartUploadsResult" {
+        return Err(malformed(format_args!("<{}> instead of <ListMultipartUploadsResult>", root.name)));
+    }
+    let url_encoded = root.child_text("EncodingType") == Some("url");
+    let uploads = root
+        .children_named("Upload")
+        .map(|upload| {
+            Ok(MultipartUploadSummary {
+                key: listed_name(required_text(upload, "Key")?, url_encoded)?,
+                upload_id: UploadId(required_text(upload, "UploadId")?.to_owned()),
+            })
+        })
+        .collect::<Result<_, S3Error>>()?;
+    Ok(S3Response::ListMultipartUploads { uploads })
 }
 
 fn parse_delete_result(root: &Element) -> S3Result {

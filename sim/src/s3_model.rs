@@ -62,8 +62,9 @@ use std::ops::Bound;
 use bytes::{Bytes, BytesMut};
 use goofys_core::UnixNanos;
 use goofys_core::s3_types::{
-    Body, ByteRange, CompletedPart, ETag, GetObjectOutput, ListPage, Metadata, MetadataDirective, ObjectMeta,
-    ObjectSummary, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, ServiceError, UploadId,
+    Body, ByteRange, CompletedPart, ETag, GetObjectOutput, ListPage, Metadata, MetadataDirective,
+    MultipartUploadSummary, ObjectMeta, ObjectSummary, S3Error, S3ErrorCode, S3Request, S3Response, S3Result,
+    ServiceError, UploadId,
 };
 use md5::{Digest, Md5};
 
@@ -257,6 +258,22 @@ impl S3Model {
             S3Request::DeleteObject { key } => {
                 self.objects.remove(key);
                 Ok(S3Response::DeleteObject)
+            }
+            S3Request::ListMultipartUploads { prefix } => {
+                // Ordered by key, then by upload id (uploads of one key in creation order), as
+                // AWS orders them; one page of up to 1000.
+                let mut uploads: Vec<MultipartUploadSummary> = self
+                    .uploads
+                    .iter()
+                    .filter(|(_, upload)| upload.key.starts_with(prefix.as_str()))
+                    .map(|(id, upload)| MultipartUploadSummary {
+                        key: upload.key.clone(),
+                        upload_id: UploadId(id.clone()),
+                    })
+                    .collect();
+                uploads.sort_by(|a, b| (&a.key, &a.upload_id.0).cmp(&(&b.key, &b.upload_id.0)));
+                uploads.truncate(1000);
+                Ok(S3Response::ListMultipartUploads { uploads })
             }
             S3Request::DeleteObjects { keys } => {
                 if keys.is_empty() || keys.len() > MAX_KEYS_PER_DELETE {

@@ -1,0 +1,1336 @@
+//! Writing files: random writes, appends, truncation, and committing them to S3.
+//!
+//! Problems this module solves:
+//! - A file open for writing is its **base** object (pinned by ETag, possibly truncated) plus
+//!   **unwritten extents** in memory. Reads in this mount see the extents laid over the base,
+//!   and `stat` shows the current size, from the first write on.
+//! - **Committing** (at flush, fsync, close, and when memory runs short) makes S3 hold exactly
+//!   the file's current content: a file no larger than one part goes up in one PUT; a larger one
+//!   in a multipart upload where unchanged ranges of the base of at least the store's minimum
+//!   part size are copied server-side (UploadPartCopy) and only changed parts are uploaded.
+//! - **Streaming**: a file written from the start (new, or truncated to zero) starts its
+//!   multipart upload as soon as its first part is full, and uploads parts while the writer is
+//!   still writing, so memory stays bounded and `close` only uploads the tail. Part sizes grow
+//!   on a schedule so one file can reach 5 TiB within 10,000 parts.
+//! - **The base is pinned**: every GET and copy of base bytes carries `If-Match`, a PUT carries
+//!   `If-Match` (or `If-None-Match: *` for a new file), and a multipart upload is checked with
+//!   HEAD before it completes. If another client replaced the object meanwhile the commit fails
+//!   with ESTALE (EEXIST for a name another client created), and nothing of theirs is
+//!   overwritten by us.
+//! - **Ambiguous failures** (a reset after S3 applied the request) are resolved, not guessed:
+//!   every object this mount writes carries a write id in its metadata; a PUT answered 412 or a
+//!   CompleteMultipartUpload answered NoSuchUpload on a retry checks with HEAD whether the
+//!   object is ours. A CreateMultipartUpload that needed retries may have left an upload behind:
+//!   the commit lists the key's uploads and aborts the ones nobody here uses.
+//! - A failed commit aborts its upload and reaches the caller as an errno; nothing is left
+//!   behind.
+//! - Memory is bounded by `max_dirty_bytes`: past it, writes wait (backpressure) while streamed
+//!   parts upload or the largest file commits.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::{Bytes, BytesMut};
+use rand_core::Rng;
+
+use crate::calls::{CallId, Purpose};
+use crate::errno::{Errno, errno_for_s3_error};
+use crate::extents::Extents;
+use crate::fuse_types::{FileKind, FuseOp, FuseReply, OpenFlags, OpenReplyFlags, SetAttrChanges};
+use crate::ids::{FileHandle, FuseReqId, Ino};
+use crate::machine::Core;
+use crate::s3_types::{
+    Body, ByteRange, CompletedPart, ETag, Metadata, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, UploadId,
+};
+use crate::time::Instant;
+
+/// The metadata key under which every object this mount writes carries its write id.
+pub const WRITE_ID_METADATA: &str = "goofys-write-id";
+
+/// The object a file being written builds on.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub(crate) struct Base {
+    pub etag: ETag,
+    pub size_bytes: u64,
+}
+
+/// A multipart upload of this file in progress.
+#[derive(Debug)]
+struct Upload {
+    id: UploadIdState,
+    parts: BTreeMap<u32, Part>,
+    /// Bytes `[0, streamed_until)` belong to parts streamed while the file was written.
+    streamed_until: u64,
+    /// A CreateMultipartUpload of this file needed more than one attempt: an upload may have
+    /// been created whose id we never heard.
+    create_was_ambiguous: bool,
+}
+
+#[derive(Debug)]
+enum UploadIdState {
+    Creating(CallId),
+    Ready(UploadId),
+}
+
+/// One part of a multipart upload.
+#[derive(Debug)]
+struct Part {
+    start: u64,
+    end: u64,
+    state: PartState,
+}
+
+#[derive(Debug)]
+enum PartState {
+    /// Waiting for base bytes; `buffer` already holds zeros and the written bytes.
+    Fetching {
+        buffer: BytesMut,
+        gets: BTreeSet<CallId>,
+    },
+    /// Bytes ready to upload.
+    Ready(Bytes),
+    /// To be copied server-side from the base.
+    Copy,
+    /// Being uploaded or copied.
+    Sending(CallId),
+    Done(ETag),
+}
+
+/// A commit in progress.
+#[derive(Debug)]
+struct Commit {
+    /// Flush and fsync requests waiting for this commit's result.
+    waiters: Vec<FuseReqId>,
+    size_bytes: u64,
+    stage: CommitStage,
+}
+
+#[derive(Debug)]
+enum CommitStage {
+    /// A single PUT, waiting for base bytes.
+    PutFetching {
+        buffer: BytesMut,
+        gets: BTreeSet<CallId>,
+    },
+    Putting(CallId),
+    /// Multipart: parts being prepared and sent.
+    Parts,
+    /// HEAD before completing: is the base still what we built on?
+    Checking(CallId),
+    Completing(CallId),
+    /// HEAD after an ambiguous answer: is the object the one we wrote?
+    Verifying {
+        call: CallId,
+        otherwise: Errno,
+    },
+    /// The commit failed; its upload is being aborted (then leftovers are cleaned up, if a
+    /// CreateMultipartUpload was ambiguous).
+    Aborting {
+        failure: Errno,
+        then_cleanup: bool,
+    },
+    /// Looking for uploads an ambiguous CreateMultipartUpload may have left, and aborting them.
+    CleaningUp {
+        calls: BTreeSet<CallId>,
+        listed: bool,
+        outcome: Result<ETag, Errno>,
+    },
+}
+
+/// A file with writers or unwritten data.
+#[derive(Debug)]
+pub(crate) struct WriteFile {
+    key: String,
+    base: Option<Base>,
+    /// Bytes `[0, base_valid_bytes)` of the base are part of the file (less after truncation).
+    base_valid_bytes: u64,
+    size_bytes: u64,
+    extents: Extents,
+    /// There is something to commit.
+    dirty: bool,
+    /// Unlinked while open: nothing is committed any more.
+    unlinked: bool,
+    /// Open writable handles.
+    handles: u32,
+    upload: Option<Upload>,
+    commit: Option<Commit>,
+    /// Requests waiting for the commit in progress (or for memory), run again after it.
+    blocked: Vec<(FuseReqId, FuseOp)>,
+    /// The error of a commit nobody waited for, reported by the next flush.
+    unreported_failure: Option<Errno>,
+    /// Streamed parts were lost with a failed upload: the file cannot be committed any more.
+    lost: bool,
+    /// Identifies the next object this file writes.
+    write_id: String,
+}
+
+impl WriteFile {
+    /// Whether `[start, end)` touches bytes that were streamed and dropped from memory.
+    fn touches_streamed(&self, start: u64, end: u64) -> bool {
+        self.upload.as_ref().is_some_and(|upload| start < upload.streamed_until && end > 0 && start < end)
+    }
+
+    fn base_etag(&self) -> Option<ETag> {
+        self.base.as_ref().map(|base| base.etag.clone())
+    }
+}
+
+impl Core {
+    fn new_write_id(&mut self) -> String {
+        format!("{:016x}", self.rng.next_u64())
+    }
+
+    /// A writable handle of `ino` opened: make sure it has a write state.
+    pub(crate) fn attach_writer(&mut self, now: Instant, ino: Ino, truncate: bool) {
+        if !self.writes.contains_key(&ino) {
+            let inode = self.inodes.get(ino).expect("a known inode");
+            let base = inode.etag.clone().map(|etag| Base { etag, size_bytes: inode.size_bytes });
+            let size_bytes = if base.is_some() { inode.size_bytes } else { 0 };
+            let key = inode.key.clone();
+            let write_id = self.new_write_id();
+            let file = WriteFile {
+                key,
+                base_valid_bytes: size_bytes,
+                size_bytes,
+                // A file that is not in S3 yet must be created even if nothing is written.
+                dirty: base.is_none(),
+                base,
+                extents: Extents::default(),
+                unlinked: false,
+                handles: 0,
+                upload: None,
+                commit: None,
+                blocked: Vec::new(),
+                unreported_failure: None,
+                lost: false,
+                write_id,
+            };
+            self.writes.insert(ino, file);
+            self.inodes.set_writing(ino, true);
+        }
+        let file = self.writes.get_mut(&ino).expect("just ensured");
+        file.handles += 1;
+        if truncate {
+            self.truncate_file(now, ino, 0);
+        }
+    }
+
+    /// A writable handle of `ino` closed.
+    pub(crate) fn detach_writer(&mut self, now: Instant, ino: Ino) {
+        let Some(file) = self.writes.get_mut(&ino) else { return };
+        file.handles = file.handles.saturating_sub(1);
+        if file.handles == 0 && file.dirty && file.commit.is_none() && !file.unlinked && !file.lost {
+            // The kernel flushes on close; this catches writes through a handle closed without
+            // one (and mmap writes). Nobody waits: a failure is logged.
+            self.start_commit(now, ino, None);
+        }
+        self.drop_write_state_if_idle(ino);
+    }
+
+    fn drop_write_state_if_idle(&mut self, ino: Ino) {
+        let Some(file) = self.writes.get(&ino) else { return };
+        let idle = file.handles == 0 && file.commit.is_none() && file.upload.is_none() && file.blocked.is_empty();
+        if idle && (!file.dirty || file.unlinked || file.lost) {
+            if let Some(errno) = file.unreported_failure {
+                tracing::warn!(key = %file.key, ?errno, "a file closed with unwritten data that could not be written");
+            }
+            self.writes.remove(&ino);
+            self.inodes.set_writing(ino, false);
+        }
+    }
+
+    /// `create`: a new file that exists in this mount until its first commit puts it in S3.
+    pub(crate) fn create(
+        &mut self,
+        now: Instant,
+        id: FuseReqId,
+        parent: Ino,
+        name: &std::ffi::OsStr,
+        flags: OpenFlags,
+    ) {
+        let name = match self.valid_new_name(parent, name) {
+            Ok(name) => name,
+            Err(errno) => return self.reply_error(id, errno),
+        };
+        if flags.has(OpenFlags::O_EXCL)
+            && matches!(self.inodes.lookup_cached(parent, &name, now), crate::inode::CachedLookup::Hit(_))
+        {
+            return self.reply_error(id, Errno::EEXIST);
+        }
+        let ino = self.inodes.create_local_file(parent, &name, self.wall_time(now), now);
+        let reader_flags = OpenFlags((flags.0 & !OpenFlags::O_ACCMODE) | OpenFlags::O_RDWR);
+        let fh = self.allocate_handle();
+        let inode = self.inodes.get(ino).expect("just created");
+        let entry = self.inodes.entry(inode, &self.config);
+        self.inodes.add_lookup(ino);
+        self.insert_handle(fh, ino, reader_flags, flags.has(OpenFlags::O_APPEND));
+        self.attach_writer(now, ino, false);
+        self.reply(id, FuseReply::Created { entry, fh, flags: OpenReplyFlags::default() });
+    }
+
+    /// `write`: lays the bytes into the file's extents.
+    pub(crate) fn write(&mut self, now: Instant, id: FuseReqId, fh: FileHandle, offset: u64, data: Body) {
+        let Some(handle) = self.files.get(&fh) else {
+            return self.reply_error(id, Errno::EBADF);
+        };
+        if !handle.writable {
+            return self.reply_error(id, Errno::EBADF);
+        }
+        let (ino, append) = (handle.ino, handle.append);
+        let max_object_size = self.config.max_object_size_bytes;
+        let Some(file) = self.writes.get_mut(&ino) else {
+            return self.reply_error(id, Errno::EBADF);
+        };
+        if file.lost {
+            return self.reply_error(id, Errno::EIO);
+        }
+        let offset = if append { file.size_bytes } else { offset };
+        let len = data.len() as u64;
+        let end = offset.saturating_add(len);
+        if end > max_object_size {
+            return self.reply_error(id, Errno::EFBIG);
+        }
+        if file.commit.is_some() {
+            file.blocked.push((id, FuseOp::Write { ino, fh, offset, data }));
+            return;
+        }
+        if file.touches_streamed(offset, end) {
+            // Bytes already uploaded as parts are no longer in memory: commit them, then
+            // write over the committed object.
+            file.blocked.push((id, FuseOp::Write { ino, fh, offset, data }));
+            return self.start_commit(now, ino, None);
+        }
+        if self.dirty_bytes_total() + len > self.config.max_dirty_bytes && self.dirty_bytes_total() > 0 {
+            return self.wait_for_memory(now, ino, id, FuseOp::Write { ino, fh, offset, data });
+        }
+        let file = self.writes.get_mut(&ino).expect("checked above");
+        file.extents.write(offset, data.0);
+        file.size_bytes = file.size_bytes.max(end);
+        file.dirty = true;
+        let size_bytes = file.size_bytes;
+        self.inodes.set_size(ino, size_bytes, self.wall_time(now));
+        self.reply(id, FuseReply::Written { size: len as u32 });
+        self.stream_parts(now, ino);
+    }
+
+    fn dirty_bytes_total(&self) -> u64 {
+        self.writes.values().map(|file| file.extents.total_bytes()).sum()
+    }
+
+    /// A write that would exceed the memory limit waits until uploads free memory; if nothing
+    /// is under way that will, the file with the most unwritten bytes is committed.
+    fn wait_for_memory(&mut self, now: Instant, ino: Ino, id: FuseReqId, op: FuseOp) {
+        self.writes.get_mut(&ino).expect("a write state").blocked.push((id, op));
+        let freeing = self
+            .writes
+            .values()
+            .any(|file| file.commit.is_some() || file.upload.as_ref().is_some_and(|upload| upload.sending()));
+        if !freeing {
+            let largest = self
+                .writes
+                .iter()
+                .filter(|(_, file)| file.commit.is_none() && !file.extents.is_empty())
+                .max_by_key(|(ino, file)| (file.extents.total_bytes(), std::cmp::Reverse(**ino)))
+                .map(|(&ino, _)| ino);
+            if let Some(largest) = largest {
+                self.start_commit(now, largest, None);
+            }
+        }
+    }
+
+    /// Runs again the requests that waited for memory or for a commit.
+    fn run_blocked(&mut self, now: Instant) {
+        let mut blocked = Vec::new();
+        for file in self.writes.values_mut() {
+            if file.commit.is_none() {
+                blocked.append(&mut file.blocked);
+            }
+        }
+        blocked.sort_by_key(|(id, _)| *id);
+        for (id, op) in blocked {
+            self.handle_fuse(now, id, op);
+        }
+    }
+
+    /// `flush` and `fsync`: commit what this handle's file holds, answer when S3 has it.
+    pub(crate) fn flush(&mut self, now: Instant, id: FuseReqId, fh: FileHandle) {
+        let Some(handle) = self.files.get(&fh) else {
+            return self.reply_error(id, Errno::EBADF);
+        };
+        let ino = handle.ino;
+        // A reader has nothing to flush (close(2) flushes every handle).
+        let Some(file) = self.writes.get_mut(&ino).filter(|_| handle.writable) else {
+            return self.reply(id, FuseReply::Empty);
+        };
+        if let Some(commit) = &mut file.commit {
+            commit.waiters.push(id);
+            return;
+        }
+        if file.lost {
+            return self.reply_error(id, Errno::EIO);
+        }
+        if file.dirty && !file.unlinked {
+            return self.start_commit(now, ino, Some(id));
+        }
+        match file.unreported_failure.take() {
+            Some(errno) => self.reply_error(id, errno),
+            None => self.reply(id, FuseReply::Empty),
+        }
+    }
+
+    /// `setattr` with a size: truncate or extend with zeros.
+    pub(crate) fn setattr(&mut self, now: Instant, id: FuseReqId, ino: Ino, changes: SetAttrChanges) {
+        let Some(inode) = self.inodes.get(ino) else {
+            return self.reply_error(id, Errno::ENOENT);
+        };
+        if changes.mode.is_some() || changes.uid.is_some() || changes.gid.is_some() {
+            tracing::warn!(?ino, "changing modes and owners is not supported yet; replying ENOTSUP");
+            return self.reply_error(id, Errno::ENOTSUP);
+        }
+        if changes.atime.is_some() || changes.mtime.is_some() {
+            tracing::warn!(?ino, "setting file times is not supported yet; replying ENOTSUP");
+            return self.reply_error(id, Errno::ENOTSUP);
+        }
+        let Some(size) = changes.size_bytes else {
+            let attr = self.inodes.attr(inode, &self.config);
+            let ttl = self.config.stat_cache_ttl;
+            return self.reply(id, FuseReply::Attr { attr, ttl });
+        };
+        if inode.kind == FileKind::Directory {
+            return self.reply_error(id, Errno::EISDIR);
+        }
+        if size > self.config.max_object_size_bytes {
+            return self.reply_error(id, Errno::EFBIG);
+        }
+        let op = FuseOp::SetAttr { ino, fh: None, changes };
+        let opened_here = self.writes.contains_key(&ino);
+        if !opened_here {
+            if now >= inode.stat_expiry && !self.inodes.is_writing(ino) {
+                // Truncating a file nobody writes here: it must be current first.
+                return self.revalidate_then(now, id, ino, op);
+            }
+            self.attach_writer(now, ino, false);
+        }
+        let file = self.writes.get_mut(&ino).expect("attached");
+        if file.commit.is_some() || file.touches_streamed(size, u64::MAX) {
+            file.blocked.push((id, op));
+            if file.commit.is_none() {
+                self.start_commit(now, ino, None);
+            }
+            if !opened_here {
+                self.writes.get_mut(&ino).expect("attached").handles -= 1;
+            }
+            return;
+        }
+        self.truncate_file(now, ino, size);
+        if opened_here {
+            let inode = self.inodes.get(ino).expect("known");
+            let attr = self.inodes.attr(inode, &self.config);
+            let ttl = self.config.stat_cache_ttl;
+            return self.reply(id, FuseReply::Attr { attr, ttl });
+        }
+        // `truncate` on a file nobody has open: commit at once and answer after.
+        let file = self.writes.get_mut(&ino).expect("attached");
+        file.handles -= 1;
+        self.start_commit(now, ino, None);
+        let file = self.writes.get_mut(&ino).expect("committing");
+        if let Some(commit) = &mut file.commit {
+            commit.waiters.push(id);
+            self.setattr_waiters.insert(id, ino);
+        }
+    }
+
+    fn truncate_file(&mut self, now: Instant, ino: Ino, size: u64) {
+        let file = self.writes.get_mut(&ino).expect("a write state");
+        file.extents.truncate(size);
+        file.base_valid_bytes = file.base_valid_bytes.min(size);
+        file.size_bytes = size;
+        file.dirty = true;
+        self.inodes.set_size(ino, size, self.wall_time(now));
+    }
+
+    // ---- reads of a file being written ----------------------------------------------------
+
+    /// Plans a read of a file being written: `Some((object_end, reply_end))`, where the object
+    /// supplies `[offset, object_end)` and the reply is `[offset, reply_end)`; `None` if the read
+    /// waits for a commit.
+    pub(crate) fn plan_read_while_writing(
+        &mut self,
+        now: Instant,
+        id: FuseReqId,
+        fh: FileHandle,
+        ino: Ino,
+        offset: u64,
+        size: u32,
+    ) -> Option<(u64, u64)> {
+        let file = self.writes.get_mut(&ino).expect("caller checked");
+        let reply_end = offset.saturating_add(u64::from(size)).min(file.size_bytes);
+        let op = FuseOp::Read { ino, fh, offset, size };
+        if file.commit.is_some() {
+            file.blocked.push((id, op));
+            return None;
+        }
+        if file.touches_streamed(offset, reply_end) {
+            file.blocked.push((id, op));
+            self.start_commit(now, ino, None);
+            return None;
+        }
+        let object_end = reply_end.min(file.base_valid_bytes);
+        if offset >= object_end || file.extents.covers(offset, object_end) {
+            return Some((offset, reply_end));
+        }
+        Some((object_end, reply_end))
+    }
+
+    /// The reply to a read of a file being written: the object's bytes, zeros past the base,
+    /// the unwritten bytes on top.
+    pub(crate) fn compose_read(&self, ino: Ino, start: u64, reply_end: u64, object_bytes: Bytes) -> Bytes {
+        let len = reply_end.saturating_sub(start) as usize;
+        let mut out = vec![0u8; len];
+        let Some(file) = self.writes.get(&ino) else {
+            let take = object_bytes.len().min(len);
+            out[..take].copy_from_slice(&object_bytes[..take]);
+            return Bytes::from(out);
+        };
+        let valid = file.base_valid_bytes.saturating_sub(start).min(object_bytes.len() as u64) as usize;
+        let valid = valid.min(len);
+        out[..valid].copy_from_slice(&object_bytes[..valid]);
+        file.extents.overlay(start, &mut out);
+        Bytes::from(out)
+    }
+
+    /// The current size of a file being written, if it is.
+    pub(crate) fn writing_size(&self, ino: Ino) -> Option<u64> {
+        self.writes.get(&ino).map(|file| file.size_bytes)
+    }
+
+    /// Marks a file being written as unlinked: nothing of it is committed any more.
+    pub(crate) fn unlink_write_state(&mut self, ino: Ino) {
+        if let Some(file) = self.writes.get_mut(&ino) {
+            file.unlinked = true;
+            file.dirty = false;
+        }
+        self.abort_stream_if_idle(ino);
+    }
+
+    fn abort_stream_if_idle(&mut self, ino: Ino) {
+        let Some(file) = self.writes.get_mut(&ino) else { return };
+        if file.commit.is_none() && file.upload.is_some() {
+            let failure = Errno::ENOENT;
+            file.commit = Some(Commit { waiters: Vec::new(), size_bytes: 0, stage: CommitStage::Parts });
+            self.fail_commit(Instant::ZERO, ino, failure);
+        }
+    }
+
+    // ---- streaming ------------------------------------------------------------------------
+
+    /// Starts uploading parts of a file written from its start as soon as they are full.
+    fn stream_parts(&mut self, now: Instant, ino: Ino) {
+        let file = self.writes.get(&ino).expect("a write state");
+        if file.commit.is_some() || file.unlinked || file.lost || file.base_valid_bytes > 0 {
+            return;
+        }
+        let mut new_parts = Vec::new();
+        let mut next_number = file.upload.as_ref().map_or(1, |u| u.parts.len() as u32 + 1);
+        let mut at = file.upload.as_ref().map_or(0, |u| u.streamed_until);
+        loop {
+            let part_size = self.config.write_part_size(next_number);
+            let end = at + part_size;
+            // Stream only parts that are full and not the file's last bytes: a file of one
+            // part goes up in a single PUT at close.
+            if file.size_bytes <= end || !file.extents.covers(at, end) || next_number > self.config.multipart_max_parts
+            {
+                break;
+            }
+            let bytes = assemble_extents(&file.extents, at, end);
+            new_parts.push((next_number, at, end, bytes));
+            next_number += 1;
+            at = end;
+        }
+        if new_parts.is_empty() {
+            return;
+        }
+        if self.writes[&ino].upload.is_none() {
+            let call = self.create_upload_call(now, ino);
+            self.writes.get_mut(&ino).expect("a write state").upload = Some(Upload {
+                id: UploadIdState::Creating(call),
+                parts: BTreeMap::new(),
+                streamed_until: 0,
+                create_was_ambiguous: false,
+            });
+        }
+        let file = self.writes.get_mut(&ino).expect("a write state");
+        let upload = file.upload.as_mut().expect("just ensured");
+        for (number, start, end, bytes) in new_parts {
+            upload.parts.insert(number, Part { start, end, state: PartState::Ready(bytes) });
+            upload.streamed_until = end;
+        }
+        self.send_parts(now, ino);
+    }
+
+    fn create_upload_call(&mut self, now: Instant, ino: Ino) -> CallId {
+        let file = &self.writes[&ino];
+        let request = S3Request::CreateMultipartUpload {
+            key: file.key.clone(),
+            content_type: None,
+            metadata: write_metadata(&file.write_id),
+        };
+        self.start_call(now, Purpose::WriteCreateUpload { ino }, request)
+    }
+
+    /// Sends parts that are ready, up to the in-flight limit.
+    fn send_parts(&mut self, now: Instant, ino: Ino) {
+        let limit = self.config.part_uploads_inflight_max.max(1) as usize;
+        let file = &self.writes[&ino];
+        let Some(upload) = &file.upload else { return };
+        let UploadIdState::Ready(upload_id) = &upload.id else { return };
+        let sending = upload.parts.values().filter(|part| matches!(part.state, PartState::Sending(_))).count();
+        let to_send: Vec<u32> = upload
+            .parts
+            .iter()
+            .filter(|(_, part)| matches!(part.state, PartState::Ready(_) | PartState::Copy))
+            .map(|(&number, _)| number)
+            .take(limit.saturating_sub(sending))
+            .collect();
+        let (key, upload_id, base) = (file.key.clone(), upload_id.clone(), file.base_etag());
+        for number in to_send {
+            let part = self.writes.get_mut(&ino).expect("a write state").upload.as_mut().expect("an upload");
+            let part = part.parts.get_mut(&number).expect("listed");
+            let request = match std::mem::replace(&mut part.state, PartState::Copy) {
+                PartState::Ready(bytes) => S3Request::UploadPart {
+                    key: key.clone(),
+                    upload_id: upload_id.clone(),
+                    part_number: number,
+                    body: Body(bytes),
+                },
+                PartState::Copy => S3Request::UploadPartCopy {
+                    key: key.clone(),
+                    upload_id: upload_id.clone(),
+                    part_number: number,
+                    source_key: key.clone(),
+                    source_range: Some(ByteRange::new(part.start, part.end)),
+                    source_if_match: base.clone(),
+                },
+                _ => unreachable!("filtered"),
+            };
+            let call = self.start_call(now, Purpose::WritePart { ino, part: number }, request);
+            let part = self.writes.get_mut(&ino).expect("a write state").upload.as_mut().expect("an upload");
+            part.parts.get_mut(&number).expect("listed").state = PartState::Sending(call);
+        }
+    }
+
+    // ---- committing -----------------------------------------------------------------------
+
+    /// Starts a commit of `ino`; `waiter` (a flush or fsync) gets its result.
+    pub(crate) fn start_commit(&mut self, now: Instant, ino: Ino, waiter: Option<FuseReqId>) {
+        let file = self.writes.get_mut(&ino).expect("a write state");
+        if let Some(commit) = &mut file.commit {
+            commit.waiters.extend(waiter);
+            return;
+        }
+        let waiters: Vec<FuseReqId> = waiter.into_iter().collect();
+        if file.unlinked || (!file.dirty && file.upload.is_none()) {
+            for id in waiters {
+                self.reply(id, FuseReply::Empty);
+            }
+            return;
+        }
+        if file.lost {
+            for id in waiters {
+                self.reply_error(id, Errno::EIO);
+            }
+            return;
+        }
+        let size = file.size_bytes;
+        let single_put = file.upload.is_none() && size <= self.config.write_part_size(1);
+        if single_put {
+            let (buffer, gaps) = build_buffer(file, 0, size);
+            file.commit = Some(Commit {
+                waiters,
+                size_bytes: size,
+                stage: CommitStage::PutFetching { buffer, gets: BTreeSet::new() },
+            });
+            let gets = self.fetch_base(now, ino, 0, &gaps);
+            if let Some(CommitStage::PutFetching { gets: pending, .. }) =
+                self.writes.get_mut(&ino).and_then(|f| f.commit.as_mut()).map(|c| &mut c.stage)
+            {
+                pending.extend(gets);
+            }
+        } else {
+            file.commit = Some(Commit { waiters, size_bytes: size, stage: CommitStage::Parts });
+            self.plan_remaining_parts(now, ino);
+        }
+        self.advance_commit(now, ino);
+    }
+
+    /// Adds the parts that cover what streaming did not, deciding for each whether to copy it
+    /// from the base or to upload it.
+    fn plan_remaining_parts(&mut self, now: Instant, ino: Ino) {
+        let min_part = self.config.multipart_min_part_size_bytes;
+        if self.writes[&ino].upload.is_none() {
+            let call = self.create_upload_call(now, ino);
+            self.writes.get_mut(&ino).expect("a write state").upload = Some(Upload {
+                id: UploadIdState::Creating(call),
+                parts: BTreeMap::new(),
+                streamed_until: 0,
+                create_was_ambiguous: false,
+            });
+        }
+        let file = &self.writes[&ino];
+        let upload = file.upload.as_ref().expect("ensured");
+        let mut number = upload.parts.len() as u32 + 1;
+        let mut at = upload.streamed_until;
+        let size = file.size_bytes;
+        let mut planned = Vec::new();
+        while at < size || (number == 1 && size == 0) {
+            let end = (at + self.config.write_part_size(number)).min(size);
+            let last = end == size;
+            let copyable = file.base.is_some()
+                && end <= file.base_valid_bytes
+                && !file.extents.overlaps(at, end)
+                && (end - at >= min_part || last);
+            planned.push((number, at, end, copyable));
+            number += 1;
+            at = end;
+            if last {
+                break;
+            }
+        }
+        let mut fetches = Vec::new();
+        let file = self.writes.get_mut(&ino).expect("a write state");
+        for (number, start, end, copyable) in planned {
+            let state = if copyable {
+                PartState::Copy
+            } else {
+                let (buffer, gaps) = build_buffer(file, start, end);
+                if gaps.is_empty() {
+                    PartState::Ready(buffer.freeze())
+                } else {
+                    fetches.push((number, start, gaps));
+                    PartState::Fetching { buffer, gets: BTreeSet::new() }
+                }
+            };
+            file.upload.as_mut().expect("ensured").parts.insert(number, Part { start, end, state });
+        }
+        for (number, start, gaps) in fetches {
+            let gets = self.fetch_base(now, ino, number, &gaps);
+            let _ = start;
+            let part = self.writes.get_mut(&ino).expect("a write state").upload.as_mut().expect("an upload");
+            if let Some(Part { state: PartState::Fetching { gets: pending, .. }, .. }) = part.parts.get_mut(&number) {
+                pending.extend(gets);
+            }
+        }
+    }
+
+    /// Starts GETs of base bytes for part `part` (0: the single PUT).
+    fn fetch_base(&mut self, now: Instant, ino: Ino, part: u32, gaps: &[(u64, u64)]) -> Vec<CallId> {
+        let file = &self.writes[&ino];
+        let (key, etag) = (file.key.clone(), file.base_etag());
+        let piece = self.config.read_part_size_bytes.max(1);
+        let mut calls = Vec::new();
+        for &(start, end) in gaps {
+            let mut at = start;
+            while at < end {
+                let piece_end = (at + piece).min(end);
+                let request = S3Request::GetObject {
+                    key: key.clone(),
+                    range: Some(ByteRange::new(at, piece_end)),
+                    if_match: etag.clone(),
+                };
+                calls.push(self.start_call(now, Purpose::WriteGet { ino, part }, request));
+                at = piece_end;
+            }
+        }
+        calls
+    }
+
+    /// Moves a commit forward when nothing it waits for is outstanding.
+    fn advance_commit(&mut self, now: Instant, ino: Ino) {
+        let Some(file) = self.writes.get(&ino) else { return };
+        let Some(commit) = &file.commit else { return };
+        match &commit.stage {
+            CommitStage::PutFetching { gets, .. } if gets.is_empty() => {
+                let file = self.writes.get_mut(&ino).expect("a write state");
+                let commit = file.commit.as_mut().expect("a commit");
+                let CommitStage::PutFetching { buffer, .. } = std::mem::replace(&mut commit.stage, CommitStage::Parts)
+                else {
+                    unreachable!()
+                };
+                let request = S3Request::PutObject {
+                    key: file.key.clone(),
+                    body: Body(buffer.freeze()),
+                    content_type: None,
+                    metadata: write_metadata(&file.write_id),
+                    if_match: file.base_etag(),
+                    if_none_match_any: file.base.is_none(),
+                };
+                let call = self.start_call(now, Purpose::WritePut { ino }, request);
+                self.writes.get_mut(&ino).expect("a write state").commit.as_mut().expect("a commit").stage =
+                    CommitStage::Putting(call);
+            }
+            CommitStage::Parts => {
+                self.send_parts(now, ino);
+                let file = &self.writes[&ino];
+                let upload = file.upload.as_ref().expect("a multipart commit has an upload");
+                let all_done = upload.parts.values().all(|part| matches!(part.state, PartState::Done(_)));
+                if all_done && matches!(upload.id, UploadIdState::Ready(_)) {
+                    let request = S3Request::HeadObject { key: file.key.clone() };
+                    let call = self.start_call(now, Purpose::WriteHead { ino }, request);
+                    self.writes.get_mut(&ino).expect("a write state").commit.as_mut().expect("a commit").stage =
+                        CommitStage::Checking(call);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Sends CompleteMultipartUpload with every part.
+    fn complete_upload(&mut self, now: Instant, ino: Ino) {
+        let file = &self.writes[&ino];
+        let upload = file.upload.as_ref().expect("an upload");
+        let UploadIdState::Ready(upload_id) = &upload.id else { unreachable!("parts were sent") };
+        let parts = upload
+            .parts
+            .iter()
+            .map(|(&part_number, part)| match &part.state {
+                PartState::Done(etag) => CompletedPart { part_number, etag: etag.clone() },
+                other => unreachable!("completing with part {part_number} in {other:?}"),
+            })
+            .collect();
+        let request = S3Request::CompleteMultipartUpload { key: file.key.clone(), upload_id: upload_id.clone(), parts };
+        let call = self.start_call(now, Purpose::WriteComplete { ino }, request);
+        self.writes.get_mut(&ino).expect("a write state").commit.as_mut().expect("a commit").stage =
+            CommitStage::Completing(call);
+    }
+
+    // ---- S3 results -----------------------------------------------------------------------
+
+    pub(crate) fn write_get_done(
+        &mut self,
+        now: Instant,
+        ino: Ino,
+        part: u32,
+        call_id: CallId,
+        request: &S3Request,
+        result: S3Result,
+    ) {
+        let S3Request::GetObject { range: Some(range), .. } = request else { unreachable!("ranged GETs") };
+        match result {
+            Ok(S3Response::GetObject(output)) => {
+                self.write_data_arrived(now, ino, part, call_id, output.range_start, output.body.0, true, range.end)
+            }
+            Ok(other) => {
+                let error = crate::lookup::unexpected_response("GetObject", &other);
+                self.fail_commit(now, ino, errno_for_s3_error(&error))
+            }
+            Err(error) => self.fail_commit(now, ino, base_errno(&error)),
+        }
+    }
+
+    /// Base bytes for a commit arrived (all of a GET's range, or a prefix of it when its body
+    /// was cut short and the rest is on its way).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_data_arrived(
+        &mut self,
+        now: Instant,
+        ino: Ino,
+        part: u32,
+        call_id: CallId,
+        data_start: u64,
+        data: Bytes,
+        complete: bool,
+        range_end: u64,
+    ) {
+        let Some(file) = self.writes.get_mut(&ino) else { return };
+        let extents = &file.extents;
+        let (buffer, buffer_start, gets) = match (part, file.commit.as_mut()) {
+            (0, Some(Commit { stage: CommitStage::PutFetching { buffer, gets }, .. })) => (buffer, 0, gets),
+            (number, _) => match file.upload.as_mut().and_then(|u| u.parts.get_mut(&number)) {
+                Some(Part { start, state: PartState::Fetching { buffer, gets }, .. }) => (buffer, *start, gets),
+                _ => return,
+            },
+        };
+        if !gets.contains(&call_id) {
+            return;
+        }
+        // Copy the object's bytes under what was written since.
+        let data_end = (data_start + data.len() as u64).min(range_end);
+        let mut piece = data[..(data_end - data_start) as usize].to_vec();
+        extents.overlay(data_start, &mut piece);
+        let offset = (data_start - buffer_start) as usize;
+        buffer[offset..offset + piece.len()].copy_from_slice(&piece);
+        if complete {
+            gets.remove(&call_id);
+        }
+        let done = gets.is_empty();
+        if done && part != 0 {
+            let upload = file.upload.as_mut().expect("an upload");
+            let part_entry = upload.parts.get_mut(&part).expect("fetching part");
+            let PartState::Fetching { buffer, .. } = std::mem::replace(&mut part_entry.state, PartState::Copy) else {
+                unreachable!()
+            };
+            part_entry.state = PartState::Ready(buffer.freeze());
+        }
+        if done {
+            self.advance_commit(now, ino);
+        }
+    }
+
+    pub(crate) fn write_create_upload_done(&mut self, now: Instant, ino: Ino, attempts: u32, result: S3Result) {
+        let Some(file) = self.writes.get_mut(&ino) else { return };
+        let Some(upload) = file.upload.as_mut() else { return };
+        upload.create_was_ambiguous |= attempts > 1;
+        match result {
+            Ok(S3Response::CreateMultipartUpload { upload_id }) => {
+                upload.id = UploadIdState::Ready(upload_id);
+                self.send_parts(now, ino);
+                self.advance_commit(now, ino);
+            }
+            Ok(other) => {
+                let error = crate::lookup::unexpected_response("CreateMultipartUpload", &other);
+                self.fail_upload(now, ino, errno_for_s3_error(&error));
+            }
+            Err(error) => self.fail_upload(now, ino, errno_for_s3_error(&error)),
+        }
+    }
+
+    pub(crate) fn write_part_done(&mut self, now: Instant, ino: Ino, part: u32, result: S3Result) {
+        let Some(file) = self.writes.get_mut(&ino) else { return };
+        let Some(upload) = file.upload.as_mut() else { return };
+        let Some(entry) = upload.parts.get_mut(&part) else { return };
+        match result {
+            Ok(S3Response::UploadPart { etag } | S3Response::UploadPartCopy { etag }) => {
+                entry.state = PartState::Done(etag);
+                let (start, end) = (entry.start, entry.end);
+                // A streamed part's bytes are in S3 now; memory is free for more writes.
+                if end <= upload.streamed_until {
+                    file.extents.remove_range(start, end);
+                }
+                self.send_parts(now, ino);
+                self.advance_commit(now, ino);
+                self.run_blocked_for_memory(now);
+            }
+            Ok(other) => {
+                let error = crate::lookup::unexpected_response("UploadPart", &other);
+                self.fail_upload(now, ino, errno_for_s3_error(&error));
+            }
+            Err(error) => self.fail_upload(now, ino, base_errno(&error)),
+        }
+    }
+
+    /// Writes that waited for memory may go on once streamed parts freed some.
+    fn run_blocked_for_memory(&mut self, now: Instant) {
+        if self.dirty_bytes_total() < self.config.max_dirty_bytes {
+            self.run_blocked(now);
+        }
+    }
+
+    pub(crate) fn write_put_done(&mut self, now: Instant, ino: Ino, result: S3Result) {
+        let Some(file) = self.writes.get(&ino) else { return };
+        match result {
+            Ok(S3Response::PutObject { etag }) => self.commit_succeeded(now, ino, etag),
+            Err(S3Error::Service(error)) if error.status == 412 || error.code == S3ErrorCode::PreconditionFailed => {
+                // Our own earlier attempt may have written it (a reset after S3 applied it).
+                let otherwise = conflict_errno(file);
+                self.verify_ours(now, ino, otherwise);
+            }
+            Ok(other) => {
+                let error = crate::lookup::unexpected_response("PutObject", &other);
+                self.fail_commit(now, ino, errno_for_s3_error(&error))
+            }
+            Err(error) => self.fail_commit(now, ino, errno_for_s3_error(&error)),
+        }
+    }
+
+    fn verify_ours(&mut self, now: Instant, ino: Ino, otherwise: Errno) {
+        let key = self.writes[&ino].key.clone();
+        let call = self.start_call(now, Purpose::WriteHead { ino }, S3Request::HeadObject { key });
+        let commit = self.writes.get_mut(&ino).expect("a write state").commit.as_mut().expect("a commit");
+        commit.stage = CommitStage::Verifying { call, otherwise };
+    }
+
+    pub(crate) fn write_head_done(&mut self, now: Instant, ino: Ino, result: S3Result) {
+        let Some(file) = self.writes.get(&ino) else { return };
+        let Some(commit) = &file.commit else { return };
+        let found = match result {
+            Ok(S3Response::HeadObject(meta)) => Some(meta),
+            Err(S3Error::Service(error)) if error.status == 404 || error.code == S3ErrorCode::NoSuchKey => None,
+            Ok(other) => {
+                let error = crate::lookup::unexpected_response("HeadObject", &other);
+                return self.fail_commit(now, ino, errno_for_s3_error(&error));
+            }
+            Err(error) => return self.fail_commit(now, ino, errno_for_s3_error(&error)),
+        };
+        match &commit.stage {
+            CommitStage::Checking(_) => {
+                let unchanged = match (&file.base, &found) {
+                    (None, None) => true,
+                    (Some(base), Some(meta)) => base.etag == meta.etag,
+                    // Unlinked by us or another client since: recreating it is what the writer
+                    // asked for only if the file was new to begin with.
+                    (Some(_), None) | (None, Some(_)) => false,
+                };
+                if unchanged {
+                    self.complete_upload(now, ino);
+                } else {
+                    let errno = conflict_errno(file);
+                    tracing::warn!(key = %file.key, "the object changed while this mount wrote it; not replacing it");
+                    self.fail_commit(now, ino, errno);
+                }
+            }
+            &CommitStage::Verifying { otherwise, .. } => {
+                let ours = found
+                    .as_ref()
+                    .filter(|meta| meta.metadata.get(WRITE_ID_METADATA) == Some(&file.write_id))
+                    .map(|meta| meta.etag.clone());
+                match ours {
+                    Some(etag) => self.commit_succeeded(now, ino, etag),
+                    None => self.fail_commit(now, ino, otherwise),
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub(crate) fn write_complete_done(&mut self, now: Instant, ino: Ino, result: S3Result) {
+        match result {
+            Ok(S3Response::CompleteMultipartUpload { etag }) => self.commit_succeeded(now, ino, etag),
+            Err(S3Error::Service(error)) if error.code == S3ErrorCode::NoSuchUpload => {
+                // A retry of a completion that already succeeded finds no upload.
+                self.verify_ours(now, ino, Errno::EIO);
+            }
+            Ok(other) => {
+                let error = crate::lookup::unexpected_response("CompleteMultipartUpload", &other);
+                self.fail_commit(now, ino, errno_for_s3_error(&error))
+            }
+            Err(error) => self.fail_commit(now, ino, errno_for_s3_error(&error)),
+        }
+    }
+
+    pub(crate) fn write_abort_done(&mut self, now: Instant, ino: Ino, result: S3Result) {
+        if let Err(error) = &result
+            && !matches!(error, S3Error::Service(service) if service.code == S3ErrorCode::NoSuchUpload)
+        {
+            tracing::error!(%error, "aborting a failed multipart upload failed; it may be left in the bucket");
+        }
+        let Some(file) = self.writes.get_mut(&ino) else { return };
+        let Some(Commit { stage: CommitStage::Aborting { failure, then_cleanup, .. }, .. }) = &file.commit else {
+            return;
+        };
+        let (failure, then_cleanup) = (*failure, *then_cleanup);
+        if then_cleanup {
+            return self.start_cleanup(now, ino, Err(failure));
+        }
+        self.settle_commit(now, ino, Err(failure));
+    }
+
+    pub(crate) fn write_cleanup_done(&mut self, now: Instant, ino: Ino, call_id: CallId, result: S3Result) {
+        let in_use: BTreeSet<String> = self
+            .writes
+            .values()
+            .filter_map(|file| match file.upload.as_ref().map(|u| &u.id) {
+                Some(UploadIdState::Ready(id)) => Some(id.0.clone()),
+                _ => None,
+            })
+            .collect();
+        let Some(file) = self.writes.get_mut(&ino) else { return };
+        let key = file.key.clone();
+        let Some(Commit { stage: CommitStage::CleaningUp { calls, listed, .. }, .. }) = &mut file.commit else {
+            return;
+        };
+        calls.remove(&call_id);
+        let mut aborts = Vec::new();
+        if !*listed {
+            *listed = true;
+            match result {
+                Ok(S3Response::ListMultipartUploads { uploads }) => {
+                    aborts = uploads
+                        .into_iter()
+                        .filter(|upload| upload.key == key && !in_use.contains(&upload.upload_id.0))
+                        .map(|upload| upload.upload_id)
+                        .collect();
+                }
+                other => tracing::error!(?other, %key, "cannot list uploads to clean up; some may be left behind"),
+            }
+        } else if let Err(error) = result {
+            tracing::error!(%error, %key, "aborting a leftover multipart upload failed");
+        }
+        for upload_id in aborts {
+            tracing::info!(%key, upload_id = %upload_id.0, "aborting an upload a lost reply left behind");
+            let request = S3Request::AbortMultipartUpload { key: key.clone(), upload_id };
+            let call = self.start_call(now, Purpose::WriteCleanup { ino }, request);
+            if let Some(Commit { stage: CommitStage::CleaningUp { calls, .. }, .. }) =
+                &mut self.writes.get_mut(&ino).expect("a write state").commit
+            {
+                calls.insert(call);
+            }
+        }
+        let file = self.writes.get_mut(&ino).expect("a write state");
+        if let Some(Commit { stage: CommitStage::CleaningUp { calls, outcome, .. }, .. }) = &mut file.commit
+            && calls.is_empty()
+        {
+            let outcome = outcome.clone();
+            self.settle_commit(now, ino, outcome);
+        }
+    }
+
+    // ---- the end of a commit --------------------------------------------------------------
+
+    fn commit_succeeded(&mut self, now: Instant, ino: Ino, etag: ETag) {
+        let file = self.writes.get_mut(&ino).expect("a write state");
+        let ambiguous = file.upload.take().is_some_and(|upload| upload.create_was_ambiguous);
+        if ambiguous {
+            return self.start_cleanup(now, ino, Ok(etag));
+        }
+        self.settle_commit(now, ino, Ok(etag));
+    }
+
+    /// An upload failed while streaming or committing.
+    fn fail_upload(&mut self, now: Instant, ino: Ino, errno: Errno) {
+        let file = self.writes.get_mut(&ino).expect("a write state");
+        if file.commit.is_none() {
+            // Streaming failed with no commit under way: fail through one, so the upload is
+            // aborted and the next flush reports it.
+            file.commit = Some(Commit { waiters: Vec::new(), size_bytes: file.size_bytes, stage: CommitStage::Parts });
+        }
+        self.fail_commit(now, ino, errno);
+    }
+
+    /// The commit cannot succeed: abort its upload (if any), then report `errno`.
+    pub(crate) fn fail_commit(&mut self, now: Instant, ino: Ino, errno: Errno) {
+        let Some(file) = self.writes.get_mut(&ino) else { return };
+        let Some(commit) = &mut file.commit else { return };
+        if matches!(commit.stage, CommitStage::Aborting { .. } | CommitStage::CleaningUp { .. }) {
+            return;
+        }
+        tracing::warn!(key = %file.key, ?errno, "writing the file to S3 failed");
+        // Stop everything this commit still has in flight.
+        let mut calls = Vec::new();
+        match &commit.stage {
+            CommitStage::PutFetching { gets, .. } => calls.extend(gets.iter().copied()),
+            CommitStage::Putting(call) | CommitStage::Checking(call) | CommitStage::Completing(call) => {
+                calls.push(*call)
+            }
+            CommitStage::Verifying { call, .. } => calls.push(*call),
+            _ => {}
+        }
+        let mut abort = None;
+        let mut cleanup = false;
+        if let Some(upload) = file.upload.take() {
+            if upload.streamed_until > 0 {
+                // Streamed parts left memory: without the upload, the file cannot be written.
+                file.lost = true;
+            }
+            for part in upload.parts.values() {
+                match &part.state {
+                    PartState::Sending(call) => calls.push(*call),
+                    PartState::Fetching { gets, .. } => calls.extend(gets.iter().copied()),
+                    _ => {}
+                }
+            }
+            match upload.id {
+                // It may still be created: clean up whatever the key has left over.
+                UploadIdState::Creating(call) => {
+                    calls.push(call);
+                    cleanup = true;
+                }
+                UploadIdState::Ready(id) => abort = Some(id),
+            }
+            cleanup |= upload.create_was_ambiguous;
+        }
+        let key = file.key.clone();
+        for call in calls {
+            self.cancel_call(call);
+        }
+        if let Some(upload_id) = abort {
+            let request = S3Request::AbortMultipartUpload { key, upload_id };
+            self.start_call(now, Purpose::WriteAbort { ino }, request);
+            let commit = self.writes.get_mut(&ino).expect("a write state").commit.as_mut().expect("a commit");
+            commit.stage = CommitStage::Aborting { failure: errno, then_cleanup: cleanup };
+            return;
+        }
+        if cleanup {
+            return self.start_cleanup(now, ino, Err(errno));
+        }
+        self.settle_commit(now, ino, Err(errno));
+    }
+
+    fn start_cleanup(&mut self, now: Instant, ino: Ino, outcome: Result<ETag, Errno>) {
+        let key = self.writes[&ino].key.clone();
+        let call = self.start_call(now, Purpose::WriteCleanup { ino }, S3Request::ListMultipartUploads { prefix: key });
+        let commit = self.writes.get_mut(&ino).expect("a write state").commit.as_mut().expect("a commit");
+        commit.stage = CommitStage::CleaningUp { calls: BTreeSet::from([call]), listed: false, outcome };
+    }
+
+    /// Records the commit's outcome, answers its waiters and runs what waited for it.
+    fn settle_commit(&mut self, now: Instant, ino: Ino, outcome: Result<ETag, Errno>) {
+        let wall = self.wall_time(now);
+        let file = self.writes.get_mut(&ino).expect("a write state");
+        let commit = file.commit.take().expect("a commit");
+        file.upload = None;
+        let reply = match outcome {
+            Ok(etag) => {
+                let size = commit.size_bytes;
+                file.base = Some(Base { etag: etag.clone(), size_bytes: size });
+                file.base_valid_bytes = size;
+                file.extents = Extents::default();
+                file.dirty = file.size_bytes != size;
+                file.unreported_failure = None;
+                file.write_id = format!("{:016x}", self.rng.next_u64());
+                self.inodes.committed(ino, size, etag.clone(), wall, now);
+                self.inodes.make_ancestors_real(ino);
+                self.rebase_readers(now, ino, etag, size);
+                FuseReply::Empty
+            }
+            Err(_) if file.unlinked => FuseReply::Empty,
+            Err(errno) => {
+                if commit.waiters.is_empty() {
+                    file.unreported_failure = Some(errno);
+                }
+                FuseReply::Error(errno)
+            }
+        };
+        for id in commit.waiters {
+            if let Some(setattr_ino) = self.setattr_waiters.remove(&id) {
+                let reply = match &reply {
+                    FuseReply::Empty => {
+                        let inode = self.inodes.get(setattr_ino).expect("known");
+                        let attr = self.inodes.attr(inode, &self.config);
+                        FuseReply::Attr { attr, ttl: self.config.stat_cache_ttl }
+                    }
+                    other => other.clone(),
+                };
+                self.reply(id, reply);
+            } else {
+                self.reply(id, reply.clone());
+            }
+        }
+        self.run_blocked(now);
+        self.drop_write_state_if_idle(ino);
+    }
+
+    /// The S3 call of a write-path purpose failed or answered; route it.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn write_call_done(
+        &mut self,
+        now: Instant,
+        purpose: Purpose,
+        call_id: CallId,
+        request: &S3Request,
+        attempts: u32,
+        result: S3Result,
+    ) {
+        match purpose {
+            Purpose::WriteGet { ino, part } => self.write_get_done(now, ino, part, call_id, request, result),
+            Purpose::WriteCreateUpload { ino } => self.write_create_upload_done(now, ino, attempts, result),
+            Purpose::WritePart { ino, part } => self.write_part_done(now, ino, part, result),
+            Purpose::WritePut { ino } => self.write_put_done(now, ino, result),
+            Purpose::WriteHead { ino } => self.write_head_done(now, ino, result),
+            Purpose::WriteComplete { ino } => self.write_complete_done(now, ino, result),
+            Purpose::WriteAbort { ino } => self.write_abort_done(now, ino, result),
+            Purpose::WriteCleanup { ino } => self.write_cleanup_done(now, ino, call_id, result),
+            _ => unreachable!("not a write purpose"),
+        }
+    }
+
+    /// Flushes every file being written (at shutdown).
+    pub(crate) fn commit_all(&mut self, now: Instant) {
+        let dirty: Vec<Ino> = self
+            .writes
+            .iter()
+            .filter(|(_, file)| file.commit.is_none() && (file.dirty || file.upload.is_some()) && !file.lost)
+            .map(|(&ino, _)| ino)
+            .collect();
+        for ino in dirty {
+            self.start_commit(now, ino, None);
+        }
+    }
+
+    /// Whether any file has a commit or upload under way.
+    pub(crate) fn writes_in_progress(&self) -> bool {
+        self.writes.values().any(|file| file.commit.is_some() || file.upload.is_some())
+    }
+
+    /// Answers blocked requests with EIO (at shutdown).
+    pub(crate) fn fail_blocked(&mut self) -> Vec<FuseReqId> {
+        let mut ids = Vec::new();
+        for file in self.writes.values_mut() {
+            ids.extend(file.blocked.drain(..).map(|(id, _)| id));
+        }
+        ids
+    }
+}
+
+impl Core {
+    /// Whether a file being written has anything not yet in S3, or a commit under way.
+    pub(crate) fn write_state_is_busy(&self, ino: Ino) -> bool {
+        self.writes.get(&ino).is_some_and(|file| file.dirty || file.commit.is_some() || file.upload.is_some())
+    }
+
+    /// Runs `op` again once `ino` is committed (starting the commit if needed).
+    pub(crate) fn block_behind_commit(&mut self, now: Instant, ino: Ino, id: FuseReqId, op: FuseOp) {
+        let file = self.writes.get_mut(&ino).expect("a write state");
+        file.blocked.push((id, op));
+        if file.commit.is_none() {
+            self.start_commit(now, ino, None);
+        }
+    }
+
+    /// Write states follow keys that moved (a rename).
+    pub(crate) fn rekey_write_states(&mut self, moved: &dyn Fn(&str) -> Option<String>) {
+        for file in self.writes.values_mut() {
+            if let Some(key) = moved(&file.key) {
+                file.key = key;
+            }
+        }
+    }
+}
+
+impl Upload {
+    fn sending(&self) -> bool {
+        matches!(self.id, UploadIdState::Creating(_))
+            || self.parts.values().any(|part| matches!(part.state, PartState::Sending(_) | PartState::Fetching { .. }))
+    }
+}
+
+/// The bytes of `[start, end)` assembled from extents that cover it.
+fn assemble_extents(extents: &Extents, start: u64, end: u64) -> Bytes {
+    if let Some(bytes) = extents.contiguous(start, end) {
+        return bytes;
+    }
+    let mut out = vec![0u8; (end - start) as usize];
+    extents.overlay(start, &mut out);
+    Bytes::from(out)
+}
+
+/// A buffer for `[start, end)` of the file holding zeros and the written bytes, and the ranges
+/// of the base still to fetch into it.
+fn build_buffer(file: &WriteFile, start: u64, end: u64) -> (BytesMut, Vec<(u64, u64)>) {
+    let mut buffer = BytesMut::zeroed((end - start) as usize);
+    file.extents.overlay(start, &mut buffer);
+    let gaps = file.extents.gaps(start, end.min(file.base_valid_bytes));
+    (buffer, gaps)
+}
+
+fn write_metadata(write_id: &str) -> Metadata {
+    Metadata::from([(WRITE_ID_METADATA.to_owned(), write_id.to_owned())])
+}
+
+/// The errno of a commit that lost to another writer.
+fn conflict_errno(file: &WriteFile) -> Errno {
+    if file.base.is_none() { Errno::EEXIST } else { Errno::ESTALE }
+}
+
+/// The errno of a failed read or copy of base bytes: the base changed (412) or vanished (404).
+fn base_errno(error: &S3Error) -> Errno {
+    match error {
+        S3Error::Service(service)
+            if matches!(
+                service.code,
+                S3ErrorCode::PreconditionFailed | S3ErrorCode::NoSuchKey | S3ErrorCode::InvalidRange
+            ) =>
+        {
+            Errno::ESTALE
+        }
+        other => errno_for_s3_error(other),
+    }
+}
