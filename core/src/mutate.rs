@@ -85,7 +85,7 @@ enum PartCopy {
 #[derive(Clone, Debug)]
 enum RenameStage {
     /// Finding out what the source and target are.
-    Resolving { source: Probe, target: Probe },
+    Resolving { source: Box<Probe>, target: Box<Probe> },
     /// Checking that the target directory is empty.
     CheckingTarget(CallId),
     /// Listing every key under the source directory.
@@ -204,15 +204,9 @@ impl Core {
 
     /// The error of a probe that failed, if it did.
     fn probe_error(probe: &Probe) -> Option<Errno> {
-        for answer in [
-            probe.list_answer.as_ref().and_then(|a| a.as_ref().err()),
-            probe.head_answer.as_ref().and_then(|a| a.as_ref().err()),
-        ] {
-            if let Some(error) = answer {
-                return Some(errno_for_s3_error(error));
-            }
-        }
-        None
+        let list_error = probe.list_answer.as_ref().and_then(|answer| answer.as_ref().err());
+        let head_error = probe.head_answer.as_ref().and_then(|answer| answer.as_ref().err());
+        list_error.or(head_error).map(errno_for_s3_error)
     }
 
     fn cancel_probe(&mut self, probe: &Probe) {
@@ -300,7 +294,7 @@ impl Core {
             new_parent,
             new_name,
             flags,
-            stage: RenameStage::Resolving { source, target },
+            stage: RenameStage::Resolving { source: Box::new(source), target: Box::new(target) },
             source_kind: None,
             target_existed: false,
         };

@@ -365,16 +365,16 @@ impl Core {
             commit.waiters.push(id);
             return;
         }
+        if let Some(errno) = file.unreported_failure.take() {
+            return self.reply_error(id, errno);
+        }
         if file.lost {
             return self.reply_error(id, Errno::EIO);
         }
         if file.dirty && !file.unlinked {
             return self.start_commit(now, ino, Some(id));
         }
-        match file.unreported_failure.take() {
-            Some(errno) => self.reply_error(id, errno),
-            None => self.reply(id, FuseReply::Empty),
-        }
+        self.reply(id, FuseReply::Empty)
     }
 
     /// `setattr` with a size: truncate or extend with zeros.

@@ -5,6 +5,7 @@
 //! soon as it is sent (in order), fires timers as they come due, and writes one line per event
 //! in simulated milliseconds, so the text is deterministic and short.
 
+use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::Duration;
 
@@ -25,6 +26,10 @@ pub struct PlanDriver {
     next_fuse: u64,
     /// Faults for the coming S3 requests, in order; then none.
     faults: Vec<FaultKind>,
+    /// Faults for the next request of an operation (by S3 name), used once each.
+    targeted: Vec<(&'static str, FaultKind)>,
+    /// Operations S3 refuses with 403 after letting this many through.
+    refusals: BTreeMap<&'static str, u32>,
     /// Requests sent and not answered yet; answered in order, also across operations.
     pending: Vec<(goofys_core::S3ReqId, S3Request)>,
     plan: String,
@@ -32,12 +37,19 @@ pub struct PlanDriver {
 
 impl PlanDriver {
     pub fn new(config: CoreConfig) -> Self {
+        Self::with_model(config, S3Model::new())
+    }
+
+    /// A driver over a given bucket (e.g. one with small part limits).
+    pub fn with_model(config: CoreConfig, model: S3Model) -> Self {
         PlanDriver {
             core: Core::new(config, UnixNanos::from_secs(1_700_000_000), 7),
-            model: S3Model::new(),
+            model,
             now: Instant::ZERO,
             next_fuse: 1,
             faults: Vec::new(),
+            targeted: Vec::new(),
+            refusals: BTreeMap::new(),
             pending: Vec::new(),
             plan: String::new(),
         }
@@ -53,6 +65,18 @@ impl PlanDriver {
         self.faults.extend(faults);
     }
 
+    /// The next request of `operation` (S3's name, e.g. `CompleteMultipartUpload`) meets
+    /// `fault`.
+    pub fn fail_next(&mut self, operation: &'static str, fault: FaultKind) {
+        self.targeted.push((operation, fault));
+    }
+
+    /// S3 answers `operation` with 403 AccessDenied after letting `after` of them through
+    /// (`u32::MAX`: never).
+    pub fn refuse(&mut self, operation: &'static str, after: u32) {
+        self.refusals.insert(operation, after);
+    }
+
     /// Runs one FUSE operation to its reply and returns the reply.
     pub fn run(&mut self, op: FuseOp) -> FuseReply {
         let id = FuseReqId(self.next_fuse);
@@ -62,6 +86,15 @@ impl PlanDriver {
         self.feed(Input::Fuse { id, op }, &mut reply, id);
         loop {
             if let Some(reply) = reply.take() {
+                // S3 keeps answering what was sent (uploads started by a write, a listing
+                // started by opendir) while the caller goes on.
+                while !self.pending.is_empty() {
+                    let (s3_id, request) = self.pending.remove(0);
+                    if let Some(result) = self.execute(&request) {
+                        let mut late = None;
+                        self.feed(Input::S3 { id: s3_id, result }, &mut late, id);
+                    }
+                }
                 return reply;
             }
             if !self.pending.is_empty() {
@@ -115,7 +148,22 @@ impl PlanDriver {
     fn execute(&mut self, request: &S3Request) -> Option<S3Result> {
         // Every round trip takes one simulated millisecond.
         self.now = self.now + Duration::from_millis(1);
-        let fault = if self.faults.is_empty() { FaultKind::None } else { self.faults.remove(0) };
+        let name = request.operation_name();
+        if let Some(allowed) = self.refusals.get_mut(name) {
+            if *allowed == 0 {
+                let result = Err(S3Error::service(403, S3ErrorCode::AccessDenied));
+                let _ = writeln!(self.plan, "{}   <- {}", self.clock(), describe_result(&result));
+                return Some(result);
+            }
+            *allowed = allowed.saturating_sub(1).max(if *allowed == u32::MAX { u32::MAX } else { 0 });
+        }
+        let fault = if let Some(index) = self.targeted.iter().position(|(operation, _)| *operation == name) {
+            self.targeted.remove(index).1
+        } else if self.faults.is_empty() {
+            FaultKind::None
+        } else {
+            self.faults.remove(0)
+        };
         let wall = UnixNanos::from_secs(1_700_000_000).add_duration(self.now - Instant::ZERO);
         let result = match fault {
             FaultKind::None => self.model.apply(wall, request),

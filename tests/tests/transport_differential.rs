@@ -314,6 +314,8 @@ enum Outcome {
     },
     Etag(ETag),
     UploadCreated,
+    /// Keys with uploads in progress (upload ids differ between the two sides).
+    UploadKeys(Vec<String>),
     Done,
     DeleteFailures(Vec<(String, S3ErrorCode)>),
     /// A transport failure: never expected from either side.
@@ -372,6 +374,9 @@ fn outcome(result: &S3Result) -> Outcome {
         Ok(S3Response::AbortMultipartUpload) | Ok(S3Response::DeleteObject) => Outcome::Done,
         Ok(S3Response::DeleteObjects { failed }) => {
             Outcome::DeleteFailures(failed.iter().map(|f| (f.key.clone(), f.code.clone())).collect())
+        }
+        Ok(S3Response::ListMultipartUploads { uploads }) => {
+            Outcome::UploadKeys(uploads.iter().map(|upload| upload.key.clone()).collect())
         }
     }
 }

@@ -1,0 +1,416 @@
+//! The write path, operation by operation, against the S3 model: what reaches the bucket,
+//! what S3 is asked, and what the caller sees, including faults and other writers.
+
+use std::ffi::OsString;
+
+use bytes::Bytes;
+use goofys_core::fuse_types::{FileKind, FuseOp, FuseReply, OpenFlags, SetAttrChanges};
+use goofys_core::s3_types::Body;
+use goofys_core::write::WRITE_ID_METADATA;
+use goofys_core::{CoreConfig, Errno, FileHandle, Ino, UnixNanos};
+use goofys_sim::faults::FaultKind;
+use goofys_sim::plan::PlanDriver;
+use goofys_sim::s3_model::{ModelLimits, S3Model};
+
+const KIB: usize = 1024;
+const MIB: usize = 1024 * 1024;
+
+/// A driver whose bucket accepts 64 KiB parts and writes 64 KiB parts, so multipart paths
+/// run with small files.
+fn small_parts() -> PlanDriver {
+    let model = S3Model::with_limits(ModelLimits { min_part_size_bytes: 64 * KIB as u64, ..ModelLimits::default() });
+    let config = CoreConfig {
+        write_part_size_bytes: 64 * KIB as u64,
+        multipart_min_part_size_bytes: 64 * KIB as u64,
+        part_uploads_inflight_max: 4,
+        ..CoreConfig::default()
+    };
+    PlanDriver::with_model(config, model)
+}
+
+fn pattern(len: usize, seed: u8) -> Vec<u8> {
+    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
+}
+
+fn object(driver: &PlanDriver, key: &str) -> Option<Bytes> {
+    driver.model.object(key).map(|o| o.body.clone())
+}
+
+fn create(driver: &mut PlanDriver, parent: Ino, name: &str) -> (Ino, FileHandle) {
+    let op = FuseOp::Create {
+        parent,
+        name: name.into(),
+        mode: 0o644,
+        flags: OpenFlags(OpenFlags::O_WRONLY | OpenFlags::O_CREAT),
+    };
+    match driver.run(op) {
+        FuseReply::Created { entry, fh, .. } => (entry.attr.ino, fh),
+        other => panic!("create {name}: {other:?}"),
+    }
+}
+
+fn lookup(driver: &mut PlanDriver, parent: Ino, name: &str) -> FuseReply {
+    driver.run(FuseOp::Lookup { parent, name: name.into() })
+}
+
+fn ino_of(driver: &mut PlanDriver, parent: Ino, name: &str) -> Ino {
+    match lookup(driver, parent, name) {
+        FuseReply::Entry(entry) => entry.attr.ino,
+        other => panic!("lookup {name}: {other:?}"),
+    }
+}
+
+fn open(driver: &mut PlanDriver, ino: Ino, flags: i32) -> FileHandle {
+    match driver.run(FuseOp::Open { ino, flags: OpenFlags(flags) }) {
+        FuseReply::Opened { fh, .. } => fh,
+        other => panic!("open: {other:?}"),
+    }
+}
+
+fn write(driver: &mut PlanDriver, ino: Ino, fh: FileHandle, offset: u64, data: &[u8]) {
+    let reply = driver.run(FuseOp::Write { ino, fh, offset, data: Body(Bytes::copy_from_slice(data)) });
+    assert_eq!(reply, FuseReply::Written { size: data.len() as u32 }, "write at {offset}");
+}
+
+fn read(driver: &mut PlanDriver, ino: Ino, fh: FileHandle, offset: u64, size: u32) -> Vec<u8> {
+    match driver.run(FuseOp::Read { ino, fh, offset, size }) {
+        FuseReply::Data(data) => data.to_vec(),
+        other => panic!("read at {offset}: {other:?}"),
+    }
+}
+
+fn close(driver: &mut PlanDriver, ino: Ino, fh: FileHandle) -> FuseReply {
+    let flushed = driver.run(FuseOp::Flush { ino, fh });
+    assert_eq!(driver.run(FuseOp::Release { ino, fh }), FuseReply::Empty);
+    flushed
+}
+
+#[test]
+fn a_small_new_file_goes_up_in_one_conditional_put_at_close() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "hello.txt");
+    write(&mut driver, ino, fh, 0, b"hello, ");
+    write(&mut driver, ino, fh, 7, b"world\n");
+    assert!(object(&driver, "hello.txt").is_none(), "nothing reaches S3 before close");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    let stored = driver.model.object("hello.txt").expect("written");
+    assert_eq!(stored.body, Bytes::from_static(b"hello, world\n"));
+    assert!(stored.metadata.contains_key(WRITE_ID_METADATA));
+    let puts = driver.plan().matches("-> PutObject").count();
+    assert_eq!(puts, 1, "{}", driver.plan());
+    assert!(driver.plan().contains("if_none_match_any: true"), "a new file must not replace another's");
+}
+
+#[test]
+fn an_empty_created_file_exists_after_close() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "empty");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    assert_eq!(object(&driver, "empty"), Some(Bytes::new()));
+}
+
+#[test]
+fn a_sequential_writer_streams_parts_while_writing_and_completes_at_close() {
+    let mut driver = small_parts();
+    let data = pattern(MIB + 1234, 3);
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "big.bin");
+    for (index, chunk) in data.chunks(32 * KIB).enumerate() {
+        write(&mut driver, ino, fh, (index * 32 * KIB) as u64, chunk);
+    }
+    let before_close = driver.plan().matches("-> UploadPart {").count();
+    assert!(before_close >= 10, "parts upload while the file is written ({before_close})\n{}", driver.plan());
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    assert_eq!(object(&driver, "big.bin").as_deref(), Some(&data[..]));
+    assert_eq!(driver.model.uploads_in_progress(), 0);
+    assert!(driver.model.object("big.bin").unwrap().etag.as_str().ends_with("-17"), "17 parts of 64 KiB");
+}
+
+#[test]
+fn overwriting_in_place_copies_unchanged_parts_server_side() {
+    let mut driver = small_parts();
+    let original = pattern(MIB, 1);
+    driver.put("data.bin", original.clone());
+    let ino = ino_of(&mut driver, Ino::ROOT, "data.bin");
+    let fh = open(&mut driver, ino, OpenFlags::O_RDWR);
+    write(&mut driver, ino, fh, 300 * KIB as u64, b"CHANGED");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    let mut expected = original;
+    expected[300 * KIB..300 * KIB + 7].copy_from_slice(b"CHANGED");
+    assert_eq!(object(&driver, "data.bin").as_deref(), Some(&expected[..]));
+    let copies = driver.plan().matches("-> UploadPartCopy").count();
+    let uploads = driver.plan().matches("-> UploadPart {").count();
+    assert_eq!((copies, uploads), (15, 1), "only the changed part is uploaded\n{}", driver.plan());
+    assert_eq!(driver.model.uploads_in_progress(), 0);
+}
+
+#[test]
+fn append_writes_at_the_end_of_an_existing_object() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    driver.put("log.txt", &b"line 1\n"[..]);
+    let ino = ino_of(&mut driver, Ino::ROOT, "log.txt");
+    let fh = open(&mut driver, ino, OpenFlags::O_WRONLY | OpenFlags::O_APPEND);
+    write(&mut driver, ino, fh, 0, b"line 2\n");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    assert_eq!(object(&driver, "log.txt"), Some(Bytes::from_static(b"line 1\nline 2\n")));
+}
+
+#[test]
+fn truncate_shrinks_and_extends_with_zeros() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    driver.put("t.bin", &b"0123456789"[..]);
+    let ino = ino_of(&mut driver, Ino::ROOT, "t.bin");
+    let shrink = SetAttrChanges { size_bytes: Some(4), ..Default::default() };
+    match driver.run(FuseOp::SetAttr { ino, fh: None, changes: shrink }) {
+        FuseReply::Attr { attr, .. } => assert_eq!(attr.size_bytes, 4),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(object(&driver, "t.bin"), Some(Bytes::from_static(b"0123")), "truncate(2) of a closed file commits");
+    let fh = open(&mut driver, ino, OpenFlags::O_RDWR);
+    let extend = SetAttrChanges { size_bytes: Some(8), ..Default::default() };
+    driver.run(FuseOp::SetAttr { ino, fh: Some(fh), changes: extend });
+    assert_eq!(read(&mut driver, ino, fh, 0, 100), b"0123\0\0\0\0");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    assert_eq!(object(&driver, "t.bin"), Some(Bytes::from_static(b"0123\0\0\0\0")));
+}
+
+#[test]
+fn o_trunc_empties_the_file_at_open() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    driver.put("f", &b"old contents"[..]);
+    let ino = ino_of(&mut driver, Ino::ROOT, "f");
+    let fh = open(&mut driver, ino, OpenFlags::O_WRONLY | OpenFlags::O_TRUNC);
+    write(&mut driver, ino, fh, 0, b"new");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    assert_eq!(object(&driver, "f"), Some(Bytes::from_static(b"new")));
+}
+
+#[test]
+fn reads_see_the_writers_bytes_and_stat_its_size_before_close() {
+    let mut driver = small_parts();
+    let original = pattern(200 * KIB, 9);
+    driver.put("rw.bin", original.clone());
+    let ino = ino_of(&mut driver, Ino::ROOT, "rw.bin");
+    let fh = open(&mut driver, ino, OpenFlags::O_RDWR);
+    write(&mut driver, ino, fh, 100, b"XYZ");
+    write(&mut driver, ino, fh, 250 * KIB as u64, b"tail");
+    let got = read(&mut driver, ino, fh, 96, 10);
+    let mut expected = original[96..106].to_vec();
+    expected[4..7].copy_from_slice(b"XYZ");
+    assert_eq!(got, expected);
+    assert_eq!(read(&mut driver, ino, fh, 200 * KIB as u64, 8), vec![0u8; 8], "the gap reads as zeros");
+    match driver.run(FuseOp::GetAttr { ino, fh: None }) {
+        FuseReply::Attr { attr, .. } => assert_eq!(attr.size_bytes, 250 * KIB as u64 + 4),
+        other => panic!("{other:?}"),
+    }
+    // Another handle of the same file sees the same bytes.
+    let reader = open(&mut driver, ino, OpenFlags::O_RDONLY);
+    assert_eq!(read(&mut driver, ino, reader, 250 * KIB as u64, 10), b"tail");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    assert_eq!(read(&mut driver, ino, reader, 100, 3), b"XYZ", "after the commit too");
+}
+
+#[test]
+fn a_file_replaced_by_another_client_is_not_overwritten_and_close_says_estale() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    driver.put("shared.txt", &b"v1"[..]);
+    let ino = ino_of(&mut driver, Ino::ROOT, "shared.txt");
+    let fh = open(&mut driver, ino, OpenFlags::O_RDWR);
+    write(&mut driver, ino, fh, 0, b"mine");
+    driver.put("shared.txt", &b"theirs"[..]);
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Error(Errno::ESTALE));
+    assert_eq!(object(&driver, "shared.txt"), Some(Bytes::from_static(b"theirs")));
+}
+
+#[test]
+fn a_name_another_client_created_meanwhile_is_not_overwritten_and_close_says_eexist() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "race");
+    write(&mut driver, ino, fh, 0, b"mine");
+    driver.put("race", &b"theirs"[..]);
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Error(Errno::EEXIST));
+    assert_eq!(object(&driver, "race"), Some(Bytes::from_static(b"theirs")));
+}
+
+#[test]
+fn a_completion_applied_before_a_reset_is_recognised_as_ours() {
+    let mut driver = small_parts();
+    let data = pattern(300 * KIB, 5);
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "f");
+    write(&mut driver, ino, fh, 0, &data);
+    // The completion's reply is lost after S3 applied it; its retry finds no upload.
+    driver.fail_next("CompleteMultipartUpload", FaultKind::ResetAfterApply);
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty, "{}", driver.plan());
+    assert!(driver.plan().contains("NoSuchUpload"), "{}", driver.plan());
+    assert_eq!(object(&driver, "f").as_deref(), Some(&data[..]));
+    assert_eq!(driver.model.uploads_in_progress(), 0);
+}
+
+#[test]
+fn an_upload_created_before_a_lost_reply_is_aborted() {
+    let mut driver = small_parts();
+    let data = pattern(200 * KIB, 6);
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "f");
+    driver.fail_next("CreateMultipartUpload", FaultKind::ResetAfterApply);
+    write(&mut driver, ino, fh, 0, &data);
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty, "{}", driver.plan());
+    assert!(driver.plan().contains("ListMultipartUploads"), "{}", driver.plan());
+    assert_eq!(object(&driver, "f").as_deref(), Some(&data[..]));
+    assert_eq!(driver.model.uploads_in_progress(), 0, "{}", driver.plan());
+}
+
+#[test]
+fn a_failed_commit_reaches_close_as_an_errno_and_leaves_no_upload() {
+    let mut driver = small_parts();
+    let data = pattern(300 * KIB, 7);
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "f");
+    // The server starts refusing parts after two, an error that is not retried.
+    driver.refuse("UploadPart", 2);
+    write(&mut driver, ino, fh, 0, &data);
+    let flushed = close(&mut driver, ino, fh);
+    assert_eq!(flushed, FuseReply::Error(Errno::EACCES), "{}", driver.plan());
+    assert_eq!(driver.model.uploads_in_progress(), 0, "{}", driver.plan());
+    assert!(object(&driver, "f").is_none());
+}
+
+#[test]
+fn mkdir_rmdir_and_unlink_follow_posix_errors() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let dir = match driver.run(FuseOp::Mkdir { parent: Ino::ROOT, name: "d".into(), mode: 0o755 }) {
+        FuseReply::Entry(entry) => {
+            assert_eq!(entry.attr.kind, FileKind::Directory);
+            entry.attr.ino
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(driver.model.object("d/").is_some(), "mkdir writes a marker");
+    driver.put("d/inner", &b"x"[..]);
+    assert_eq!(driver.run(FuseOp::Rmdir { parent: Ino::ROOT, name: "d".into() }), FuseReply::Error(Errno::ENOTEMPTY));
+    assert_eq!(driver.run(FuseOp::Unlink { parent: dir, name: "inner".into() }), FuseReply::Empty);
+    assert!(driver.model.object("d/inner").is_none());
+    assert_eq!(driver.run(FuseOp::Unlink { parent: dir, name: "inner".into() }), FuseReply::Error(Errno::ENOENT));
+    assert_eq!(driver.run(FuseOp::Rmdir { parent: Ino::ROOT, name: "d".into() }), FuseReply::Empty);
+    assert!(driver.model.object("d/").is_none());
+    assert_eq!(lookup(&mut driver, Ino::ROOT, "d"), FuseReply::Error(Errno::ENOENT));
+    assert_eq!(
+        driver.run(FuseOp::Unlink { parent: Ino::ROOT, name: "never".into() }),
+        FuseReply::Error(Errno::ENOENT),
+        "unlinking a missing name is an error, unlike goofys"
+    );
+}
+
+#[test]
+fn rename_of_a_file_copies_then_deletes_and_honours_noreplace() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    driver.put("a", &b"AAA"[..]);
+    driver.put("b", &b"BBB"[..]);
+    let ino = ino_of(&mut driver, Ino::ROOT, "a");
+    let noreplace =
+        FuseOp::Rename { parent: Ino::ROOT, name: "a".into(), new_parent: Ino::ROOT, new_name: "b".into(), flags: 1 };
+    assert_eq!(driver.run(noreplace), FuseReply::Error(Errno::EEXIST));
+    let exchange =
+        FuseOp::Rename { parent: Ino::ROOT, name: "a".into(), new_parent: Ino::ROOT, new_name: "b".into(), flags: 2 };
+    assert_eq!(driver.run(exchange), FuseReply::Error(Errno::EINVAL));
+    let plain =
+        FuseOp::Rename { parent: Ino::ROOT, name: "a".into(), new_parent: Ino::ROOT, new_name: "c".into(), flags: 0 };
+    assert_eq!(driver.run(plain), FuseReply::Empty);
+    assert!(object(&driver, "a").is_none());
+    assert_eq!(object(&driver, "c"), Some(Bytes::from_static(b"AAA")));
+    assert_eq!(ino_of(&mut driver, Ino::ROOT, "c"), ino, "the inode follows its new name");
+}
+
+#[test]
+fn rename_of_a_directory_moves_every_key_and_nothing_is_lost_when_a_copy_fails() {
+    let mut driver = PlanDriver::new(CoreConfig { list_page_keys: 7, ..CoreConfig::default() });
+    for i in 0..25 {
+        driver.put(&format!("src/f{i:02}"), format!("file {i}").into_bytes());
+    }
+    driver.put("src/", Bytes::new());
+    driver.put("src/sub/deep", &b"deep"[..]);
+    let op = || FuseOp::Rename {
+        parent: Ino::ROOT,
+        name: "src".into(),
+        new_parent: Ino::ROOT,
+        new_name: "dst".into(),
+        flags: 0,
+    };
+    ino_of(&mut driver, Ino::ROOT, "src");
+    // A copy fails for good midway: the copies made are removed, the originals stay.
+    driver.refuse("CopyObject", 10);
+    let reply = driver.run(op());
+    assert!(matches!(reply, FuseReply::Error(_)), "{reply:?}");
+    let keys: Vec<String> = driver.model.objects().map(|(k, _)| k.to_owned()).collect();
+    assert_eq!(keys.iter().filter(|k| k.starts_with("src/")).count(), 27, "{keys:?}");
+    assert_eq!(keys.iter().filter(|k| k.starts_with("dst/")).count(), 0, "{keys:?}");
+    driver.refuse("CopyObject", u32::MAX);
+    assert_eq!(driver.run(op()), FuseReply::Empty, "{}", driver.plan());
+    let keys: Vec<String> = driver.model.objects().map(|(k, _)| k.to_owned()).collect();
+    assert_eq!(keys.iter().filter(|k| k.starts_with("dst/")).count(), 27);
+    assert_eq!(keys.iter().filter(|k| k.starts_with("src/")).count(), 0);
+    assert_eq!(object(&driver, "dst/f07"), Some(Bytes::from("file 7")));
+    let dst = ino_of(&mut driver, Ino::ROOT, "dst");
+    let sub = ino_of(&mut driver, dst, "sub");
+    let deep = ino_of(&mut driver, sub, "deep");
+    let fh = open(&mut driver, deep, OpenFlags::O_RDONLY);
+    assert_eq!(read(&mut driver, deep, fh, 0, 100), b"deep");
+}
+
+#[test]
+fn a_file_being_written_is_renamed_with_its_bytes() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "draft");
+    write(&mut driver, ino, fh, 0, b"unsaved");
+    let op = FuseOp::Rename {
+        parent: Ino::ROOT,
+        name: "draft".into(),
+        new_parent: Ino::ROOT,
+        new_name: "final".into(),
+        flags: 0,
+    };
+    assert_eq!(driver.run(op), FuseReply::Empty);
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    assert_eq!(object(&driver, "final"), Some(Bytes::from_static(b"unsaved")));
+    assert!(object(&driver, "draft").is_none());
+}
+
+#[test]
+fn new_files_are_listed_and_looked_up_before_they_reach_s3() {
+    let mut driver = PlanDriver::new(CoreConfig { type_cache_ttl: std::time::Duration::ZERO, ..CoreConfig::default() });
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "pending");
+    assert!(matches!(lookup(&mut driver, Ino::ROOT, "pending"), FuseReply::Entry(_)));
+    let dir = match driver.run(FuseOp::OpenDir { ino: Ino::ROOT }) {
+        FuseReply::Opened { fh, .. } => fh,
+        other => panic!("{other:?}"),
+    };
+    let FuseReply::Dir(entries) =
+        driver.run(FuseOp::ReadDir { ino: Ino::ROOT, fh: dir, offset: 0, size_bytes: 4096, plus: false })
+    else {
+        panic!()
+    };
+    let names: Vec<OsString> = entries.into_iter().map(|e| e.name).collect();
+    assert!(names.contains(&OsString::from("pending")), "{names:?}");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+}
+
+#[test]
+fn writers_wait_for_memory_instead_of_failing() {
+    let model = S3Model::with_limits(ModelLimits { min_part_size_bytes: 64 * KIB as u64, ..ModelLimits::default() });
+    let config = CoreConfig {
+        write_part_size_bytes: 64 * KIB as u64,
+        multipart_min_part_size_bytes: 64 * KIB as u64,
+        max_dirty_bytes: 256 * KIB as u64,
+        ..CoreConfig::default()
+    };
+    let mut driver = PlanDriver::with_model(config, model);
+    driver.put("big", pattern(2 * MIB, 2));
+    let ino = ino_of(&mut driver, Ino::ROOT, "big");
+    let fh = open(&mut driver, ino, OpenFlags::O_RDWR);
+    // Random writes cannot stream; past 256 KiB unwritten, the file is committed to make room.
+    for i in 0..16u64 {
+        write(&mut driver, ino, fh, (i * 7919 * 13) % (2 * MIB as u64), &[b'#'; 32 * KIB]);
+    }
+    assert!(driver.plan().matches("-> CompleteMultipartUpload").count() >= 1, "a commit made room");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    let stored = object(&driver, "big").unwrap();
+    assert_eq!(stored.len(), 2 * MIB);
+    let _ = UnixNanos(0);
+}
