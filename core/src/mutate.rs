@@ -727,7 +727,19 @@ impl Core {
             let index = *next;
             *next += 1;
             let job = jobs[index].clone();
-            let state = if job.size_bytes > COPY_OBJECT_MAX_BYTES {
+            let state = if job.source.ends_with('/') && job.size_bytes == 0 {
+                // A directory marker holds nothing: write a new one rather than copy it (some
+                // stores keep markers as real directories that cannot be copied).
+                let request = S3Request::PutObject {
+                    key: job.target.clone(),
+                    body: Default::default(),
+                    content_type: Some("application/x-directory".into()),
+                    metadata: Default::default(),
+                    if_match: None,
+                    if_none_match_any: false,
+                };
+                CopyState::Copying(self.start_call(now, Purpose::Mutate { op }, request))
+            } else if job.size_bytes > COPY_OBJECT_MAX_BYTES {
                 let request = S3Request::CreateMultipartUpload {
                     key: job.target.clone(),
                     content_type: None,
@@ -761,7 +773,7 @@ impl Core {
         let RenameStage::Copying { jobs, .. } = &mut rename.stage else { return };
         let Some(index) = jobs.iter().position(|job| job_owns(job, call_id)) else { return };
         let failure = match (&jobs[index].state, result) {
-            (CopyState::Copying(_), Ok(S3Response::CopyObject { .. })) => {
+            (CopyState::Copying(_), Ok(S3Response::CopyObject { .. } | S3Response::PutObject { .. })) => {
                 jobs[index].state = CopyState::Done;
                 None
             }

@@ -109,7 +109,9 @@ impl Filesystem for FuseAdapter {
             | InitFlags::FUSE_MAX_PAGES
             | InitFlags::FUSE_DO_READDIRPLUS
             | InitFlags::FUSE_READDIRPLUS_AUTO
-            | InitFlags::FUSE_PARALLEL_DIROPS;
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            // open(O_TRUNC) arrives as one request instead of a truncate then an open.
+            | InitFlags::FUSE_ATOMIC_O_TRUNC;
         if let Err(unsupported) = config.add_capabilities(wanted) {
             tracing::info!(?unsupported, "the kernel does not offer every FUSE capability we ask for");
             let _ = config.add_capabilities(wanted - unsupported);

@@ -54,3 +54,63 @@ async fn a_mounted_bucket_lists_stats_and_reads_like_a_directory_tree() {
     .unwrap();
     mount.unmount().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_written_through_the_mount_reach_the_bucket_and_namespace_changes_work() {
+    let server = SeaweedFs::shared();
+    let client = Arc::new(server.new_bucket("fuse-write").await);
+    put(&client, "existing.txt", b"line 1\n").await;
+    let mount = TestMount::new(Arc::clone(&client), CoreConfig::default());
+    let root = mount.path().to_owned();
+    let big: Vec<u8> = (0..20 * 1024 * 1024 + 3).map(|i: u32| (i % 251) as u8).collect();
+    let expected_big = big.clone();
+    tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        std::fs::write(root.join("new.txt"), b"hello\n").unwrap();
+        assert_eq!(std::fs::read(root.join("new.txt")).unwrap(), b"hello\n");
+        std::fs::write(root.join("big.bin"), &big).unwrap();
+        let mut log = std::fs::OpenOptions::new().append(true).open(root.join("existing.txt")).unwrap();
+        log.write_all(b"line 2\n").unwrap();
+        drop(log);
+        assert_eq!(std::fs::read_to_string(root.join("existing.txt")).unwrap(), "line 1\nline 2\n");
+        let file = std::fs::OpenOptions::new().write(true).open(root.join("new.txt")).unwrap();
+        file.set_len(3).unwrap();
+        drop(file);
+        assert_eq!(std::fs::read(root.join("new.txt")).unwrap(), b"hel");
+        std::fs::create_dir_all(root.join("d1/d2")).unwrap();
+        std::fs::write(root.join("d1/d2/inner"), b"inner").unwrap();
+        std::fs::rename(root.join("new.txt"), root.join("d1/moved.txt")).unwrap();
+        std::fs::rename(root.join("d1"), root.join("renamed")).unwrap();
+        assert_eq!(std::fs::read(root.join("renamed/d2/inner")).unwrap(), b"inner");
+        assert_eq!(std::fs::read(root.join("renamed/moved.txt")).unwrap(), b"hel");
+        assert_eq!(std::fs::remove_dir(root.join("renamed")).unwrap_err().raw_os_error(), Some(libc_enotempty()));
+        std::fs::remove_file(root.join("renamed/d2/inner")).unwrap();
+        assert_eq!(
+            std::fs::remove_file(root.join("renamed/d2/inner")).unwrap_err().kind(),
+            std::io::ErrorKind::NotFound
+        );
+    })
+    .await
+    .unwrap();
+    mount.unmount().await;
+
+    let get = |key: &str| {
+        let client = Arc::clone(&client);
+        let key = key.to_owned();
+        async move {
+            match client.execute(&S3Request::GetObject { key, range: None, if_match: None }).await {
+                Ok(S3Response::GetObject(output)) => Some(output.body.0.to_vec()),
+                _ => None,
+            }
+        }
+    };
+    assert_eq!(get("big.bin").await.as_deref(), Some(&expected_big[..]));
+    assert_eq!(get("existing.txt").await.as_deref(), Some(&b"line 1\nline 2\n"[..]));
+    assert_eq!(get("renamed/moved.txt").await.as_deref(), Some(&b"hel"[..]));
+    assert_eq!(get("new.txt").await, None);
+    assert_eq!(get("d1/d2/inner").await, None);
+}
+
+fn libc_enotempty() -> i32 {
+    39
+}
