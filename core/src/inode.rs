@@ -540,6 +540,25 @@ impl InodeTable {
         }
     }
 
+    /// A file's object was rewritten with the same bytes under another ETag (a rename's copy).
+    pub fn set_etag(&mut self, ino: Ino, etag: ETag) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            if inode.kernel_cached_etag == inode.etag {
+                inode.kernel_cached_etag = Some(etag.clone());
+            }
+            inode.etag = Some(etag);
+        }
+    }
+
+    /// Forces every file under `prefix` that is not being written to be asked about again.
+    pub fn expire_stats_under(&mut self, prefix: &str) {
+        for inode in self.inodes.values_mut() {
+            if inode.key.starts_with(prefix) && !inode.writing && inode.kind == FileKind::File {
+                inode.stat_expiry = Instant::ZERO;
+            }
+        }
+    }
+
     /// Forgets what is cached of the name `name` in `parent` and remembers it as missing, even
     /// if it is being written (after this mount deleted it).
     pub fn remove_name(&mut self, parent: Ino, name: &str, now: Instant) {

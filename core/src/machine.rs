@@ -7,7 +7,7 @@
 //!   between resume (truncated GET), retry with backoff, and failure.
 //! - Exactly one reply per FUSE request, including after interrupts and at shutdown.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 use rand_core::SeedableRng;
 use rand_pcg::Pcg64Mcg;
@@ -53,6 +53,8 @@ pub struct Core {
     /// Truncations of files nobody had open, waiting for their commit: they answer with
     /// attributes.
     pub(crate) setattr_waiters: BTreeMap<FuseReqId, Ino>,
+    /// Requests whose file was just revalidated and that run again: not a second time.
+    pub(crate) revalidated: BTreeSet<FuseReqId>,
     /// Namespace changes in progress.
     pub(crate) mutations: BTreeMap<FuseReqId, Mutation>,
     /// The clock and wall time at the first input, to derive wall times.
@@ -85,6 +87,7 @@ impl Core {
             dirs: BTreeMap::new(),
             writes: BTreeMap::new(),
             setattr_waiters: BTreeMap::new(),
+            revalidated: BTreeSet::new(),
             mutations: BTreeMap::new(),
             epoch: None,
             mount_wall: wall_now,
@@ -158,6 +161,7 @@ impl Core {
 
     pub(crate) fn reply(&mut self, id: FuseReqId, reply: FuseReply) {
         self.waiting.remove(&id);
+        self.revalidated.remove(&id);
         self.outputs.push_back(Output::FuseReply { id, reply });
     }
 

@@ -115,6 +115,8 @@ pub(crate) struct Rename {
     stage: RenameStage,
     source_kind: Option<Found>,
     target_existed: bool,
+    /// The ETag of a renamed file's copy (a copy of a multipart object gets a new one).
+    new_etag: Option<ETag>,
 }
 
 impl Core {
@@ -297,6 +299,7 @@ impl Core {
             stage: RenameStage::Resolving { source: Box::new(source), target: Box::new(target) },
             source_kind: None,
             target_existed: false,
+            new_etag: None,
         };
         self.mutations.insert(id, Mutation::Rename(Box::new(rename)));
         self.advance_mutation(now, id);
@@ -605,7 +608,7 @@ impl Core {
                     return self.wait_for_commit_then(now, op, ino);
                 }
                 if local || etag.is_none() {
-                    return self.finish_rename(now, op, None);
+                    return self.finish_rename(now, op);
                 }
                 let target_key = file_key(&self.parent_key(new_parent), &new_name);
                 let job = CopyJob {
@@ -628,7 +631,7 @@ impl Core {
                     return self.wait_for_commit_then(now, op, ino);
                 }
                 if local {
-                    return self.finish_rename(now, op, None);
+                    return self.finish_rename(now, op);
                 }
                 if matches!(target_found, Found::Directory { local: false }) {
                     let request = S3Request::ListObjectsV2 {
@@ -773,8 +776,9 @@ impl Core {
         let RenameStage::Copying { jobs, .. } = &mut rename.stage else { return };
         let Some(index) = jobs.iter().position(|job| job_owns(job, call_id)) else { return };
         let failure = match (&jobs[index].state, result) {
-            (CopyState::Copying(_), Ok(S3Response::CopyObject { .. } | S3Response::PutObject { .. })) => {
+            (CopyState::Copying(_), Ok(S3Response::CopyObject { etag } | S3Response::PutObject { etag })) => {
                 jobs[index].state = CopyState::Done;
+                rename.new_etag = Some(etag);
                 None
             }
             (CopyState::Creating(_), Ok(S3Response::CreateMultipartUpload { upload_id })) => {
@@ -803,8 +807,9 @@ impl Core {
                 self.pump_part_copies(now, op, index);
                 None
             }
-            (CopyState::Completing { .. }, Ok(S3Response::CompleteMultipartUpload { .. })) => {
+            (CopyState::Completing { .. }, Ok(S3Response::CompleteMultipartUpload { etag })) => {
                 jobs[index].state = CopyState::Done;
+                rename.new_etag = Some(etag);
                 None
             }
             (_, Ok(other)) => {
@@ -947,7 +952,7 @@ impl Core {
             }
             None => match *failure {
                 Some(errno) => self.fail_rename(op, errno),
-                None => self.finish_rename(now, op, None),
+                None => self.finish_rename(now, op),
             },
         }
     }
@@ -977,7 +982,7 @@ impl Core {
     }
 
     /// The rename succeeded: the inode table, write states and open handles follow it.
-    fn finish_rename(&mut self, now: Instant, op: FuseReqId, _new_etag: Option<ETag>) {
+    fn finish_rename(&mut self, now: Instant, op: FuseReqId) {
         let Some(Mutation::Rename(rename)) = self.mutations.remove(&op) else { return };
         let old_key = match rename.source_kind {
             Some(Found::Directory { .. }) => dir_prefix(&self.parent_key(rename.parent), &rename.name),
@@ -995,6 +1000,18 @@ impl Core {
             Some(ino) => {
                 self.inodes.rename(ino, rename.new_parent, &rename.new_name, &old_key, &new_key, now);
                 self.rekey_open_files(&old_key, &new_key);
+                match (&rename.source_kind, rename.new_etag) {
+                    // The copy is the same bytes, perhaps under a new ETag: handles and caches
+                    // follow it.
+                    (Some(Found::File { size_bytes, .. }), Some(etag)) => {
+                        self.inodes.set_etag(ino, etag.clone());
+                        self.rebase_write_state(ino, &etag);
+                        self.rebase_readers(now, ino, etag, *size_bytes);
+                    }
+                    // Objects under a renamed directory may have new ETags: ask S3 next time.
+                    (Some(Found::Directory { .. }), _) => self.inodes.expire_stats_under(&new_key),
+                    _ => {}
+                }
             }
             None => self.inodes.remove_name(rename.parent, &rename.name, now),
         }

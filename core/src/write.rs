@@ -157,8 +157,12 @@ pub(crate) struct WriteFile {
     blocked: Vec<(FuseReqId, FuseOp)>,
     /// The error of a commit nobody waited for, reported by the next flush.
     unreported_failure: Option<Errno>,
-    /// Streamed parts were lost with a failed upload: the file cannot be committed any more.
-    lost: bool,
+    /// The file's content can no longer reach S3, and every later flush, write and read
+    /// through it reports this errno: EIO when streamed parts went with a failed upload,
+    /// ESTALE/EEXIST when another client replaced or created the object (the commit was pinned
+    /// to what this mount saw). The last close drops the write state, so the mount shows S3's
+    /// object again.
+    doomed: Option<Errno>,
     /// Identifies the next object this file writes.
     write_id: String,
 }
@@ -201,7 +205,7 @@ impl Core {
                 commit: None,
                 blocked: Vec::new(),
                 unreported_failure: None,
-                lost: false,
+                doomed: None,
                 write_id,
             };
             self.writes.insert(ino, file);
@@ -218,7 +222,7 @@ impl Core {
     pub(crate) fn detach_writer(&mut self, now: Instant, ino: Ino) {
         let Some(file) = self.writes.get_mut(&ino) else { return };
         file.handles = file.handles.saturating_sub(1);
-        if file.handles == 0 && file.dirty && file.commit.is_none() && !file.unlinked && !file.lost {
+        if file.handles == 0 && file.dirty && file.commit.is_none() && !file.unlinked && file.doomed.is_none() {
             // The kernel flushes on close; this catches writes through a handle closed without
             // one (and mmap writes). Nobody waits: a failure is logged.
             self.start_commit(now, ino, None);
@@ -229,12 +233,17 @@ impl Core {
     fn drop_write_state_if_idle(&mut self, ino: Ino) {
         let Some(file) = self.writes.get(&ino) else { return };
         let idle = file.handles == 0 && file.commit.is_none() && file.upload.is_none() && file.blocked.is_empty();
-        if idle && (!file.dirty || file.unlinked || file.lost) {
-            if let Some(errno) = file.unreported_failure {
+        if idle && (!file.dirty || file.unlinked || file.doomed.is_some()) {
+            if let Some(errno) = file.unreported_failure.or(file.doomed.filter(|_| file.dirty)) {
                 tracing::warn!(key = %file.key, ?errno, "a file closed with unwritten data that could not be written");
             }
+            let doomed = file.doomed.is_some();
             self.writes.remove(&ino);
             self.inodes.set_writing(ino, false);
+            if doomed {
+                // What this mount showed never reached S3: ask S3 what the file is.
+                self.inodes.expire_stat(ino);
+            }
         }
     }
 
@@ -280,8 +289,8 @@ impl Core {
         let Some(file) = self.writes.get_mut(&ino) else {
             return self.reply_error(id, Errno::EBADF);
         };
-        if file.lost {
-            return self.reply_error(id, Errno::EIO);
+        if let Some(errno) = file.doomed {
+            return self.reply_error(id, errno);
         }
         let offset = if append { file.size_bytes } else { offset };
         let len = data.len() as u64;
@@ -368,8 +377,8 @@ impl Core {
         if let Some(errno) = file.unreported_failure.take() {
             return self.reply_error(id, errno);
         }
-        if file.lost {
-            return self.reply_error(id, Errno::EIO);
+        if let Some(errno) = file.doomed {
+            return self.reply_error(id, errno);
         }
         if file.dirty && !file.unlinked {
             return self.start_commit(now, ino, Some(id));
@@ -408,8 +417,10 @@ impl Core {
         let op = FuseOp::SetAttr { ino, fh: None, changes };
         let opened_here = self.writes.contains_key(&ino);
         if !opened_here {
-            if now >= inode.stat_expiry && !self.inodes.is_writing(ino) {
+            let revalidated = self.revalidated.remove(&id);
+            if now >= inode.stat_expiry && !self.inodes.is_writing(ino) && !revalidated {
                 // Truncating a file nobody writes here: it must be current first.
+                self.revalidated.insert(id);
                 return self.revalidate_then(now, id, ino, op);
             }
             self.attach_writer(now, ino, false);
@@ -467,6 +478,11 @@ impl Core {
         size: u32,
     ) -> Option<(u64, u64)> {
         let file = self.writes.get_mut(&ino).expect("caller checked");
+        if let Some(errno) = file.doomed {
+            // Bytes that were streamed went with a failed upload, or S3 holds another object.
+            self.reply_error(id, errno);
+            return None;
+        }
         let reply_end = offset.saturating_add(u64::from(size)).min(file.size_bytes);
         let op = FuseOp::Read { ino, fh, offset, size };
         if file.commit.is_some() {
@@ -530,7 +546,7 @@ impl Core {
     /// Starts uploading parts of a file written from its start as soon as they are full.
     fn stream_parts(&mut self, now: Instant, ino: Ino) {
         let file = self.writes.get(&ino).expect("a write state");
-        if file.commit.is_some() || file.unlinked || file.lost || file.base_valid_bytes > 0 {
+        if file.commit.is_some() || file.unlinked || file.doomed.is_some() || file.base_valid_bytes > 0 {
             return;
         }
         let mut new_parts = Vec::new();
@@ -638,9 +654,9 @@ impl Core {
             }
             return;
         }
-        if file.lost {
+        if let Some(errno) = file.doomed {
             for id in waiters {
-                self.reply_error(id, Errno::EIO);
+                self.reply_error(id, errno);
             }
             return;
         }
@@ -1122,7 +1138,7 @@ impl Core {
         if let Some(upload) = file.upload.take() {
             if upload.streamed_until > 0 {
                 // Streamed parts left memory: without the upload, the file cannot be written.
-                file.lost = true;
+                file.doomed = Some(Errno::EIO);
             }
             for part in upload.parts.values() {
                 match &part.state {
@@ -1187,7 +1203,10 @@ impl Core {
             }
             Err(_) if file.unlinked => FuseReply::Empty,
             Err(errno) => {
-                if commit.waiters.is_empty() {
+                if matches!(errno, Errno::ESTALE | Errno::EEXIST) {
+                    // Another client's object is in S3 now; a retry would lose the same way.
+                    file.doomed.get_or_insert(errno);
+                } else if commit.waiters.is_empty() {
                     file.unreported_failure = Some(errno);
                 }
                 FuseReply::Error(errno)
@@ -1241,7 +1260,7 @@ impl Core {
         let dirty: Vec<Ino> = self
             .writes
             .iter()
-            .filter(|(_, file)| file.commit.is_none() && (file.dirty || file.upload.is_some()) && !file.lost)
+            .filter(|(_, file)| file.commit.is_none() && (file.dirty || file.upload.is_some()) && file.doomed.is_none())
             .map(|(&ino, _)| ino)
             .collect();
         for ino in dirty {
@@ -1276,6 +1295,15 @@ impl Core {
         file.blocked.push((id, op));
         if file.commit.is_none() {
             self.start_commit(now, ino, None);
+        }
+    }
+
+    /// The base of a file being written was rewritten with the same bytes under `etag`.
+    pub(crate) fn rebase_write_state(&mut self, ino: Ino, etag: &ETag) {
+        if let Some(file) = self.writes.get_mut(&ino)
+            && let Some(base) = &mut file.base
+        {
+            base.etag = etag.clone();
         }
     }
 

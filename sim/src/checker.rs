@@ -216,8 +216,15 @@ pub fn check_readdir_reply(
 }
 
 /// A complete listing: each name once, each with a kind it had in the window, and every name
-/// that was there (or absent) all through the window listed (or not).
-pub fn check_complete_listing(history: &History, dir_prefix: &str, window: Window, so_far: &ListingSoFar) -> Check {
+/// that was there (or absent) all through the window listed (or not). `lenient` names were
+/// being changed by this mount: anything goes for them but duplicates.
+pub fn check_complete_listing(
+    history: &History,
+    dir_prefix: &str,
+    window: Window,
+    so_far: &ListingSoFar,
+    lenient: &BTreeSet<String>,
+) -> Check {
     let mut listed: BTreeMap<&str, FileKind> = BTreeMap::new();
     for (name, _, kind) in so_far.entries.range(2..).map(|(_, e)| e) {
         if listed.insert(name, *kind).is_some() {
@@ -226,6 +233,9 @@ pub fn check_complete_listing(history: &History, dir_prefix: &str, window: Windo
     }
     let during = history.children_during(dir_prefix, window);
     for (name, kind) in &listed {
+        if lenient.contains(*name) {
+            continue;
+        }
         let allowed = during.get(*name).is_some_and(|kinds| kinds.contains(&Some(*kind)));
         if !allowed {
             return Err(format!(
@@ -235,6 +245,9 @@ pub fn check_complete_listing(history: &History, dir_prefix: &str, window: Windo
         }
     }
     for (name, kinds) in &during {
+        if lenient.contains(name) {
+            continue;
+        }
         if kinds.len() == 1
             && let Some(Some(kind)) = kinds.first()
             && listed.get(name.as_str()) != Some(kind)

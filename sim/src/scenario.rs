@@ -66,6 +66,72 @@ pub enum Syscall {
     Sleep {
         duration: Duration,
     },
+    /// A change of this process's own names in the directory at `dir` (files `w{process}.{slot}`,
+    /// directories `W{process}.{slot}`), so processes never race each other on a name; the
+    /// other client may still change them.
+    Own {
+        dir: PathIndex,
+        change: OwnChange,
+    },
+}
+
+/// How a write syscall opens its file.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum WriteMode {
+    /// `O_CREAT | O_TRUNC`, as `>` does.
+    Create,
+    /// `O_TRUNC` on whatever is there (created if missing).
+    Truncate,
+    /// `O_RDWR`: overwrite in place.
+    Modify,
+    /// `O_APPEND`.
+    Append,
+}
+
+/// One write: where (in millionths of the current size, past the end allowed) and what.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct WriteChunk {
+    pub offset_per_million: u32,
+    pub len_bytes: u32,
+    pub seed: u64,
+}
+
+/// A change a process makes to its own names.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub enum OwnChange {
+    /// Open or create file `slot` (inside own directory `in_dir` if given), write, maybe read
+    /// back and fsync, close.
+    Write {
+        in_dir: Option<u8>,
+        slot: u8,
+        mode: WriteMode,
+        writes: Vec<WriteChunk>,
+        fsync: bool,
+        read_back: bool,
+    },
+    /// Set the size of file `slot` with truncate(2) (nobody has it open).
+    Truncate {
+        slot: u8,
+        size_per_million: u32,
+    },
+    Unlink {
+        slot: u8,
+    },
+    Rename {
+        slot: u8,
+        to_slot: u8,
+        noreplace: bool,
+    },
+    Mkdir {
+        slot: u8,
+    },
+    Rmdir {
+        slot: u8,
+    },
+    RenameDir {
+        slot: u8,
+        to_slot: u8,
+    },
 }
 
 /// A change another S3 client makes to the bucket.
@@ -93,6 +159,16 @@ pub struct Scenario {
     pub timing_seed: u64,
     /// Per million FUSE requests that get interrupted.
     pub interrupt_per_million: u32,
+}
+
+/// The name of a process's own file.
+pub fn own_file_name(process: usize, slot: u8) -> String {
+    format!("w{process}.{slot}")
+}
+
+/// The name of a process's own directory.
+pub fn own_dir_name(process: usize, slot: u8) -> String {
+    format!("W{process}.{slot}")
 }
 
 impl Scenario {
@@ -179,13 +255,25 @@ pub fn generate(entropy: &mut impl Entropy, size: ScenarioSize) -> Scenario {
     let external_count = size.operations * external_share / 100;
     let syscall_count = size.operations - external_count;
     let process_count = entropy.between(1, 4) as usize;
+    let write_share = if entropy.chance(250_000) { 0 } else { entropy.between(10, 40) };
     let mut processes = vec![Vec::new(); process_count];
     for i in 0..syscall_count {
-        processes[i % process_count].push(generate_syscall(entropy, &config));
+        let syscall = if entropy.below(100) < write_share {
+            generate_own_change(entropy, &config)
+        } else {
+            generate_syscall(entropy, &config)
+        };
+        processes[i % process_count].push(syscall);
     }
     let mut external_keys: Vec<String> = keys.iter().cloned().collect();
     for _ in 0..3 {
         external_keys.push(generate_key(entropy, &mount_prefix));
+    }
+    // The other client sometimes writes the processes' own files, so conflicts happen.
+    if write_share > 0 && entropy.chance(500_000) {
+        for process in 0..process_count {
+            external_keys.push(format!("{mount_prefix}{}", own_file_name(process, 0)));
+        }
     }
     let external = (0..external_count)
         .map(|_| {
@@ -253,6 +341,7 @@ fn generate_config(entropy: &mut impl Entropy) -> CoreConfig {
     let prefetch_initial_window_bytes = *entropy.pick(&[0, 4 << 10, 64 << 10, 1 << 20]);
     let prefetch_max_window_bytes = read_part_size_bytes * entropy.between(1, 8);
     let mount_prefix = if entropy.chance(200_000) { "m/".to_owned() } else { String::new() };
+    let write_part_size_bytes: u64 = *entropy.pick(&[64 << 10, 256 << 10, 8 << 20]);
     CoreConfig {
         mount_prefix,
         stat_cache_ttl,
@@ -266,8 +355,51 @@ fn generate_config(entropy: &mut impl Entropy) -> CoreConfig {
         retry_initial_backoff: Duration::from_millis(*entropy.pick(&[1, 10, 100])),
         retry_max_backoff: Duration::from_millis(*entropy.pick(&[100, 1_000, 20_000])),
         s3_request_timeout: Duration::from_secs(*entropy.pick(&[1, 5, 30])),
+        write_part_size_bytes,
+        multipart_min_part_size_bytes: write_part_size_bytes.min(5 << 20),
+        max_dirty_bytes: *entropy.pick(&[256 << 10, 4 << 20, 512 << 20]),
+        part_uploads_inflight_max: *entropy.pick(&[1, 4, 8]),
+        rename_inflight_max: *entropy.pick(&[1, 8, 32]),
         ..CoreConfig::default()
     }
+}
+
+fn generate_own_change(entropy: &mut impl Entropy, config: &CoreConfig) -> Syscall {
+    let dir = PathIndex(entropy.below(u64::from(u32::MAX)) as u32);
+    let slot = entropy.below(3) as u8;
+    let change = match entropy.below(100) {
+        0..=54 => {
+            let mode = *entropy.pick(&[WriteMode::Create, WriteMode::Truncate, WriteMode::Modify, WriteMode::Append]);
+            let big = config.write_part_size_bytes * 3;
+            let writes = (0..entropy.between(1, 6))
+                .map(|_| WriteChunk {
+                    offset_per_million: entropy.below(1_200_000) as u32,
+                    len_bytes: match entropy.below(100) {
+                        0..=59 => entropy.between(1, 4096),
+                        60..=94 => entropy.between(4097, 200_000),
+                        _ => entropy.between(200_001, big.min(3 << 20)),
+                    } as u32,
+                    seed: entropy.next_u64(),
+                })
+                .collect();
+            let in_dir = entropy.chance(250_000).then(|| entropy.below(2) as u8);
+            OwnChange::Write {
+                in_dir,
+                slot,
+                mode,
+                writes,
+                fsync: entropy.chance(200_000),
+                read_back: entropy.chance(500_000),
+            }
+        }
+        55..=61 => OwnChange::Truncate { slot, size_per_million: entropy.below(1_500_000) as u32 },
+        62..=71 => OwnChange::Unlink { slot },
+        72..=81 => OwnChange::Rename { slot, to_slot: entropy.below(3) as u8, noreplace: entropy.chance(300_000) },
+        82..=89 => OwnChange::Mkdir { slot: entropy.below(2) as u8 },
+        90..=94 => OwnChange::Rmdir { slot: entropy.below(2) as u8 },
+        _ => OwnChange::RenameDir { slot: entropy.below(2) as u8, to_slot: entropy.below(2) as u8 },
+    };
+    Syscall::Own { dir, change }
 }
 
 fn generate_syscall(entropy: &mut impl Entropy, config: &CoreConfig) -> Syscall {

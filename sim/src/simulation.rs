@@ -31,6 +31,8 @@ use crate::s3_model::{ModelLimits, S3Model};
 use crate::scenario::{Mutation, RandomRead, Scenario, Syscall};
 use crate::trace::Trace;
 
+mod own_changes;
+
 /// Wall-clock time of the simulation's start.
 const EPOCH: UnixNanos = UnixNanos::from_secs(1_700_000_000);
 
@@ -128,12 +130,25 @@ enum Step {
     Lookup,
     GetAttr,
     Open,
-    Read { fh: FileHandle, next_read: usize, offset: u64, size: u32 },
+    Read {
+        fh: FileHandle,
+        next_read: usize,
+        offset: u64,
+        size: u32,
+    },
     Release,
     OpenDir,
-    ReadDir { fh: FileHandle, offset: u64, rewound: bool, buffer_bytes: u32, plus: bool },
+    ReadDir {
+        fh: FileHandle,
+        offset: u64,
+        rewound: bool,
+        buffer_bytes: u32,
+        plus: bool,
+    },
     ReleaseDir,
     StatFs,
+    /// A step of a change of the process's own names.
+    Own(own_changes::OwnStep),
 }
 
 #[derive(Clone, Debug)]
@@ -141,6 +156,8 @@ struct Running {
     action: Action,
     resolved: Vec<Ino>,
     step: Step,
+    /// State of a change of the process's own names.
+    own: Option<own_changes::OwnState>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -172,6 +189,8 @@ struct FileCheck {
     key: String,
     candidates: Vec<Version>,
     window_from: Instant,
+    /// Another process of this mount writes the file: its bytes are not checked.
+    unchecked: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -234,6 +253,11 @@ struct Sim<'a> {
     files: BTreeMap<FileHandle, FileCheck>,
     dirs: BTreeMap<FileHandle, DirCheck>,
     staleness: Staleness,
+    /// When the other client changed each key.
+    external_changes: BTreeMap<String, Vec<Instant>>,
+    /// Keys (and directory prefixes, ending in `/`) that a process of this mount is changing,
+    /// from when to when: other processes may see this mount's unwritten view of them.
+    local_activity: Vec<(String, Instant, Option<Instant>)>,
     phase: Phase,
     done: bool,
     trace: Trace,
@@ -255,7 +279,9 @@ impl<'a> Sim<'a> {
             * config.retry_max_attempts;
         let injector = FaultInjector::new(plan, config.retry_max_attempts.saturating_sub(1), retry_horizon);
 
-        let mut model = S3Model::with_limits(ModelLimits::default());
+        let model_limits =
+            ModelLimits { min_part_size_bytes: config.multipart_min_part_size_bytes, ..ModelLimits::default() };
+        let mut model = S3Model::with_limits(model_limits);
         let mut history = History::default();
         for object in &scenario.objects {
             let body = content(object.size_bytes, object.content_seed);
@@ -275,7 +301,8 @@ impl<'a> Sim<'a> {
                             Syscall::Stat { path }
                             | Syscall::Cat { path, .. }
                             | Syscall::ReadAt { path, .. }
-                            | Syscall::List { path, .. } => scenario.path(&paths, *path),
+                            | Syscall::List { path, .. }
+                            | Syscall::Own { dir: path, .. } => scenario.path(&paths, *path),
                             _ => Vec::new(),
                         };
                         Action { syscall: syscall.clone(), path }
@@ -311,6 +338,8 @@ impl<'a> Sim<'a> {
             files: BTreeMap::new(),
             dirs: BTreeMap::new(),
             staleness,
+            external_changes: BTreeMap::new(),
+            local_activity: Vec::new(),
             phase: Phase::Safety,
             done: false,
             trace: Trace::default(),
@@ -555,10 +584,12 @@ impl<'a> Sim<'a> {
                 let body = content(*size_bytes, *content_seed);
                 let etag = self.model.put_object(EPOCH.add_duration(now - Instant::ZERO), key, body.clone());
                 self.history.record(now, key, Some(Version { etag, body }));
+                self.external_changes.entry(key.clone()).or_default().push(now);
             }
             Mutation::Delete { key } => {
                 self.model.delete_object(key);
                 self.history.record(now, key, None);
+                self.external_changes.entry(key.clone()).or_default().push(now);
             }
         }
         match self.scenario.external.get(step + 1) {
@@ -608,11 +639,17 @@ impl<'a> Sim<'a> {
                 Ok(())
             }
             Syscall::StatFs => {
-                self.processes[process].running = Some(Running { action, resolved: Vec::new(), step: Step::StatFs });
+                self.processes[process].running =
+                    Some(Running { action, resolved: Vec::new(), step: Step::StatFs, own: None });
                 self.send(process, FuseOp::StatFs { ino: Ino::ROOT })
             }
-            Syscall::Stat { .. } | Syscall::Cat { .. } | Syscall::ReadAt { .. } | Syscall::List { .. } => {
-                self.processes[process].running = Some(Running { action, resolved: Vec::new(), step: Step::Lookup });
+            Syscall::Stat { .. }
+            | Syscall::Cat { .. }
+            | Syscall::ReadAt { .. }
+            | Syscall::List { .. }
+            | Syscall::Own { .. } => {
+                self.processes[process].running =
+                    Some(Running { action, resolved: Vec::new(), step: Step::Lookup, own: None });
                 self.continue_syscall(process)
             }
         }
@@ -634,6 +671,7 @@ impl<'a> Sim<'a> {
                 (Step::Open, FuseOp::Open { ino, flags: OpenFlags(OpenFlags::O_RDONLY) })
             }
             Syscall::List { .. } => (Step::OpenDir, FuseOp::OpenDir { ino }),
+            Syscall::Own { .. } => return self.start_own(process, ino),
             _ => unreachable!("only path syscalls resolve"),
         };
         running.step = step;
@@ -650,6 +688,41 @@ impl<'a> Sim<'a> {
         }
         let at = self.now + self.think_time();
         self.schedule(at, Event::ProcessWake(process));
+    }
+
+    /// Whether a process of this mount changed `key` (or a directory above it) during `window`.
+    fn locally_active(&self, key: &str, window: Window) -> bool {
+        self.local_activity.iter().any(|(active, from, to)| {
+            let covers = active == key
+                || (active.ends_with('/') && (key.starts_with(active.as_str()) || active.trim_end_matches('/') == key));
+            covers && *from <= window.to && to.is_none_or(|to| to >= window.from)
+        })
+    }
+
+    /// Names of a listing of `prefix` that this mount was changing during `window`.
+    fn lenient_names<'n>(
+        &self,
+        prefix: &str,
+        listed: impl Iterator<Item = &'n str>,
+        window: Window,
+    ) -> BTreeSet<String> {
+        let mut names: BTreeSet<String> = BTreeSet::new();
+        let candidates: BTreeSet<String> = listed
+            .map(str::to_owned)
+            .chain(self.history.children_during(prefix, window).into_keys())
+            .chain(self.local_activity.iter().filter_map(|(active, _, _)| {
+                let rest = active.strip_prefix(prefix)?;
+                Some(rest.split('/').next().unwrap_or(rest).to_owned())
+            }))
+            .collect();
+        for name in candidates {
+            if self.locally_active(&format!("{prefix}{name}"), window)
+                || self.locally_active(&format!("{prefix}{name}/"), window)
+            {
+                names.insert(name);
+            }
+        }
+        names
     }
 
     /// The window for an answer that may be up to `age` old at `issued_at`.
@@ -679,10 +752,14 @@ impl<'a> Sim<'a> {
         let Some(outstanding) = self.outstanding.remove(&id) else {
             return Err(format!("reply to {id:?}, which has no request waiting (a second reply?)"));
         };
-        if reply == FuseReply::Error(goofys_core::Errno::EIO) {
+        let process = outstanding.process;
+        let own_change =
+            matches!(self.processes.get(process).and_then(|p| p.running.as_ref()).map(|r| &r.step), Some(Step::Own(_)));
+        // Changes of own names decide for themselves: a conflict with the other client may
+        // lose an upload, which reaches the writer as EIO.
+        if reply == FuseReply::Error(goofys_core::Errno::EIO) && !own_change {
             return Err(format!("{} got EIO, though every fault was within the retry budget", outstanding.op.name()));
         }
-        let process = outstanding.process;
         let window = self.window(outstanding.issued_at, self.staleness.stat);
         let interrupted_here = outstanding.interrupted && reply == FuseReply::Error(goofys_core::Errno::EINTR);
         let running = self.processes[process].running.clone().expect("a reply for a running syscall");
@@ -707,8 +784,10 @@ impl<'a> Sim<'a> {
                             directory: self.window(issued_at, self.staleness.lookup_directory),
                             missing: self.window(issued_at, self.staleness.lookup_missing),
                         };
-                        checker::check_lookup(&self.history, &key, &name.to_string_lossy(), &windows, &reply)
-                            .map_err(context)?;
+                        if !self.locally_active(&key, self.window(issued_at, self.staleness.longest)) {
+                            checker::check_lookup(&self.history, &key, &name.to_string_lossy(), &windows, &reply)
+                                .map_err(context)?;
+                        }
                     }
                 }
                 match reply {
@@ -745,7 +824,9 @@ impl<'a> Sim<'a> {
                         }
                     } else {
                         let key = self.key_of(&running.action.path);
-                        checker::check_file_attr(&self.history, &key, window, &reply).map_err(context)?;
+                        if !self.locally_active(&key, window) {
+                            checker::check_file_attr(&self.history, &key, window, &reply).map_err(context)?;
+                        }
                     }
                 }
                 self.finish_syscall(process);
@@ -764,13 +845,20 @@ impl<'a> Sim<'a> {
                     return Ok(());
                 }
                 let key = self.key_of(&running.action.path);
-                let candidates = checker::check_open(&self.history, &key, window, &reply).map_err(context)?;
+                // A file another process of this mount is writing shows its unwritten view.
+                let unchecked = self.locally_active(&key, window);
+                let candidates = if unchecked {
+                    Vec::new()
+                } else {
+                    checker::check_open(&self.history, &key, window, &reply).map_err(context)?
+                };
                 let FuseReply::Opened { fh, .. } = reply else {
                     self.finish_syscall(process);
                     return Ok(());
                 };
-                let size_bytes = candidates.iter().map(Version::size_bytes).max().unwrap_or(0);
-                self.files.insert(fh, FileCheck { key, candidates, window_from: window.from });
+                let size_bytes =
+                    if unchecked { 1 << 20 } else { candidates.iter().map(Version::size_bytes).max().unwrap_or(0) };
+                self.files.insert(fh, FileCheck { key, candidates, window_from: window.from, unchecked });
                 self.next_read(process, *ino, fh, 0, size_bytes)
             }
             (Step::Read { fh, next_read, offset, size }, FuseOp::Read { ino, .. }) => {
@@ -778,8 +866,19 @@ impl<'a> Sim<'a> {
                 let file = self.files.get_mut(&fh).expect("an open file");
                 let may_be_stale =
                     self.history.file_states(&file.key, Window { from: file.window_from, to: self.now }).len() > 1;
-                checker::check_read(&mut file.candidates, offset, size, may_be_stale, outstanding.interrupted, &reply)
+                if !file.unchecked {
+                    checker::check_read(
+                        &mut file.candidates,
+                        offset,
+                        size,
+                        may_be_stale,
+                        outstanding.interrupted,
+                        &reply,
+                    )
                     .map_err(context)?;
+                } else if !matches!(reply, FuseReply::Data(_) | FuseReply::Error(_)) {
+                    return Err(context(format!("read gave {reply:?}")));
+                }
                 let size_bytes = file.candidates.iter().map(Version::size_bytes).max().unwrap_or(0);
                 match reply {
                     FuseReply::Data(bytes) if matches!(running.action.syscall, Syscall::Cat { .. }) => {
@@ -861,7 +960,9 @@ impl<'a> Sim<'a> {
                 if !dir.checked_complete {
                     dir.checked_complete = true;
                     let window = Window { from: dir.opened_at, to: self.now };
-                    checker::check_complete_listing(&self.history, &dir.prefix, window, &dir.so_far)
+                    let (prefix, so_far) = (dir.prefix.clone(), dir.so_far.clone());
+                    let lenient = self.lenient_names(&prefix, so_far.entries.values().map(|e| e.0.as_str()), window);
+                    checker::check_complete_listing(&self.history, &prefix, window, &so_far, &lenient)
                         .map_err(context)?;
                 }
                 let Syscall::List { rewind, .. } = running.action.syscall else { unreachable!() };
@@ -886,6 +987,10 @@ impl<'a> Sim<'a> {
                 self.finish_syscall(process);
                 Ok(())
             }
+            (Step::Own(step), _) => {
+                let step = *step;
+                self.own_reply(process, step, outstanding, reply)
+            }
             (step, op) => Err(format!("process {process} in step {step:?} got a reply to {op:?}")),
         }
     }
@@ -900,7 +1005,7 @@ impl<'a> Sim<'a> {
         let mut path = dir_path.to_vec();
         path.push(entry.dirent.name.to_string_lossy().into_owned());
         let ino = entry.dirent.ino;
-        if entry.entry.attr.kind == FileKind::File {
+        if entry.entry.attr.kind == FileKind::File && !self.locally_active(&self.key_of(&path), window) {
             let key = self.key_of(&path);
             let sizes: BTreeSet<u64> =
                 self.history.file_states(&key, window).into_iter().flatten().map(Version::size_bytes).collect();
