@@ -559,6 +559,13 @@ impl InodeTable {
         }
     }
 
+    /// Forgets everything cached of the name `name` in `parent`, including that it was missing
+    /// (something else now holds it in S3), so the next lookup asks S3.
+    pub fn forget_name(&mut self, parent: Ino, name: &str) {
+        self.detach(parent, name);
+        self.negative.remove(&(parent, name.to_owned()));
+    }
+
     /// Forgets what is cached of the name `name` in `parent` and remembers it as missing, even
     /// if it is being written (after this mount deleted it).
     pub fn remove_name(&mut self, parent: Ino, name: &str, now: Instant) {

@@ -1013,7 +1013,13 @@ impl Core {
                     _ => {}
                 }
             }
-            None => self.inodes.remove_name(rename.parent, &rename.name, now),
+            None => {
+                // The kernel holds no inode of the source: forget both names, so the new one
+                // is asked about (found by seed 5350: a negative entry of the new name from an
+                // earlier unlink outlived the rename).
+                self.inodes.remove_name(rename.parent, &rename.name, now);
+                self.inodes.forget_name(rename.new_parent, &rename.new_name);
+            }
         }
         self.reply(op, FuseReply::Empty);
     }

@@ -59,10 +59,12 @@ fn a_seed_replays_with_the_same_trace_hash() {
 /// Seeds that found bugs while the simulator was built (each also has a scripted regression
 /// test in goofys-core's tests): a read of a deleted object (15), cache deadlines of a slow
 /// lookup (206), identical concurrent requests sharing a fault budget (430), a truncated GET
-/// after failed attempts (472), a listing entry released late (7332), a swept inode in a listing (16704).
+/// after failed attempts (472), a listing entry released late (7332), a swept inode in a listing
+/// (16704); with writes: a conflicted commit retried at release (620), a rename onto a name
+/// negatively cached (5350; scripted in tests/tests/write_path.rs).
 #[test]
 fn seeds_that_once_failed_pass() {
-    for seed in [15, 206, 430, 472, 7332, 16704] {
+    for seed in [15, 206, 430, 472, 620, 5350, 7332, 16704] {
         if let Err(failure) = run_seed(seed, OPERATIONS, FaultPreset::Swarm) {
             panic!("{failure}");
         }

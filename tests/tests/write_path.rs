@@ -342,6 +342,30 @@ fn rename_of_a_file_copies_then_deletes_and_honours_noreplace() {
     assert_eq!(ino_of(&mut driver, Ino::ROOT, "c"), ino, "the inode follows its new name");
 }
 
+/// Found by seed 5350: `mv src dst` where `dst` was unlinked earlier (a negative entry) and the
+/// kernel holds no inode of `src`; the next lookup of `dst` must find the moved file.
+#[test]
+fn regression_a_rename_onto_a_name_known_missing_makes_it_visible() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    driver.put("dst", &b"old"[..]);
+    driver.put("src", &b"moved"[..]);
+    assert_eq!(driver.run(FuseOp::Unlink { parent: Ino::ROOT, name: "dst".into() }), FuseReply::Empty);
+    assert_eq!(lookup(&mut driver, Ino::ROOT, "dst"), FuseReply::Error(Errno::ENOENT), "negatively cached");
+    let rename = FuseOp::Rename {
+        parent: Ino::ROOT,
+        name: "src".into(),
+        new_parent: Ino::ROOT,
+        new_name: "dst".into(),
+        flags: 0,
+    };
+    assert_eq!(driver.run(rename), FuseReply::Empty);
+    match lookup(&mut driver, Ino::ROOT, "dst") {
+        FuseReply::Entry(entry) => assert_eq!(entry.attr.size_bytes, 5),
+        other => panic!("the renamed file is visible at once: {other:?}"),
+    }
+    assert_eq!(lookup(&mut driver, Ino::ROOT, "src"), FuseReply::Error(Errno::ENOENT));
+}
+
 #[test]
 fn rename_of_a_directory_moves_every_key_and_nothing_is_lost_when_a_copy_fails() {
     let mut driver = PlanDriver::new(CoreConfig { list_page_keys: 7, ..CoreConfig::default() });
