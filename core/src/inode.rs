@@ -35,6 +35,9 @@ pub(crate) struct Inode {
     pub mtime: UnixNanos,
     /// The attributes are trusted until this time.
     pub stat_expiry: Instant,
+    /// When S3 was asked for the attributes held: an answer to a request asked earlier may
+    /// describe an older state and never replaces them.
+    pub attrs_asked_at: Instant,
     /// References held by the kernel (lookups minus forgets).
     pub lookup_count: u64,
     /// Open file or directory handles.
@@ -53,21 +56,38 @@ impl Inode {
     }
 }
 
+/// When S3 was asked and when it answered: what the answer says held at some moment in
+/// between. Cache deadlines count from the answer; which of two answers is newer goes by when
+/// they were asked (an answer to a later request cannot describe an earlier state).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct Observation {
+    pub asked_at: Instant,
+    pub answered_at: Instant,
+}
+
+impl Observation {
+    /// What this mount knows at `now` by itself (its own change).
+    pub fn local(now: Instant) -> Self {
+        Observation { asked_at: now, answered_at: now }
+    }
+}
+
 /// A name → inode mapping in a directory.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Dentry {
     pub ino: Ino,
     /// The mapping (and the kind) is trusted until this time.
     pub type_expiry: Instant,
-    /// When S3 last said so.
-    pub observed_at: Instant,
+    /// When S3 was asked the question whose answer said so: of two answers, the one asked
+    /// later wins.
+    pub asked_at: Instant,
 }
 
 /// A name known not to exist.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct NegativeEntry {
-    /// When S3 said so.
-    pub observed_at: Instant,
+    /// When S3 was asked the question whose answer said so.
+    pub asked_at: Instant,
     pub expiry: Instant,
 }
 
@@ -136,6 +156,7 @@ impl InodeTable {
             etag: None,
             mtime: mount_time,
             stat_expiry: Instant::from_nanos(u64::MAX),
+            attrs_asked_at: Instant::ZERO,
             lookup_count: 1,
             open_handles: 0,
             kernel_cached_etag: None,
@@ -189,13 +210,8 @@ impl InodeTable {
     /// then. An observation older than what the table already holds (a listing page that
     /// arrived before a lookup's answer) never overwrites it; the caller still gets an inode of
     /// the observed kind for its listing entry.
-    pub fn upsert_child(
-        &mut self,
-        parent: Ino,
-        name: &str,
-        stat: ChildStat,
-        observed_at: Instant,
-    ) -> (Ino, UpsertEffect) {
+    pub fn upsert_child(&mut self, parent: Ino, name: &str, stat: ChildStat, seen: Observation) -> (Ino, UpsertEffect) {
+        let observed_at = seen.answered_at;
         let slot = (parent, name.to_owned());
         // A file being written here is what this mount says it is, whatever S3 says.
         if let Some(dentry) = self.dentries.get(&slot)
@@ -205,17 +221,17 @@ impl InodeTable {
             if self.inodes[&ino].kind == stat.kind() {
                 return (ino, UpsertEffect::Unchanged);
             }
-            return (self.insert_inode(parent, name, stat, observed_at), UpsertEffect::NewInode);
+            return (self.insert_inode(parent, name, stat, seen), UpsertEffect::NewInode);
         }
-        let newer_dentry = self.dentries.get(&slot).filter(|d| d.observed_at > observed_at).map(|d| d.ino);
-        let newer_negative = self.negative.get(&slot).is_some_and(|n| n.observed_at > observed_at);
+        let newer_dentry = self.dentries.get(&slot).filter(|d| d.asked_at > seen.asked_at).map(|d| d.ino);
+        let newer_negative = self.negative.get(&slot).is_some_and(|n| n.asked_at > seen.asked_at);
         if newer_dentry.is_some() || newer_negative {
             if let Some(ino) = newer_dentry
                 && self.inodes.get(&ino).is_some_and(|inode| inode.kind == stat.kind())
             {
                 return (ino, UpsertEffect::Unchanged);
             }
-            let ino = self.insert_inode(parent, name, stat, observed_at);
+            let ino = self.insert_inode(parent, name, stat, seen);
             return (ino, UpsertEffect::NewInode);
         }
 
@@ -227,8 +243,13 @@ impl InodeTable {
             && inode.kind == stat.kind()
         {
             dentry.type_expiry = type_expiry;
-            dentry.observed_at = observed_at;
+            dentry.asked_at = seen.asked_at;
+            if seen.asked_at < inode.attrs_asked_at {
+                // The attributes held come from a later question (found by seed 9051).
+                return (inode.ino, UpsertEffect::Unchanged);
+            }
             inode.stat_expiry = stat_expiry;
+            inode.attrs_asked_at = seen.asked_at;
             let mut effect = UpsertEffect::Unchanged;
             if let ChildStat::File { size_bytes, etag, mtime } = stat {
                 if inode.etag.as_ref() != Some(&etag) {
@@ -243,13 +264,13 @@ impl InodeTable {
 
         let replaced = self.dentries.contains_key(&slot);
         self.detach(parent, name);
-        let ino = self.insert_inode(parent, name, stat, observed_at);
-        self.dentries.insert(slot, Dentry { ino, type_expiry, observed_at });
+        let ino = self.insert_inode(parent, name, stat, seen);
+        self.dentries.insert(slot, Dentry { ino, type_expiry, asked_at: seen.asked_at });
         (ino, if replaced { UpsertEffect::Replaced } else { UpsertEffect::NewInode })
     }
 
     /// Adds an inode for `name` in `parent` without naming it in the directory.
-    fn insert_inode(&mut self, parent: Ino, name: &str, stat: ChildStat, observed_at: Instant) -> Ino {
+    fn insert_inode(&mut self, parent: Ino, name: &str, stat: ChildStat, seen: Observation) -> Ino {
         let parent_key = self.inodes.get(&parent).map(|p| p.key.clone()).unwrap_or_default();
         let ino = Ino(self.next_ino);
         self.next_ino += 1;
@@ -271,7 +292,8 @@ impl InodeTable {
             size_bytes,
             etag,
             mtime,
-            stat_expiry: observed_at + self.stat_cache_ttl,
+            stat_expiry: seen.answered_at + self.stat_cache_ttl,
+            attrs_asked_at: seen.asked_at,
             lookup_count: 0,
             open_handles: 0,
             kernel_cached_etag: None,
@@ -281,19 +303,23 @@ impl InodeTable {
         ino
     }
 
-    /// Records the attributes HEAD reported for a file inode at `observed_at`, wherever its
-    /// name is now.
+    /// Records the attributes HEAD reported for a file inode, wherever its name is now, unless
+    /// the inode holds attributes from a later question.
     pub fn refresh_file(
         &mut self,
         ino: Ino,
         size_bytes: u64,
         etag: ETag,
         mtime: UnixNanos,
-        observed_at: Instant,
+        seen: Observation,
     ) -> UpsertEffect {
-        let Some(inode) = self.inodes.get_mut(&ino).filter(|inode| !inode.writing) else {
+        let observed_at = seen.answered_at;
+        let Some(inode) =
+            self.inodes.get_mut(&ino).filter(|inode| !inode.writing && seen.asked_at >= inode.attrs_asked_at)
+        else {
             return UpsertEffect::Unchanged;
         };
+        inode.attrs_asked_at = seen.asked_at;
         let effect =
             if inode.etag.as_ref() == Some(&etag) { UpsertEffect::Unchanged } else { UpsertEffect::ContentChanged };
         inode.size_bytes = size_bytes;
@@ -303,26 +329,26 @@ impl InodeTable {
         let slot = (inode.parent, inode.name.clone());
         if let Some(dentry) = self.dentries.get_mut(&slot)
             && dentry.ino == ino
-            && dentry.observed_at <= observed_at
+            && dentry.asked_at <= seen.asked_at
         {
             dentry.type_expiry = observed_at + self.type_cache_ttl;
-            dentry.observed_at = observed_at;
+            dentry.asked_at = seen.asked_at;
         }
         effect
     }
 
-    /// Records that `name` did not exist in `parent` at `observed_at`.
-    pub fn set_negative(&mut self, parent: Ino, name: &str, observed_at: Instant) {
+    /// Records that S3 said `name` did not exist in `parent`.
+    pub fn set_negative(&mut self, parent: Ino, name: &str, seen: Observation) {
         let slot = (parent, name.to_owned());
         if let Some(dentry) = self.dentries.get(&slot)
-            && (dentry.observed_at > observed_at || self.inodes.get(&dentry.ino).is_some_and(|i| i.writing))
+            && (dentry.asked_at > seen.asked_at || self.inodes.get(&dentry.ino).is_some_and(|i| i.writing))
         {
             return;
         }
         self.detach(parent, name);
         if !self.negative_cache_ttl.is_zero() {
-            let expiry = observed_at + self.negative_cache_ttl;
-            self.negative.insert(slot, NegativeEntry { observed_at, expiry });
+            let expiry = seen.answered_at + self.negative_cache_ttl;
+            self.negative.insert(slot, NegativeEntry { asked_at: seen.asked_at, expiry });
         }
     }
 
@@ -447,12 +473,13 @@ impl InodeTable {
         inode.etag = Some(etag);
         inode.mtime = mtime;
         inode.stat_expiry = stat_expiry;
+        inode.attrs_asked_at = now;
         let slot = (inode.parent, inode.name.clone());
         if let Some(dentry) = self.dentries.get_mut(&slot)
             && dentry.ino == ino
         {
             dentry.type_expiry = type_expiry;
-            dentry.observed_at = now;
+            dentry.asked_at = now;
         }
     }
 
@@ -461,14 +488,12 @@ impl InodeTable {
         self.detach(parent, name);
         self.negative.remove(&(parent, name.to_owned()));
         let stat = ChildStat::File { size_bytes: 0, etag: ETag::new(""), mtime };
-        let ino = self.insert_inode(parent, name, stat, now);
+        let ino = self.insert_inode(parent, name, stat, Observation::local(now));
         let inode = self.inodes.get_mut(&ino).expect("just inserted");
         inode.etag = None;
         inode.writing = true;
-        self.dentries.insert(
-            (parent, name.to_owned()),
-            Dentry { ino, type_expiry: now + self.type_cache_ttl, observed_at: now },
-        );
+        self.dentries
+            .insert((parent, name.to_owned()), Dentry { ino, type_expiry: now + self.type_cache_ttl, asked_at: now });
         ino
     }
 
@@ -477,12 +502,10 @@ impl InodeTable {
     pub fn create_local_dir(&mut self, parent: Ino, name: &str, now: Instant) -> Ino {
         self.detach(parent, name);
         self.negative.remove(&(parent, name.to_owned()));
-        let ino = self.insert_inode(parent, name, ChildStat::Directory, now);
+        let ino = self.insert_inode(parent, name, ChildStat::Directory, Observation::local(now));
         self.inodes.get_mut(&ino).expect("just inserted").writing = true;
-        self.dentries.insert(
-            (parent, name.to_owned()),
-            Dentry { ino, type_expiry: now + self.type_cache_ttl, observed_at: now },
-        );
+        self.dentries
+            .insert((parent, name.to_owned()), Dentry { ino, type_expiry: now + self.type_cache_ttl, asked_at: now });
         ino
     }
 
@@ -530,7 +553,7 @@ impl InodeTable {
         let inode = self.inodes.get_mut(&ino).expect("checked");
         inode.parent = new_parent;
         inode.name = new_name.to_owned();
-        self.dentries.insert((new_parent, new_name.to_owned()), Dentry { ino, type_expiry, observed_at: now });
+        self.dentries.insert((new_parent, new_name.to_owned()), Dentry { ino, type_expiry, asked_at: now });
         for inode in self.inodes.values_mut() {
             if let Some(rest) = inode.key.strip_prefix(old_key)
                 && (inode.ino == ino || old_key.ends_with('/'))
@@ -572,7 +595,7 @@ impl InodeTable {
         self.detach(parent, name);
         if !self.negative_cache_ttl.is_zero() {
             let expiry = now + self.negative_cache_ttl;
-            self.negative.insert((parent, name.to_owned()), NegativeEntry { observed_at: now, expiry });
+            self.negative.insert((parent, name.to_owned()), NegativeEntry { asked_at: now, expiry });
         }
     }
 
@@ -633,7 +656,7 @@ mod tests {
     #[test]
     fn cached_entries_expire_at_their_absolute_deadline() {
         let mut t = table(60);
-        let (ino, effect) = t.upsert_child(Ino::ROOT, "f", file("a"), T0);
+        let (ino, effect) = t.upsert_child(Ino::ROOT, "f", file("a"), Observation::local(T0));
         assert_eq!(effect, UpsertEffect::NewInode);
         assert_eq!(t.lookup_cached(Ino::ROOT, "f", Instant::from_nanos(59 * SECOND)), CachedLookup::Hit(ino));
         assert_eq!(t.lookup_cached(Ino::ROOT, "f", Instant::from_nanos(60 * SECOND)), CachedLookup::Miss);
@@ -642,30 +665,33 @@ mod tests {
     #[test]
     fn zero_ttl_turns_every_cache_off() {
         let mut t = table(0);
-        t.upsert_child(Ino::ROOT, "f", file("a"), T0);
+        t.upsert_child(Ino::ROOT, "f", file("a"), Observation::local(T0));
         assert_eq!(t.lookup_cached(Ino::ROOT, "f", T0), CachedLookup::Miss);
-        t.set_negative(Ino::ROOT, "g", T0);
+        t.set_negative(Ino::ROOT, "g", Observation::local(T0));
         assert_eq!(t.lookup_cached(Ino::ROOT, "g", T0), CachedLookup::Miss);
     }
 
     #[test]
     fn negative_entries_answer_until_they_expire_or_the_name_appears() {
         let mut t = table(10);
-        t.set_negative(Ino::ROOT, "g", T0);
+        t.set_negative(Ino::ROOT, "g", Observation::local(T0));
         assert_eq!(t.lookup_cached(Ino::ROOT, "g", Instant::from_nanos(SECOND)), CachedLookup::Negative);
         assert_eq!(t.lookup_cached(Ino::ROOT, "g", Instant::from_nanos(10 * SECOND)), CachedLookup::Miss);
-        t.set_negative(Ino::ROOT, "g", T0);
-        let (ino, _) = t.upsert_child(Ino::ROOT, "g", file("a"), T0);
+        t.set_negative(Ino::ROOT, "g", Observation::local(T0));
+        let (ino, _) = t.upsert_child(Ino::ROOT, "g", file("a"), Observation::local(T0));
         assert_eq!(t.lookup_cached(Ino::ROOT, "g", T0), CachedLookup::Hit(ino));
     }
 
     #[test]
     fn a_changed_etag_is_reported_and_a_changed_kind_gets_a_new_inode() {
         let mut t = table(60);
-        let (ino, _) = t.upsert_child(Ino::ROOT, "x", file("a"), T0);
-        assert_eq!(t.upsert_child(Ino::ROOT, "x", file("a"), T0), (ino, UpsertEffect::Unchanged));
-        assert_eq!(t.upsert_child(Ino::ROOT, "x", file("b"), T0), (ino, UpsertEffect::ContentChanged));
-        let (dir, effect) = t.upsert_child(Ino::ROOT, "x", ChildStat::Directory, T0);
+        let (ino, _) = t.upsert_child(Ino::ROOT, "x", file("a"), Observation::local(T0));
+        assert_eq!(t.upsert_child(Ino::ROOT, "x", file("a"), Observation::local(T0)), (ino, UpsertEffect::Unchanged));
+        assert_eq!(
+            t.upsert_child(Ino::ROOT, "x", file("b"), Observation::local(T0)),
+            (ino, UpsertEffect::ContentChanged)
+        );
+        let (dir, effect) = t.upsert_child(Ino::ROOT, "x", ChildStat::Directory, Observation::local(T0));
         assert_ne!(dir, ino);
         assert_eq!(effect, UpsertEffect::Replaced);
         assert!(t.get(ino).is_none(), "the unreferenced file inode is dropped");
@@ -675,7 +701,7 @@ mod tests {
     #[test]
     fn inodes_live_while_the_kernel_or_a_handle_refers_to_them() {
         let mut t = table(60);
-        let (ino, _) = t.upsert_child(Ino::ROOT, "f", file("a"), T0);
+        let (ino, _) = t.upsert_child(Ino::ROOT, "f", file("a"), Observation::local(T0));
         t.add_lookup(ino);
         t.open_handle(ino);
         t.detach(Ino::ROOT, "f");
@@ -690,8 +716,8 @@ mod tests {
     #[test]
     fn sweep_drops_only_expired_unreferenced_inodes() {
         let mut t = table(5);
-        let (listed, _) = t.upsert_child(Ino::ROOT, "listed", file("a"), T0);
-        let (held, _) = t.upsert_child(Ino::ROOT, "held", file("a"), T0);
+        let (listed, _) = t.upsert_child(Ino::ROOT, "listed", file("a"), Observation::local(T0));
+        let (held, _) = t.upsert_child(Ino::ROOT, "held", file("a"), Observation::local(T0));
         t.add_lookup(held);
         t.sweep(Instant::from_nanos(SECOND));
         assert!(t.get(listed).is_some());
@@ -705,18 +731,44 @@ mod tests {
     fn an_older_observation_never_overwrites_a_newer_one() {
         let mut t = table(60);
         let later = Instant::from_nanos(10 * SECOND);
-        let (ino, _) = t.upsert_child(Ino::ROOT, "f", file("new"), later);
+        let (ino, _) = t.upsert_child(Ino::ROOT, "f", file("new"), Observation::local(later));
         // A listing page from before the lookup releases its entry late.
-        let (same, effect) = t.upsert_child(Ino::ROOT, "f", file("old"), T0);
+        let (same, effect) = t.upsert_child(Ino::ROOT, "f", file("old"), Observation::local(T0));
         assert_eq!((same, effect), (ino, UpsertEffect::Unchanged));
         assert_eq!(t.get(ino).unwrap().etag, Some(ETag::new("new")));
         // The old page said "directory": its entry gets an inode, the name keeps the newer file.
-        let (dir, _) = t.upsert_child(Ino::ROOT, "f", ChildStat::Directory, T0);
+        let (dir, _) = t.upsert_child(Ino::ROOT, "f", ChildStat::Directory, Observation::local(T0));
         assert_ne!(dir, ino);
         assert_eq!(t.lookup_cached(Ino::ROOT, "f", later), CachedLookup::Hit(ino));
         // A newer "missing" is not undone by an older listing either.
-        t.set_negative(Ino::ROOT, "g", later);
-        t.upsert_child(Ino::ROOT, "g", file("old"), T0);
+        t.set_negative(Ino::ROOT, "g", Observation::local(later));
+        t.upsert_child(Ino::ROOT, "g", file("old"), Observation::local(T0));
         assert_eq!(t.lookup_cached(Ino::ROOT, "g", later), CachedLookup::Negative);
+    }
+
+    /// Found by seed 9051: a getattr's HEAD asked before another client's PUT answered after a
+    /// lookup's HEAD asked after it; whichever order they are applied in, the answer to the
+    /// later question wins.
+    #[test]
+    fn an_answer_to_an_earlier_question_never_replaces_attributes_from_a_later_one() {
+        let at = |secs: u64| Instant::from_nanos(secs * SECOND);
+        let getattr = Observation { asked_at: at(2), answered_at: at(5) };
+        let lookup = Observation { asked_at: at(3), answered_at: at(4) };
+        // The lookup is applied first.
+        let mut t = table(0);
+        let (ino, _) = t.upsert_child(Ino::ROOT, "f", file("old"), Observation::local(T0));
+        assert_eq!(t.upsert_child(Ino::ROOT, "f", file("new"), lookup), (ino, UpsertEffect::ContentChanged));
+        assert_eq!(t.refresh_file(ino, 3, ETag::new("old"), UnixNanos(0), getattr), UpsertEffect::Unchanged);
+        assert_eq!(t.get(ino).unwrap().etag, Some(ETag::new("new")));
+        // A listing asked even earlier does not replace it either.
+        let listing = Observation { asked_at: at(1), answered_at: at(6) };
+        t.upsert_child(Ino::ROOT, "f", file("old"), listing);
+        assert_eq!(t.get(ino).unwrap().etag, Some(ETag::new("new")));
+        // The getattr is applied first (the lookup waited for its second probe).
+        let mut t = table(0);
+        let (ino, _) = t.upsert_child(Ino::ROOT, "f", file("old"), Observation::local(T0));
+        t.refresh_file(ino, 3, ETag::new("old"), UnixNanos(0), getattr);
+        assert_eq!(t.upsert_child(Ino::ROOT, "f", file("new"), lookup), (ino, UpsertEffect::ContentChanged));
+        assert_eq!(t.get(ino).unwrap().etag, Some(ETag::new("new")));
     }
 }

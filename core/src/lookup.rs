@@ -15,7 +15,7 @@ use crate::calls::{CallId, Purpose};
 use crate::errno::{Errno, errno_for_s3_error};
 use crate::fuse_types::{FileKind, FuseReply, OpenFlags};
 use crate::ids::{FuseReqId, Ino};
-use crate::inode::{CachedLookup, ChildStat};
+use crate::inode::{CachedLookup, ChildStat, Observation};
 use crate::machine::{Core, Waiting};
 use crate::namespace::{InvalidName, check_name};
 use crate::s3_types::{ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, TransportError};
@@ -66,6 +66,8 @@ pub(crate) struct LookupOp {
     head: Probe<Option<ObjectMeta>>,
     /// ListObjectsV2 on `key/`: whether anything is under it.
     list: Probe<bool>,
+    /// When the probes were sent: what they answer held at that moment or later.
+    asked_at: Instant,
     /// When the first probe answered: what the lookup learns is as old as that, and cache
     /// deadlines count from it, not from when the slower probe finished.
     observed_at: Option<Instant>,
@@ -121,6 +123,7 @@ impl Core {
                     name: name.to_owned(),
                     head: Probe::Pending(head),
                     list: Probe::Pending(list),
+                    asked_at: now,
                     observed_at: None,
                 };
                 self.lookups.insert(id, op);
@@ -167,8 +170,15 @@ impl Core {
         let inode = self.inodes.get(ino).expect("caller checked the inode");
         let (parent, name, key) = (inode.parent, inode.name.clone(), inode.key.clone());
         let head = self.start_call(now, Purpose::LookupHead { op: id }, S3Request::HeadObject { key });
-        let op =
-            LookupOp { intent, parent, name, head: Probe::Pending(head), list: Probe::NotAsked, observed_at: None };
+        let op = LookupOp {
+            intent,
+            parent,
+            name,
+            head: Probe::Pending(head),
+            list: Probe::NotAsked,
+            asked_at: now,
+            observed_at: None,
+        };
         self.lookups.insert(id, op);
         self.waiting.insert(id, Waiting::Lookup);
     }
@@ -217,23 +227,24 @@ impl Core {
         for call in [lookup.head.pending_call(), lookup.list.pending_call()].into_iter().flatten() {
             self.cancel_call(call);
         }
-        let LookupOp { intent, parent, name, observed_at, .. } = lookup;
+        let LookupOp { intent, parent, name, asked_at, observed_at, .. } = lookup;
         let observed_at = observed_at.unwrap_or(now);
+        let seen = Observation { asked_at, answered_at: observed_at };
         match (intent.clone(), found) {
             (_, Found::Failed(error)) => self.reply_error(id, errno_for_s3_error(&error)),
             (Intent::Lookup, Found::Directory) => {
-                let (ino, effect) = self.inodes.upsert_child(parent, &name, ChildStat::Directory, observed_at);
+                let (ino, effect) = self.inodes.upsert_child(parent, &name, ChildStat::Directory, seen);
                 self.notify_upsert(parent, &name, ino, effect);
                 self.reply_entry(id, ino);
             }
             (Intent::Lookup, Found::File(meta)) => {
                 let stat = ChildStat::File { size_bytes: meta.size_bytes, etag: meta.etag, mtime: meta.last_modified };
-                let (ino, effect) = self.inodes.upsert_child(parent, &name, stat, observed_at);
+                let (ino, effect) = self.inodes.upsert_child(parent, &name, stat, seen);
                 self.notify_upsert(parent, &name, ino, effect);
                 self.reply_entry(id, ino);
             }
             (Intent::GetAttr { ino } | Intent::Open { ino, .. } | Intent::Then { ino, .. }, Found::File(meta)) => {
-                let effect = self.inodes.refresh_file(ino, meta.size_bytes, meta.etag, meta.last_modified, observed_at);
+                let effect = self.inodes.refresh_file(ino, meta.size_bytes, meta.etag, meta.last_modified, seen);
                 self.notify_upsert(parent, &name, ino, effect);
                 match intent {
                     Intent::Open { flags, .. } => self.open_file_handle(now, id, ino, flags),
@@ -247,7 +258,7 @@ impl Core {
                 }
             }
             (intent, Found::Nothing | Found::Directory) => {
-                self.inodes.set_negative(parent, &name, observed_at);
+                self.inodes.set_negative(parent, &name, seen);
                 if intent != Intent::Lookup {
                     // The kernel still holds the name for a file that is gone.
                     self.emit(crate::io::Output::InvalidateEntry { parent, name: name.into() });

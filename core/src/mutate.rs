@@ -21,7 +21,7 @@ use crate::calls::{CallId, Purpose};
 use crate::errno::{Errno, errno_for_s3_error};
 use crate::fuse_types::{FileKind, FuseOp, FuseReply};
 use crate::ids::{FuseReqId, Ino};
-use crate::inode::{CachedLookup, ChildStat};
+use crate::inode::{CachedLookup, ChildStat, Observation};
 use crate::machine::Core;
 use crate::namespace::{InvalidName, check_name, dir_prefix, file_key};
 use crate::s3_types::{
@@ -53,6 +53,8 @@ pub(crate) struct Probe {
     head_answer: Option<Result<Option<crate::s3_types::ObjectMeta>, S3Error>>,
     list_answer: Option<Result<bool, S3Error>>,
     found: Option<Found>,
+    /// When S3 was asked (or the caches answered).
+    asked_at: Instant,
 }
 
 /// One object of a rename being copied.
@@ -142,7 +144,7 @@ impl Core {
     /// What `name` in `parent` is, from the caches if they are fresh; otherwise asks S3 (the
     /// probe settles when its answers arrive).
     fn probe(&mut self, now: Instant, op: FuseReqId, parent: Ino, name: &str) -> Probe {
-        let mut probe = Probe::default();
+        let mut probe = Probe { asked_at: now, ..Probe::default() };
         match self.inodes.lookup_cached(parent, name, now) {
             CachedLookup::Hit(ino) => {
                 let inode = self.inodes.get(ino).expect("cached");
@@ -320,7 +322,8 @@ impl Core {
             Mutation::Mkdir { parent, name, .. } => {
                 match result {
                     Ok(_) => {
-                        let (ino, effect) = self.inodes.upsert_child(*parent, name, ChildStat::Directory, now);
+                        let (ino, effect) =
+                            self.inodes.upsert_child(*parent, name, ChildStat::Directory, Observation::local(now));
                         self.notify_upsert(*parent, name, ino, effect);
                         self.reply_entry(op, ino);
                     }
@@ -415,7 +418,11 @@ impl Core {
                 match found {
                     Found::Missing => {
                         self.mutations.remove(&op);
-                        self.inodes.set_negative(parent, &name, now);
+                        self.inodes.set_negative(
+                            parent,
+                            &name,
+                            Observation { asked_at: probe.asked_at, answered_at: now },
+                        );
                         self.reply_error(op, Errno::ENOENT)
                     }
                     Found::Directory { .. } => {

@@ -26,7 +26,7 @@ use crate::fuse_types::{
     DirEntry, DirEntryPlus, FileKind, FuseReply, OpenReplyFlags, dirent_size_bytes, direntplus_size_bytes,
 };
 use crate::ids::{FileHandle, FuseReqId, Ino};
-use crate::inode::ChildStat;
+use crate::inode::{ChildStat, Observation};
 use crate::lookup::unexpected_response;
 use crate::machine::{Core, Waiting};
 use crate::namespace::{ListedItem, classify_common_prefix, classify_listed_object};
@@ -46,23 +46,24 @@ struct Listed {
 pub(crate) struct MergedItem {
     pub name: String,
     pub stat: ChildStat,
-    /// When S3 listed it: cache deadlines count from here, not from when it was released.
-    pub observed_at: Instant,
+    /// When S3 was asked for its page and answered: cache deadlines count from the answer,
+    /// not from when the item was released.
+    pub seen: Observation,
 }
 
 /// Turns the pages of one delimited listing into entries, applying the rule that a
 /// directory hides a file of the same name.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct ListingMerger {
-    /// Files not yet emitted because their directory could still follow, with the time
-    /// their page arrived.
-    held_files: BTreeMap<String, (ObjectSummary, Instant)>,
+    /// Files not yet emitted because their directory could still follow, with when their
+    /// page was asked for and arrived.
+    held_files: BTreeMap<String, (ObjectSummary, Observation)>,
 }
 
 impl ListingMerger {
     /// Consumes one page of `ListObjectsV2(prefix = dir_prefix, delimiter = "/")` and returns
     /// the entries now certain, in a deterministic order.
-    pub fn push_page(&mut self, dir_prefix: &str, page: &ListPage, now: Instant) -> Vec<MergedItem> {
+    pub fn push_page(&mut self, dir_prefix: &str, page: &ListPage, seen: Observation) -> Vec<MergedItem> {
         let mut out = Vec::new();
         let mut objects = page.objects.iter().peekable();
         let mut prefixes = page.common_prefixes.iter().peekable();
@@ -78,7 +79,7 @@ impl ListingMerger {
                 let object = objects.next().expect("peeked");
                 self.release_passed(dir_prefix, &object.key, &mut out);
                 if let ListedItem::File(name) = classify_listed_object(dir_prefix, &object.key) {
-                    self.held_files.insert(name.to_owned(), (object.clone(), now));
+                    self.held_files.insert(name.to_owned(), (object.clone(), seen));
                 }
             } else {
                 let prefix = prefixes.next().expect("peeked");
@@ -87,7 +88,7 @@ impl ListingMerger {
                     if self.held_files.remove(name).is_some() {
                         tracing::debug!(name, "a directory hides the file of the same name");
                     }
-                    out.push(MergedItem { name: name.to_owned(), stat: ChildStat::Directory, observed_at: now });
+                    out.push(MergedItem { name: name.to_owned(), stat: ChildStat::Directory, seen });
                 }
             }
         }
@@ -114,11 +115,11 @@ impl ListingMerger {
     }
 }
 
-fn file_item((object, observed_at): (ObjectSummary, Instant)) -> MergedItem {
+fn file_item((object, seen): (ObjectSummary, Observation)) -> MergedItem {
     let name = object.key.rsplit('/').next().expect("rsplit yields an item").to_owned();
     MergedItem {
         name,
-        observed_at,
+        seen,
         stat: ChildStat::File { size_bytes: object.size_bytes, etag: object.etag, mtime: object.last_modified },
     }
 }
@@ -155,6 +156,8 @@ pub(crate) struct DirHandle {
     local_names: BTreeSet<String>,
     merger: ListingMerger,
     state: ListingState,
+    /// When the page being fetched was first asked for.
+    page_asked_at: Instant,
     waiting: Vec<WaitingReaddir>,
 }
 
@@ -198,6 +201,7 @@ impl Core {
                 local_names,
                 merger: ListingMerger::default(),
                 state,
+                page_asked_at: now,
                 waiting: Vec::new(),
             },
         );
@@ -303,7 +307,8 @@ impl Core {
             }
             Err(error) => return self.listing_failed(fh, errno_for_s3_error(&error)),
         };
-        let mut items = dir.merger.push_page(&dir.prefix, &page, now);
+        let seen = Observation { asked_at: dir.page_asked_at, answered_at: now };
+        let mut items = dir.merger.push_page(&dir.prefix, &page, seen);
         let next_token = page.next_continuation_token.clone();
         if next_token.is_none() {
             items.extend(dir.merger.finish());
@@ -315,7 +320,7 @@ impl Core {
                 ChildStat::File { .. } => FileKind::File,
                 ChildStat::Directory => FileKind::Directory,
             };
-            let (child, effect) = self.inodes.upsert_child(ino, &item.name, item.stat, item.observed_at);
+            let (child, effect) = self.inodes.upsert_child(ino, &item.name, item.stat, item.seen);
             self.notify_upsert(ino, &item.name, child, effect);
             // The snapshot keeps its entries' inodes alive until releasedir: readdirplus at any
             // offset needs their attributes, even after the kernel forgot them.
@@ -332,6 +337,7 @@ impl Core {
         };
         let dir = self.dirs.get_mut(&fh).expect("dir exists");
         dir.state = state;
+        dir.page_asked_at = now;
         self.answer_waiting_readdirs(fh);
     }
 
@@ -407,9 +413,9 @@ mod tests {
     #[test]
     fn a_directory_hides_the_file_of_the_same_name_across_pages() {
         let mut merger = ListingMerger::default();
-        let first = merger.push_page("d/", &page(&["d/a", "d/a-b"], &[]), Instant::ZERO);
+        let first = merger.push_page("d/", &page(&["d/a", "d/a-b"], &[]), Observation::local(Instant::ZERO));
         assert_eq!(names(&first), Vec::<String>::new(), "a is held until a/ could have appeared");
-        let second = merger.push_page("d/", &page(&["d/b"], &["d/a/"]), Instant::ZERO);
+        let second = merger.push_page("d/", &page(&["d/b"], &["d/a/"]), Observation::local(Instant::ZERO));
         assert_eq!(names(&second), vec!["a/", "a-b"], "the directory wins; a-b is certain once b is seen");
         let rest = merger.finish();
         assert_eq!(names(&rest), vec!["b"]);
@@ -418,7 +424,7 @@ mod tests {
     #[test]
     fn held_files_are_released_once_the_listing_passes_their_directory_slot() {
         let mut merger = ListingMerger::default();
-        let items = merger.push_page("", &page(&["a", "b", "c"], &[]), Instant::ZERO);
+        let items = merger.push_page("", &page(&["a", "b", "c"], &[]), Observation::local(Instant::ZERO));
         assert_eq!(names(&items), vec!["a", "b"]);
         assert_eq!(names(&merger.finish()), vec!["c"]);
     }
@@ -426,8 +432,11 @@ mod tests {
     #[test]
     fn markers_and_invalid_names_are_not_entries() {
         let mut merger = ListingMerger::default();
-        let mut items =
-            merger.push_page("d/", &page(&["d/", "d/.", "d/ok"], &["d//", "d/../", "d/sub/"]), Instant::ZERO);
+        let mut items = merger.push_page(
+            "d/",
+            &page(&["d/", "d/.", "d/ok"], &["d//", "d/../", "d/sub/"]),
+            Observation::local(Instant::ZERO),
+        );
         items.extend(merger.finish());
         assert_eq!(names(&items), vec!["ok", "sub/"]);
     }
