@@ -106,9 +106,7 @@ pub fn mount_at(path: &Path) -> Option<MountEntry> {
 /// Checks the mountpoint and returns its canonical path. A dead FUSE mount on it is detached
 /// first; `warn` hears about that.
 pub fn prepare_mountpoint(mountpoint: &Path, warn: &mut dyn FnMut(String)) -> Result<PathBuf, CheckError> {
-    if let Err(error) = std::fs::metadata(mountpoint)
-        && error.raw_os_error() == Some(libc::ENOTCONN)
-    {
+    if is_dead_fuse_mount(mountpoint) {
         detach_dead_mount(mountpoint)?;
         warn(format!(
             "{} was a dead FUSE mount (its process had died: \"Transport endpoint is not connected\"); detached it",
@@ -116,6 +114,24 @@ pub fn prepare_mountpoint(mountpoint: &Path, warn: &mut dyn FnMut(String)) -> Re
         ));
     }
     prepare_mountpoint_once(mountpoint)
+}
+
+/// Whether `path` is a FUSE mount whose server is gone. `stat` alone cannot tell: the kernel
+/// answers it from cached attributes while they last, so a directory listing is tried too.
+fn is_dead_fuse_mount(path: &Path) -> bool {
+    let not_connected = |error: &io::Error| error.raw_os_error() == Some(libc::ENOTCONN);
+    match std::fs::metadata(path) {
+        Err(error) => not_connected(&error),
+        Ok(_) => {
+            let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+            mount_at(&absolute).is_some_and(|entry| is_fuse(&entry.fs_type))
+                && std::fs::read_dir(path).is_err_and(|error| not_connected(&error))
+        }
+    }
+}
+
+fn is_fuse(fs_type: &str) -> bool {
+    fs_type == "fuse" || fs_type.starts_with("fuse.")
 }
 
 fn prepare_mountpoint_once(mountpoint: &Path) -> Result<PathBuf, CheckError> {

@@ -32,7 +32,7 @@ const REQUEST_QUEUE_LEN: usize = 1024;
 
 /// How long to wait, after unmounting, for the kernel session to end. Only a lazily detached
 /// mount that processes still use takes longer; they get errors once this process exits.
-const SESSION_END_WAIT: Duration = Duration::from_secs(5);
+const SESSION_END_WAIT: Duration = Duration::from_secs(2);
 
 /// Kernel-side options of a mount.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

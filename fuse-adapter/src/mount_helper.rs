@@ -10,9 +10,42 @@
 //!   by mount(8) directly with the helper protocol: `spec dir [-sfnv] [-N ns] [-o opts] [-t type]`.
 //!   argv[0] tells; then `-s`, `-n`, `-v` and `-t` are dropped, `-f` (fake) means "do not mount",
 //!   and `-N` (another mount namespace) is refused rather than ignored.
+//! - mount(8) runs helpers with PATH and HOME removed from the environment. Without HOME the
+//!   AWS credential chain cannot find `~/.aws/credentials`, and without PATH no `fusermount3`
+//!   is found (so no auto-unmount). [`restore_environment_stripped_by_mount8`] puts back the
+//!   standard PATH and the user's home directory from the password database.
 
 use std::ffi::OsString;
 use std::path::Path;
+
+/// The PATH a login shell starts with, used when mount(8) removed ours.
+pub const STANDARD_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Sets PATH and HOME when they are missing, as they are under mount(8). Returns which ones
+/// were set, for the log. Must run while the process has a single thread (environment writes
+/// race with reads from other threads); it refuses otherwise.
+#[allow(unsafe_code)]
+pub fn restore_environment_stripped_by_mount8() -> Vec<&'static str> {
+    let threads = std::fs::read_dir("/proc/self/task").map(|tasks| tasks.count()).unwrap_or(usize::MAX);
+    if threads != 1 {
+        return Vec::new();
+    }
+    let mut restored = Vec::new();
+    if std::env::var_os("PATH").is_none() {
+        // SAFETY: the process has a single thread (checked above), so nothing reads the
+        // environment concurrently.
+        unsafe { std::env::set_var("PATH", STANDARD_PATH) };
+        restored.push("PATH");
+    }
+    if std::env::var_os("HOME").is_none()
+        && let Ok(Some(user)) = nix::unistd::User::from_uid(nix::unistd::geteuid())
+    {
+        // SAFETY: as above, single-threaded.
+        unsafe { std::env::set_var("HOME", &user.dir) };
+        restored.push("HOME");
+    }
+    restored
+}
 
 /// The outcome of [`normalize_argv`].
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -53,6 +53,7 @@ pub fn warn(message: String) {
 }
 
 fn run_mount(args: MountArgs) -> ExitCode {
+    let restored = crate::mount_helper::restore_environment_stripped_by_mount8();
     let host = HostFacts::detect();
     let mut plan = match MountPlan::new(args, &host) {
         Ok(plan) => plan,
@@ -73,6 +74,9 @@ fn run_mount(args: MountArgs) -> ExitCode {
     let destination = LogDestination::choose(&plan.logging, plan.foreground);
     if let Err(message) = crate::logging::init(MOUNT_LOG_DEFAULT, &plan.logging, &destination) {
         return fail(&message);
+    }
+    if !restored.is_empty() {
+        tracing::info!(?restored, "set the standard values of variables mount(8) removed");
     }
     if plan.foreground {
         return serve(plan, None);

@@ -9,7 +9,7 @@
 use std::path::Path;
 use std::process::{Command, Output};
 
-use goofys_tests::binary::{Mountpoint, goofys_command, is_mounted, isolate_aws_environment};
+use goofys_tests::binary::{Mountpoint, bucket_name, goofys_command, is_mounted, isolate_aws_environment};
 use goofys_tests::seaweedfs::{LIMITED_ACCESS_KEY, LIMITED_SECRET_KEY, SeaweedFs};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_goofys-rs");
@@ -36,7 +36,7 @@ fn assert_fails_with(output: &Output, mountpoint: &Path, expected: &[&str]) {
 async fn s3_failures_before_mounting_name_the_cause_and_the_fix() {
     let server = SeaweedFs::shared();
     let client = server.new_bucket("premount").await;
-    let bucket = client.bucket_url().rsplit('/').next().unwrap().to_owned();
+    let bucket = bucket_name(&client);
     let endpoint = server.endpoint().to_owned();
     let mnt = Mountpoint::new();
     let mnt_arg = mnt.arg();

@@ -180,13 +180,15 @@ impl ForegroundProcess {
         ForegroundProcess { child: Some(child), stderr_dir }
     }
 
-    /// Spawns `command` and waits until `mountpoint` is mounted; panics with the process's
-    /// stderr if it exits first or the mount does not appear.
+    /// Spawns `command` and waits until a live mount is on `mountpoint` (a dead one left by a
+    /// killed process does not count: it cannot be listed); panics with the process's stderr
+    /// if it exits first or the mount does not appear.
     pub fn mount(command: Command, mountpoint: &Mountpoint) -> ForegroundProcess {
+        let is_new_mount = || is_mounted(mountpoint.path()) && std::fs::read_dir(mountpoint.path()).is_ok();
         let mut process = ForegroundProcess::spawn(command);
-        let mounted = wait_until(MOUNT_TIMEOUT, || is_mounted(mountpoint.path()) || process.has_exited());
+        let mounted = wait_until(MOUNT_TIMEOUT, || is_new_mount() || process.has_exited());
         assert!(
-            mounted && is_mounted(mountpoint.path()),
+            mounted && is_new_mount(),
             "goofys-rs did not mount {} (exited: {}); stderr:\n{}",
             mountpoint.path().display(),
             process.has_exited(),
@@ -241,4 +243,9 @@ impl Drop for ForegroundProcess {
             let _ = child.wait();
         }
     }
+}
+
+/// The bucket a client of a path-style endpoint talks to (the last segment of its URL).
+pub fn bucket_name(client: &goofys_s3::S3Client) -> String {
+    client.bucket_url().trim_end_matches('/').rsplit('/').next().expect("a bucket URL has a path").to_owned()
 }
