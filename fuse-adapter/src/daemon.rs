@@ -9,9 +9,10 @@
 //!   died.
 //! - Forking a multi-threaded process is unsound, so the fork happens first, before the tokio
 //!   runtime or any other thread starts; [`daemonize`] checks that.
-//! - The child leaves the terminal's session (setsid), works from `/` (so it keeps no directory
-//!   busy) and, once ready, points stdin, stdout and stderr at /dev/null so that it holds no
-//!   pipe of whoever started it (a shell's `$(...)`, mount(8)).
+//! - The child works from `/` (so it keeps no directory busy). Until it is ready it stays in
+//!   the terminal's process group, so a Ctrl-C during a slow start stops both processes; once
+//!   ready it leaves the terminal's session (setsid) and points stdin, stdout and stderr at
+//!   /dev/null, so that it holds no pipe of whoever started it (a shell's `$(...)`, mount(8)).
 #![allow(unsafe_code)]
 
 use std::fs::File;
@@ -44,9 +45,13 @@ pub struct Readiness {
 }
 
 impl Readiness {
-    /// Tells the parent the mount is ready, then lets go of the parent's stdio.
+    /// Tells the parent the mount is ready, then leaves the terminal's session and lets go of
+    /// the parent's stdio.
     pub fn ready(mut self) {
         let _ = writeln!(self.pipe, "ready");
+        if let Err(error) = nix::unistd::setsid() {
+            tracing::warn!(%error, "cannot leave the terminal's session");
+        }
         detach_stdio();
     }
 
@@ -75,7 +80,6 @@ pub fn daemonize() -> io::Result<Forked> {
         }
         ForkResult::Child => {
             drop(read_end);
-            nix::unistd::setsid()?;
             std::env::set_current_dir("/")?;
             Ok(Forked::Child(Readiness { pipe: File::from(write_end) }))
         }

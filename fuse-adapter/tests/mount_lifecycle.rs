@@ -67,6 +67,11 @@ async fn a_background_mount_is_ready_when_the_command_returns_and_umount_ends_it
     eprintln!("background mount ready after {:?}", started.elapsed());
 
     let daemon = single_goofys_process(&mnt);
+    // It left the terminal's session and keeps no directory busy.
+    let stat = std::fs::read_to_string(format!("/proc/{daemon}/stat")).unwrap();
+    let session: i32 = stat.rsplit_once(')').unwrap().1.split_whitespace().nth(3).unwrap().parse().unwrap();
+    assert_eq!(session, daemon, "the daemon is the leader of a session of its own");
+    assert_eq!(std::fs::read_link(format!("/proc/{daemon}/cwd")).unwrap(), Path::new("/"));
     let status = Command::new("umount").arg(mnt.path()).status().unwrap();
     assert!(status.success());
     assert!(wait_until(Duration::from_secs(10), || !process_is_running(daemon)), "the daemon outlived its mount");
