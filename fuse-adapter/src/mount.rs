@@ -30,6 +30,10 @@ use crate::driver::{S3Executor, spawn_invalidator};
 /// How many kernel requests may wait for the driver before fuser threads block.
 const REQUEST_QUEUE_LEN: usize = 1024;
 
+/// How long the core may take to finish at a signal (pending uploads) before the mount is
+/// removed anyway; under systemd's default stop timeout of 90 s.
+const CORE_SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
+
 /// How long to wait, after unmounting, for the kernel session to end. Only a lazily detached
 /// mount that processes still use takes longer; they get errors once this process exits.
 const SESSION_END_WAIT: Duration = Duration::from_secs(2);
@@ -129,7 +133,16 @@ impl Mount {
                 if let Some(stop) = stop {
                     let _ = stop.send(());
                 }
-                (&mut self.driver).await.context("the driver task failed")?;
+                match tokio::time::timeout(CORE_SHUTDOWN_WAIT, &mut self.driver).await {
+                    Ok(finished) => finished.context("the driver task failed")?,
+                    Err(_) => {
+                        tracing::error!(
+                            wait_s = CORE_SHUTDOWN_WAIT.as_secs(),
+                            "the core did not finish shutting down in time; unmounting anyway"
+                        );
+                        self.driver.abort();
+                    }
+                }
                 let mountpoint = self.mountpoint.clone();
                 let unmounted = tokio::task::spawn_blocking(move || unmount_mountpoint(&mountpoint))
                     .await?
