@@ -6,10 +6,17 @@
 //! - Ending cleanly however the end comes: `umount`/`fusermount3 -u` (the kernel ends the
 //!   session and the core shuts down), or a signal (the core shuts down first, finishing what
 //!   it must, then the mount is removed). Either way the core reaches `Done`.
+//! - A mount that is busy at a signal (a shell's working directory is inside it) cannot be
+//!   unmounted normally. It is then detached lazily: it disappears from the tree at once, and
+//!   processes still inside get errors. Waiting for them would keep a signalled process alive
+//!   indefinitely, so the wait for the kernel session to end is bounded.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context as _;
 use fuser::{BackgroundSession, MountOption, SessionACL};
@@ -22,6 +29,14 @@ use crate::driver::{S3Executor, spawn_invalidator};
 
 /// How many kernel requests may wait for the driver before fuser threads block.
 const REQUEST_QUEUE_LEN: usize = 1024;
+
+/// How long the core may take to finish at a signal (pending uploads) before the mount is
+/// removed anyway; under systemd's default stop timeout of 90 s.
+const CORE_SHUTDOWN_WAIT: Duration = Duration::from_secs(60);
+
+/// How long to wait, after unmounting, for the kernel session to end. Only a lazily detached
+/// mount that processes still use takes longer; they get errors once this process exits.
+const SESSION_END_WAIT: Duration = Duration::from_secs(2);
 
 /// Kernel-side options of a mount.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -37,8 +52,9 @@ pub struct MountOptions {
     pub allow_root: bool,
     /// Remove the mount if this process dies (needs `allow_other` or `allow_root`).
     pub auto_unmount: bool,
-    /// Further options for the kernel, as given with `-o`.
-    pub extra: Vec<String>,
+    /// Further options as given with `-o` (`noexec`, `noatime`, `dev`, ...). `Dev` and `Suid`
+    /// replace the default `nodev` and `nosuid`.
+    pub extra: Vec<MountOption>,
 }
 
 impl MountOptions {
@@ -47,14 +63,18 @@ impl MountOptions {
             MountOption::FSName(self.fs_name.clone()),
             MountOption::Subtype("goofys-rs".into()),
             MountOption::DefaultPermissions,
-            MountOption::NoDev,
-            MountOption::NoSuid,
             if self.read_only { MountOption::RO } else { MountOption::RW },
         ];
+        if !self.extra.contains(&MountOption::Dev) {
+            options.push(MountOption::NoDev);
+        }
+        if !self.extra.contains(&MountOption::Suid) {
+            options.push(MountOption::NoSuid);
+        }
         if self.auto_unmount {
             options.push(MountOption::AutoUnmount);
         }
-        options.extend(self.extra.iter().map(|option| MountOption::CUSTOM(option.clone())));
+        options.extend(self.extra.iter().filter(|option| !options.contains(option)).cloned().collect::<Vec<_>>());
         let mut config = fuser::Config::default();
         config.mount_options = options;
         config.acl = if self.allow_other {
@@ -71,6 +91,7 @@ impl MountOptions {
 /// A live mount: the kernel session and the driver task serving it.
 #[derive(Debug)]
 pub struct Mount {
+    mountpoint: PathBuf,
     session: BackgroundSession,
     driver: JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
@@ -80,15 +101,19 @@ pub struct Mount {
 /// `executor` on the current tokio runtime. Returns once the kernel has the mount.
 pub fn mount<E: S3Executor>(core: Core, executor: Arc<E>, options: &MountOptions) -> anyhow::Result<Mount> {
     let (tx, rx) = mpsc::channel(REQUEST_QUEUE_LEN);
-    let session = fuser::spawn_mount(FuseAdapter::new(tx), &options.mountpoint, &options.fuser_config())
-        .with_context(|| format!("mounting {}", options.mountpoint.display()))?;
+    let mountpoint = options
+        .mountpoint
+        .canonicalize()
+        .with_context(|| format!("cannot resolve mountpoint {}", options.mountpoint.display()))?;
+    let session = fuser::spawn_mount(FuseAdapter::new(tx), &mountpoint, &options.fuser_config())
+        .with_context(|| format!("mounting {} failed", mountpoint.display()))?;
     let invalidations = spawn_invalidator(session.notifier());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stop = async move {
         let _ = stop_rx.await;
     };
     let driver = tokio::spawn(crate::driver::run(core, executor, rx, Some(invalidations), stop));
-    Ok(Mount { session, driver, stop: Some(stop_tx) })
+    Ok(Mount { mountpoint, session, driver, stop: Some(stop_tx) })
 }
 
 impl Mount {
@@ -108,18 +133,101 @@ impl Mount {
                 if let Some(stop) = stop {
                     let _ = stop.send(());
                 }
-                (&mut self.driver).await.context("the driver task failed")?;
-                let session = self.session;
-                tokio::task::spawn_blocking(move || session.umount_and_join())
+                match tokio::time::timeout(CORE_SHUTDOWN_WAIT, &mut self.driver).await {
+                    Ok(finished) => finished.context("the driver task failed")?,
+                    Err(_) => {
+                        tracing::error!(
+                            wait_s = CORE_SHUTDOWN_WAIT.as_secs(),
+                            "the core did not finish shutting down in time; unmounting anyway"
+                        );
+                        self.driver.abort();
+                    }
+                }
+                let mountpoint = self.mountpoint.clone();
+                let unmounted = tokio::task::spawn_blocking(move || unmount_mountpoint(&mountpoint))
                     .await?
-                    .context("unmounting")?;
+                    .with_context(|| format!("unmounting {} failed", self.mountpoint.display()))?;
+                if unmounted == Unmounted::Lazily {
+                    tracing::warn!(
+                        mountpoint = %self.mountpoint.display(),
+                        "the mount was busy (a process has a file or its working directory in it): detached it \
+                         lazily; processes still inside get errors"
+                    );
+                }
+                // fuser's own unmount finds nothing left to do; this ends its thread.
+                let session = self.session;
+                let ended = tokio::time::timeout(
+                    SESSION_END_WAIT,
+                    tokio::task::spawn_blocking(move || session.umount_and_join()),
+                )
+                .await;
+                match ended {
+                    Ok(joined) => {
+                        if let Err(error) = joined? {
+                            tracing::debug!(%error, "fuser's unmount after ours");
+                        }
+                    }
+                    Err(_) => tracing::warn!(
+                        "processes still use the detached mount; they get errors once goofys-rs exits"
+                    ),
+                }
             }
         }
         Ok(())
     }
 
+    /// The canonical path of the mountpoint.
+    pub fn mountpoint(&self) -> &Path {
+        &self.mountpoint
+    }
+
     /// Unmounts at once (the core shuts down first).
     pub async fn unmount(self) -> anyhow::Result<()> {
         self.serve_until(std::future::ready(())).await
+    }
+}
+
+/// How [`unmount_mountpoint`] went.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Unmounted {
+    Cleanly,
+    /// Busy: detached, gone once its last user leaves.
+    Lazily,
+    /// Someone unmounted it already.
+    AlreadyGone,
+}
+
+/// Unmounts `mountpoint`: directly as root, through fusermount3 otherwise; lazily if busy.
+fn unmount_mountpoint(mountpoint: &Path) -> io::Result<Unmounted> {
+    use nix::errno::Errno;
+    use nix::mount::{MntFlags, umount2};
+    if nix::unistd::geteuid().is_root() {
+        return match umount2(mountpoint, MntFlags::empty()) {
+            Ok(()) => Ok(Unmounted::Cleanly),
+            Err(Errno::EBUSY) => {
+                umount2(mountpoint, MntFlags::MNT_DETACH)?;
+                Ok(Unmounted::Lazily)
+            }
+            Err(Errno::EINVAL | Errno::ENOENT) => Ok(Unmounted::AlreadyGone),
+            Err(error) => Err(error.into()),
+        };
+    }
+    let fusermount = |lazy: bool| -> io::Result<(bool, String)> {
+        let mut command = Command::new("fusermount3");
+        command.arg("-u");
+        if lazy {
+            command.arg("-z");
+        }
+        let output = command.arg("--").arg(mountpoint).output()?;
+        Ok((output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned()))
+    };
+    match fusermount(false)? {
+        (true, _) => Ok(Unmounted::Cleanly),
+        (false, stderr) if stderr.contains("busy") => match fusermount(true)? {
+            (true, _) => Ok(Unmounted::Lazily),
+            (false, stderr) => Err(io::Error::other(crate::checks::one_line(&stderr))),
+        },
+        (false, stderr) if stderr.contains("not found") || stderr.contains("not mounted") => Ok(Unmounted::AlreadyGone),
+        (false, stderr) => Err(io::Error::other(crate::checks::one_line(&stderr))),
     }
 }

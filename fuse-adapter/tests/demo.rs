@@ -1,0 +1,93 @@
+//! `goofys-rs demo`, as the README's first command runs it: an in-memory S3 server on
+//! 127.0.0.1, the sample bucket mounted, the printed instructions true (the README, the
+//! checksum), and Ctrl-C unmounting and removing what the demo created. Needs nothing but FUSE.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use goofys_fuse::demo::{SAMPLE_BINARY_KEY, SAMPLE_README, sample_binary_md5_hex};
+use goofys_tests::binary::{ForegroundProcess, is_mounted, wait_until};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_goofys-rs");
+
+/// Unmounts `path` if a failing test left it mounted.
+struct UnmountOnDrop(PathBuf);
+
+impl Drop for UnmountOnDrop {
+    fn drop(&mut self) {
+        if is_mounted(&self.0) {
+            let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+        }
+    }
+}
+
+/// Starts the demo and returns it once it printed its instructions, with the mountpoint it
+/// printed.
+fn start_demo(args: &[&str]) -> (ForegroundProcess, PathBuf) {
+    let mut command = Command::new(BINARY);
+    command.arg("demo").args(args).env_remove("GOOFYS_LOG");
+    let mut demo = ForegroundProcess::spawn(command);
+    let ready = wait_until(Duration::from_secs(30), || demo.stdout().contains("Press Ctrl-C") || demo.has_exited());
+    assert!(
+        ready && !demo.has_exited(),
+        "the demo did not start; stdout:\n{}\nstderr:\n{}",
+        demo.stdout(),
+        demo.stderr()
+    );
+    let stdout = demo.stdout();
+    let mountpoint = stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("mounted at "))
+        .unwrap_or_else(|| panic!("no `mounted at` line in:\n{stdout}"));
+    (demo, PathBuf::from(mountpoint))
+}
+
+fn md5sum(path: &Path) -> String {
+    let output = Command::new("md5sum").arg(path).output().unwrap();
+    assert!(output.status.success());
+    String::from_utf8_lossy(&output.stdout).split_whitespace().next().unwrap().to_owned()
+}
+
+#[test]
+fn the_demo_mounts_sample_objects_and_ctrl_c_cleans_everything_up() {
+    let (mut demo, mountpoint) = start_demo(&[]);
+    let _guard = UnmountOnDrop(mountpoint.clone());
+    assert!(is_mounted(&mountpoint), "{} is not mounted", mountpoint.display());
+    assert!(mountpoint.starts_with(std::env::temp_dir()), "{}", mountpoint.display());
+
+    assert_eq!(std::fs::read_to_string(mountpoint.join("README.txt")).unwrap(), SAMPLE_README);
+    let checksum = md5sum(&mountpoint.join(SAMPLE_BINARY_KEY));
+    assert_eq!(checksum, sample_binary_md5_hex());
+    assert!(demo.stdout().contains(&format!("S3's ETag: {checksum}")), "the printed ETag is the file's MD5");
+    let mut top: Vec<String> = std::fs::read_dir(&mountpoint)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().into_string().unwrap())
+        .collect();
+    top.sort();
+    assert_eq!(top, ["README.txt", "data", "docs", "empty", "notes", "photos"]);
+    assert!(mountpoint.join("notes/café menu ☕.txt").is_file());
+    // Writing is refused, clearly.
+    let write = std::fs::write(mountpoint.join("new.txt"), b"x").unwrap_err();
+    assert_eq!(write.raw_os_error(), Some(libc::ENOTSUP), "{write}");
+
+    demo.signal("INT");
+    let status = demo.wait();
+    assert!(status.success(), "{status:?}; stderr:\n{}", demo.stderr());
+    assert!(!is_mounted(&mountpoint), "the demo left its mount");
+    assert!(!mountpoint.exists(), "the demo left its temporary mountpoint");
+    assert!(demo.stdout().contains("Unmounted"), "{}", demo.stdout());
+}
+
+#[test]
+fn a_demo_mountpoint_that_did_not_exist_is_created_and_removed() {
+    let parent = tempfile::tempdir().unwrap();
+    let wanted = parent.path().join("try-goofys");
+    let (mut demo, mountpoint) = start_demo(&[wanted.to_str().unwrap()]);
+    let _guard = UnmountOnDrop(mountpoint.clone());
+    assert_eq!(mountpoint, wanted.canonicalize().unwrap());
+    assert!(mountpoint.join("docs/getting-started.md").is_file());
+    demo.signal("TERM");
+    assert!(demo.wait().success(), "{}", demo.stderr());
+    assert!(!wanted.exists(), "the directory the demo created is gone");
+}
