@@ -276,7 +276,14 @@ impl Core {
             return;
         }
         let call = self.calls.finish(call_id).expect("call exists");
-        tracing::warn!(operation = call.request.operation_name(), attempts = call.attempt, %error, "S3 request failed");
+        // A 404 or 412 is an answer (a lookup's HEAD of a directory name, a conflict check),
+        // and whoever asked logs what it means; anything else is a failure worth a warning.
+        let expected = matches!(&error, S3Error::Service(service) if matches!(service.status, 404 | 412));
+        if expected {
+            tracing::debug!(operation = call.request.operation_name(), %error, "S3 answered with an error status");
+        } else {
+            tracing::warn!(operation = call.request.operation_name(), attempts = call.attempt, %error, "S3 request failed");
+        }
         self.deliver(now, call_id, call.purpose, &call.request, call.attempt, Err(error));
     }
 

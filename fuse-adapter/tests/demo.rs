@@ -67,9 +67,15 @@ fn the_demo_mounts_sample_objects_and_ctrl_c_cleans_everything_up() {
     top.sort();
     assert_eq!(top, ["README.txt", "data", "docs", "empty", "notes", "photos"]);
     assert!(mountpoint.join("notes/café menu ☕.txt").is_file());
-    // Writing is refused, clearly.
-    let write = std::fs::write(mountpoint.join("new.txt"), b"x").unwrap_err();
-    assert_eq!(write.raw_os_error(), Some(libc::ENOTSUP), "{write}");
+    // Writing works as the instructions say: cp -r, then mv and rm.
+    let copy = Command::new("cp").arg("-r").arg(mountpoint.join("docs")).arg(mountpoint.join("my-docs")).status();
+    assert!(copy.unwrap().success());
+    let copied = std::fs::read_to_string(mountpoint.join("my-docs/getting-started.md")).unwrap();
+    assert_eq!(copied, std::fs::read_to_string(mountpoint.join("docs/getting-started.md")).unwrap());
+    std::fs::rename(mountpoint.join("my-docs"), mountpoint.join("moved-docs")).unwrap();
+    assert!(mountpoint.join("moved-docs/semantics.md").is_file());
+    std::fs::remove_dir_all(mountpoint.join("moved-docs")).unwrap();
+    assert!(!mountpoint.join("moved-docs").exists());
 
     demo.signal("INT");
     let status = demo.wait();

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use goofys_core::CoreConfig;
+use goofys_core::s3_types::{S3Request, S3Response};
 use goofys_tests::mount::TestMount;
 use goofys_tests::objects::put_object as put;
 use goofys_tests::seaweedfs::SeaweedFs;
