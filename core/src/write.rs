@@ -290,7 +290,7 @@ impl Core {
             return self.reply_error(id, Errno::EBADF);
         };
         if let Some(errno) = file.doomed {
-            return self.reply_error(id, errno);
+            return self.reply_error(id, data_errno(errno));
         }
         let offset = if append { file.size_bytes } else { offset };
         let len = data.len() as u64;
@@ -480,7 +480,7 @@ impl Core {
         let file = self.writes.get_mut(&ino).expect("caller checked");
         if let Some(errno) = file.doomed {
             // Bytes that were streamed went with a failed upload, or S3 holds another object.
-            self.reply_error(id, errno);
+            self.reply_error(id, data_errno(errno));
             return None;
         }
         let reply_end = offset.saturating_add(u64::from(size)).min(file.size_bytes);
@@ -1345,6 +1345,12 @@ fn build_buffer(file: &WriteFile, start: u64, end: u64) -> (BytesMut, Vec<(u64, 
 
 fn write_metadata(write_id: &str) -> Metadata {
     Metadata::from([(WRITE_ID_METADATA.to_owned(), write_id.to_owned())])
+}
+
+/// The errno a read or write of a doomed file gets: EEXIST means nothing to read(2) or
+/// write(2), so a name another client created is reported as the file having changed.
+fn data_errno(doomed: Errno) -> Errno {
+    if doomed == Errno::EEXIST { Errno::ESTALE } else { doomed }
 }
 
 /// The errno of a commit that lost to another writer.

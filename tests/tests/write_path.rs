@@ -228,6 +228,13 @@ fn a_name_another_client_created_meanwhile_is_not_overwritten_and_close_says_eex
     let (ino, fh) = create(&mut driver, Ino::ROOT, "race");
     write(&mut driver, ino, fh, 0, b"mine");
     driver.put("race", &b"theirs"[..]);
+    let fsync = FuseOp::Fsync { ino, fh, datasync: false };
+    assert_eq!(driver.run(fsync), FuseReply::Error(Errno::EEXIST));
+    // Later writes and reads of the handle say the file changed (found by seed 10698: a write
+    // answered EEXIST, which write(2) never returns).
+    let data = Body(Bytes::from_static(b"more"));
+    assert_eq!(driver.run(FuseOp::Write { ino, fh, offset: 4, data }), FuseReply::Error(Errno::ESTALE));
+    assert_eq!(driver.run(FuseOp::Read { ino, fh, offset: 0, size: 4 }), FuseReply::Error(Errno::ESTALE));
     assert_eq!(close(&mut driver, ino, fh), FuseReply::Error(Errno::EEXIST));
     assert_eq!(object(&driver, "race"), Some(Bytes::from_static(b"theirs")));
     assert_shows_their_object(&mut driver, "race", ino, 6);
