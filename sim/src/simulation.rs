@@ -863,9 +863,14 @@ impl<'a> Sim<'a> {
             }
             (Step::Read { fh, next_read, offset, size }, FuseOp::Read { ino, .. }) => {
                 let (fh, next_read, offset, size, ino) = (*fh, *next_read, *offset, *size, *ino);
+                let file = &self.files[&fh];
+                let open_window = Window { from: file.window_from, to: self.now };
+                // A process of this mount started writing the file since it was opened: reads
+                // through every handle see the writer's bytes from then on (found by seed 11029).
+                let written_here = self.locally_active(&file.key, open_window);
                 let file = self.files.get_mut(&fh).expect("an open file");
-                let may_be_stale =
-                    self.history.file_states(&file.key, Window { from: file.window_from, to: self.now }).len() > 1;
+                file.unchecked |= written_here;
+                let may_be_stale = self.history.file_states(&file.key, open_window).len() > 1;
                 if !file.unchecked {
                     checker::check_read(
                         &mut file.candidates,
