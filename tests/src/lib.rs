@@ -1,5 +1,10 @@
 //! Integration tests of goofys-rs, and the harness they share: real servers started on
-//! 127.0.0.1 for the duration of a test binary ([`seaweedfs`]).
+//! 127.0.0.1 for the duration of a test binary ([`seaweedfs`]), a fault-injecting proxy in front
+//! of them ([`fault_proxy`]), real FUSE mounts ([`mount`]) and direct bucket access ([`bucket`]),
+//! and what tests that use files need ([`files`]).
 
+pub mod bucket;
+pub mod fault_proxy;
+pub mod files;
 pub mod mount;
 pub mod seaweedfs;
