@@ -110,13 +110,17 @@ impl FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("cannot bind the proxy's port");
         let port = listener.local_addr().expect("a bound address").port();
         let state = Arc::new(State::default());
-        let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new()).build_http();
+        // No Nagle on either side: small requests and answers must not wait for delayed ACKs.
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new()).build(connector);
         let serving = Arc::clone(&state);
         let task = tokio::spawn(async move {
             // Connections live in this set, so stopping the proxy stops them too.
             let mut connections = tokio::task::JoinSet::new();
             loop {
                 let Ok((stream, _)) = listener.accept().await else { continue };
+                let _ = stream.set_nodelay(true);
                 let (state, client) = (Arc::clone(&serving), client.clone());
                 let service = hyper::service::service_fn(move |request| {
                     forward(Arc::clone(&state), client.clone(), upstream_port, request)
@@ -215,4 +219,24 @@ fn error_response(status: StatusCode, body: String) -> Response<ProxyBody> {
         .header(hyper::header::CONTENT_TYPE, "application/xml")
         .body(body)
         .expect("a valid response")
+}
+
+/// A fresh bucket on a test server, with a proxy of its own in front of it.
+#[derive(Debug)]
+pub struct ProxiedBucket {
+    pub proxy: Arc<FaultProxy>,
+    /// A client that goes straight to the server, for setting up and checking.
+    pub direct: Arc<goofys_s3::S3Client>,
+    /// A client that goes through the proxy, for the mount under test.
+    pub proxied: Arc<goofys_s3::S3Client>,
+}
+
+impl ProxiedBucket {
+    /// Creates a bucket named after `prefix` on `server` and starts a proxy in front of it.
+    pub async fn new(server: &crate::seaweedfs::SeaweedFs, prefix: &str) -> ProxiedBucket {
+        let proxy = Arc::new(FaultProxy::start(server.s3_port()).await);
+        let (bucket, direct) = server.new_named_bucket(prefix).await;
+        let proxied = Arc::new(server.client_via(&bucket, &proxy.endpoint()).await);
+        ProxiedBucket { proxy, direct: Arc::new(direct), proxied }
+    }
 }

@@ -2,12 +2,16 @@
 //! (SeaweedFS on 127.0.0.1), used by ordinary system calls and tools, and the bucket checked
 //! byte for byte afterwards through a separate S3 client.
 //!
-//! It proves that appends, truncation (shrink, extend with zeros, `O_TRUNC`, `truncate(2)` of a
-//! file nobody has open) and overwrites in place reach S3 exactly, the last by uploading only
-//! the changed part and copying the rest server-side; that a directory of 2,500 children is
-//! renamed whole; that `mkdir -p`, `rm -rf`, `cp -r`, `tar` and `rsync` round-trip trees; that a
-//! file being written reads back its writer's bytes and size in the same mount; and that a close
-//! after the server started refusing writes fails with `EIO` and leaves no multipart upload.
+//! It proves that fsx's random reads, writes, mapped writes, truncates, syncs and reopens
+//! (10,000 on a small file, 2,000 on a multipart-sized one) never read a wrong byte and leave
+//! S3 holding exactly the file a local filesystem ends with; that appends, truncation (shrink,
+//! extend with zeros, `O_TRUNC`, `truncate(2)` of a file nobody has open) and overwrites in
+//! place reach S3 exactly, the last by uploading only the changed part and copying the rest
+//! server-side; that a directory of 2,500 children is renamed whole; that `mkdir -p`, `rm -rf`,
+//! `cp -r`, `tar` and `rsync` round-trip trees; that a file being written reads back its
+//! writer's bytes and size in the same mount; and that a close after the server started
+//! refusing writes fails with `EIO` and leaves no multipart upload. Requests are observed, and
+//! refused, by a proxy between the mount and the server (`goofys_tests::fault_proxy`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -20,11 +24,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use goofys_core::CoreConfig;
 use goofys_tests::bucket::{get, get_many, head, list_keys, multipart_uploads, put, put_many};
-use goofys_tests::fault_proxy::{FaultProxy, Operation};
+use goofys_tests::fault_proxy::{Operation, ProxiedBucket};
 use goofys_tests::files::{assert_same_bytes, describe_output, pattern, run, tool};
 use goofys_tests::mount::TestMount;
 use goofys_tests::seaweedfs::SeaweedFs;
-use sha2::{Digest as _, Sha256};
 
 const MIB: usize = 1024 * 1024;
 
@@ -138,15 +141,13 @@ async fn truncation_shrinks_extends_with_zeros_and_o_trunc_empties() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_overwrite_in_the_middle_of_20_mib_uploads_only_the_changed_part() {
     let server = SeaweedFs::shared();
-    let proxy = Arc::new(FaultProxy::start(server.s3_port()).await);
-    let (bucket_name, client) = server.new_named_bucket("fuse-overwrite").await;
-    let through_proxy = Arc::new(server.client_via(&bucket_name, &proxy.endpoint()).await);
+    let ProxiedBucket { proxy, direct: client, proxied } = ProxiedBucket::new(&server, "fuse-overwrite").await;
     let original = pattern(4, 20 * MIB);
     put(&client, "big.bin", original.clone()).await;
     // 8 MiB parts: the change at 10 MiB lies in part 2, [8 MiB, 16 MiB).
     let config = CoreConfig::default();
     assert_eq!(config.write_part_size(1), 8 * MIB as u64);
-    let mount = TestMount::new(through_proxy, config);
+    let mount = TestMount::new(proxied, config);
     let patch = pattern(5, 4096);
     let at = (10 * MIB + 123) as u64;
 
@@ -260,7 +261,7 @@ async fn mkdir_p_rm_rf_cp_r_tar_and_rsync_round_trip_trees() {
         .use_files(move |root| {
             let work = work_path;
             // mkdir -p, then rm -rf of it.
-            run(Command::new("mkdir").arg("-p").arg(root.join("a/b/c")));
+            run(Command::new("mkdir").arg("-p").arg(root.join("a/b/c")).arg(root.join("kept/x/y")));
             assert!(std::fs::metadata(root.join("a/b/c")).unwrap().is_dir());
 
             // cp -r into the mount and back out.
@@ -271,7 +272,8 @@ async fn mkdir_p_rm_rf_cp_r_tar_and_rsync_round_trip_trees() {
             assert!(!root.join("copied").exists() && !root.join("a").exists());
 
             // tar x into the mount, tar c out of it. Setting owners, modes and times is issue 6
-            // (ENOTSUP now): --no-same-owner, --no-same-permissions and -m (--touch) ask for none.
+            // (ENOTSUP now), and tar run by root asks for all three, even where nothing changes:
+            // --no-same-owner, --no-same-permissions and -m (--touch) ask for none.
             let tar_in = work.join("in.tar");
             run(Command::new("tar").arg("-cf").arg(&tar_in).arg("-C").arg(&local).arg("."));
             std::fs::create_dir(root.join("untarred")).unwrap();
@@ -287,18 +289,18 @@ async fn mkdir_p_rm_rf_cp_r_tar_and_rsync_round_trip_trees() {
             diff_trees(&local, &work.join("untarred-back"));
 
             // rsync into the mount and back, then again after a change (rsync then writes a
-            // temporary file beside each changed one and renames it over the old).
-            let rsync = |from: &Path, to: &Path| {
-                run(Command::new("rsync").args(RSYNC_FLAGS).arg(format!("{}/", from.display())).arg(to));
+            // temporary file beside each file it sends and renames it over the old one).
+            let rsync = |flags: &[&str], from: &Path, to: &Path| {
+                run(Command::new("rsync").args(flags).arg(format!("{}/", from.display())).arg(to));
             };
-            rsync(&local, &root.join("synced"));
-            rsync(&root.join("synced"), &work.join("synced-back"));
+            rsync(&RSYNC_INTO_MOUNT, &local, &root.join("synced"));
+            rsync(&["-a"], &root.join("synced"), &work.join("synced-back"));
             diff_trees(&local, &work.join("synced-back"));
             std::fs::write(local.join("README"), b"a tree to copy, changed\n").unwrap();
             std::fs::write(local.join("docs/new file"), pattern(9, 70_000)).unwrap();
-            rsync(&local, &root.join("synced"));
-            rsync(&root.join("synced"), &work.join("synced-back"));
-            diff_trees(&local, &work.join("synced-back"));
+            rsync(&RSYNC_INTO_MOUNT, &local, &root.join("synced"));
+            rsync(&["-a"], &root.join("synced"), &work.join("synced-back-again"));
+            diff_trees(&local, &work.join("synced-back-again"));
         })
         .await;
     mount.unmount().await;
@@ -306,14 +308,18 @@ async fn mkdir_p_rm_rf_cp_r_tar_and_rsync_round_trip_trees() {
     for gone in ["copied/", "a/"] {
         assert_eq!(list_keys(&client, gone).await, Vec::new(), "rm -rf left keys under {gone}");
     }
+    let markers: Vec<(String, u64)> = ["kept/", "kept/x/", "kept/x/y/"].map(|key| (key.to_owned(), 0)).into();
+    assert_eq!(list_keys(&client, "kept/").await, markers, "mkdir -p made a marker per directory");
     let readme = std::fs::read(work.path().join("tree/README")).unwrap();
     assert_same_bytes("synced/README", &object(&client, "synced/README").await, &readme);
     assert_same_bytes("untarred/blob.bin", &object(&client, "untarred/blob.bin").await, &pattern(8, 9 * MIB + 5));
 }
 
-/// `rsync -a` would also set times, permissions, owners and groups, which is issue 6 (ENOTSUP
-/// now); `-r` copies the tree and its contents only.
-const RSYNC_FLAGS: [&str; 1] = ["-r"];
+/// rsync's flags into the mount: `-a` without setting times (`utimensat` is refused with
+/// ENOTSUP: issue 6) or permissions (rsync `fchmod`s its temporary file, refused with ENOTSUP,
+/// and then skips the file). `-a`'s owner and group need nothing: as root rsync only `chown`s a
+/// file whose owner differs, and the mount shows root's (and otherwise rsync does not chown).
+const RSYNC_INTO_MOUNT: [&str; 3] = ["-a", "--no-times", "--no-perms"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_open_for_writing_reads_back_its_writers_bytes_and_size() {
@@ -369,10 +375,7 @@ async fn a_file_open_for_writing_reads_back_its_writers_bytes_and_size() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn closing_after_the_server_refuses_writes_fails_with_eio_and_leaves_no_upload() {
     let server = SeaweedFs::shared();
-    let proxy = Arc::new(FaultProxy::start(server.s3_port()).await);
-    let (bucket_name, client) = server.new_named_bucket("fuse-refused").await;
-    let client = Arc::new(client);
-    let through_proxy = Arc::new(server.client_via(&bucket_name, &proxy.endpoint()).await);
+    let ProxiedBucket { proxy, direct: client, proxied } = ProxiedBucket::new(&server, "fuse-refused").await;
     put(&client, "kept.txt", &b"the old content\n"[..]).await;
     let config = CoreConfig {
         retry_max_attempts: 3,
@@ -382,7 +385,7 @@ async fn closing_after_the_server_refuses_writes_fails_with_eio_and_leaves_no_up
         write_part_size_bytes: 5 * MIB as u64,
         ..CoreConfig::default()
     };
-    let mount = TestMount::new(through_proxy, config);
+    let mount = TestMount::new(proxied, config);
 
     let refusing = Arc::clone(&proxy);
     mount
@@ -423,40 +426,71 @@ async fn closing_after_the_server_refuses_writes_fails_with_eio_and_leaves_no_up
     proxy.heal();
     mount.unmount().await;
     assert_eq!(multipart_uploads(&client, "").await, Vec::new(), "no upload is left behind after unmount");
-    eprintln!(
-        "OBSERVE small {:?} kept {:?} streamed {:?}",
-        get(&client, "small.txt").await,
-        get(&client, "kept.txt").await,
-        head(&client, "streamed.bin").await
-    );
+    // Not asserted: today the core keeps the unwritten bytes of small.txt and kept.txt after
+    // their failed close and writes them at unmount, once the server takes writes again
+    // (streamed.bin's streamed parts are gone, so it is never written). The issue does not say
+    // which is right; docs/SEMANTICS.md should.
 }
 
-/// fsx's configuration (fsx.toml): a 256 KiB file and every operation the mount supports, with
-/// the weights below. Left out: hole punching (`fallocate(2)` with `FALLOC_FL_PUNCH_HOLE` fails
-/// with EOPNOTSUPP: the mount has no fallocate). `posix_fallocate` is in: glibc emulates it
-/// with writes when `fallocate(2)` is refused. Mapped writes are followed by `msync(MS_SYNC)`
-/// (fsx's default), so each one commits the file to S3, as do fsync, fdatasync and close.
-const FSX_CONFIG: &str = r#"
-flen = 262144
-[opsize]
-max = 65536
-[weights]
-close_open = 2
-read = 10
-write = 10
-mapread = 5
-mapwrite = 5
-invalidate = 1
-truncate = 5
-fsync = 1
-fdatasync = 1
-posix_fallocate = 1
-sendfile = 2
-posix_fadvise = 1
-copy_file_range = 2
-punch_hole = 0
-"#;
-const FSX_OPERATIONS: &str = "10000";
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: reading a file just written in unaligned writes sends one GET per partly written page"]
+async fn a_file_just_written_in_unaligned_writes_reads_back_with_a_few_gets() {
+    let server = SeaweedFs::shared();
+    let ProxiedBucket { proxy, proxied, .. } = ProxiedBucket::new(&server, "fuse-reread").await;
+    let mount = TestMount::new(proxied, CoreConfig::default());
+    let content = pattern(13, 9 * MIB);
+
+    let reading = Arc::clone(&proxy);
+    let (elapsed, gets) = mount
+        .use_files(move |root| {
+            // tar writes in 10 KiB records: most writes end inside a page.
+            let mut file = File::create(root.join("tarred.bin")).unwrap();
+            for record in content.chunks(10 * 1024) {
+                file.write_all(record).unwrap();
+            }
+            assert_eq!(nix::unistd::close(file), Ok(()));
+            reading.clear_exchanges();
+            let started = Instant::now();
+            assert_same_bytes("tarred.bin", &std::fs::read(root.join("tarred.bin")).unwrap(), &content);
+            (started.elapsed(), reading.exchanges_of(Operation::GetObject).len())
+        })
+        .await;
+    mount.unmount().await;
+    // Read sequentially, 9 MiB is a few prefetch GETs (5 after the kernel's cache is dropped).
+    // Today the kernel keeps the pages it wrote whole and asks FUSE for each partly written page
+    // alone; those 4 KiB reads at rising but not adjacent offsets look random to the core, which
+    // sends one GET each: about 430 GETs and seconds instead of milliseconds.
+    assert!(gets <= 16, "{gets} GETs and {elapsed:?} to read back 9 MiB just written");
+}
+
+/// fsx's configuration (fsx.toml) for a small file: 256 KiB, within one part, so each commit
+/// is one PUT; 10,000 operations of every kind the mount supports (weights in
+/// [`fsx_config`]). Mapped writes are followed by `msync(MS_SYNC)` (fsx's default), so each
+/// one commits the file to S3, as do fsync, fdatasync and close.
+fn fsx_small_file() -> String {
+    fsx_config("flen = 262144\n[opsize]\nmax = 65536", 2, 5)
+}
+
+/// fsx's configuration for a file of up to 12 MiB, over two 5 MiB parts, so each commit is a
+/// multipart upload mixing uploaded parts, parts copied server-side and base bytes fetched to
+/// fill the gaps of changed parts. Commits are costly here, so mapped writes are not followed
+/// by msync (the kernel writes them back at the next fsync or close), and close/open and
+/// truncate are rarer than in [`fsx_small_file`].
+fn fsx_multipart_file() -> String {
+    fsx_config("flen = 12582912\nnomsyncafterwrite = true\n[opsize]\nmax = 262144", 1, 3)
+}
+
+/// An fsx.toml: `file` settings, then the weights of every operation the mount supports. Left
+/// out: hole punching (`fallocate(2)` with `FALLOC_FL_PUNCH_HOLE` fails with EOPNOTSUPP: the
+/// mount has no fallocate). `posix_fallocate` is in: glibc emulates it with writes when
+/// `fallocate(2)` is refused.
+fn fsx_config(file: &str, close_open: u32, truncate: u32) -> String {
+    format!(
+        "{file}\n[weights]\nclose_open = {close_open}\ntruncate = {truncate}\nread = 10\nwrite = 10\n\
+         mapread = 5\nmapwrite = 5\ninvalidate = 1\nfsync = 1\nfdatasync = 1\nposix_fallocate = 1\n\
+         sendfile = 2\nposix_fadvise = 1\ncopy_file_range = 2\npunch_hole = 0\n"
+    )
+}
 const FSX_SEED: &str = "20260611";
 /// How fsx -v names each kind of operation in its log: every one must have run.
 const FSX_OPERATION_NAMES: [&str; 13] = [
@@ -475,15 +509,17 @@ const FSX_OPERATION_NAMES: [&str; 13] = [
     "write",
 ];
 
-/// Runs fsx on `target` with [`FSX_CONFIG`] and panics unless it completes with no mismatch.
-fn run_fsx(fsx: &Path, config: &Path, artifacts: &Path, target: &Path) {
+/// Runs fsx on `target` and panics unless it completes `operations` with no mismatch, having
+/// run every kind of operation.
+fn run_fsx(fsx: &Path, config: &Path, operations: &str, artifacts: &Path, target: &Path) {
     let mut command = Command::new(fsx);
-    command.args(["-v", "-N", FSX_OPERATIONS, "-S", FSX_SEED, "-f"]).arg(config).arg("-P").arg(artifacts).arg(target);
+    command.args(["-v", "-N", operations, "-S", FSX_SEED, "-f"]).arg(config).arg("-P").arg(artifacts).arg(target);
     let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
     let stdout = String::from_utf8_lossy(&output.stdout);
+    let config_text = std::fs::read_to_string(config).unwrap_or_default();
     assert!(
         output.status.success() && stdout.contains("All operations completed A-OK!"),
-        "{command:?} failed with {} (replay: the same command with this config):\n{FSX_CONFIG}\n{}",
+        "{command:?} failed with {} (replay: the same command with this config):\n{config_text}\n{}",
         output.status,
         describe_output(&output)
     );
@@ -494,80 +530,57 @@ fn run_fsx(fsx: &Path, config: &Path, artifacts: &Path, target: &Path) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn fsx_runs_10000_random_operations_with_no_mismatch_and_the_bucket_holds_its_file() {
+/// Runs fsx with `fsx_config` through a mount with `config`, then the same fsx run on a local
+/// file: fsx is deterministic, so the local file ends with the bytes S3 must hold.
+/// `commits_with`: the S3 operations the run must have used to commit (through a proxy that
+/// records them), to show it exercised what it claims to.
+async fn fsx_through_the_mount(
+    bucket: &str,
+    fsx_config: &str,
+    operations: &str,
+    config: CoreConfig,
+    commits_with: &[Operation],
+) {
     let fsx = tool("fsx", "FSX", "Install it with `cargo install fsx --locked` (scripts/test-all.sh does).");
     let server = SeaweedFs::shared();
-    let client = Arc::new(server.new_bucket("fuse-fsx").await);
+    let ProxiedBucket { proxy, direct: client, proxied } = ProxiedBucket::new(&server, bucket).await;
     let work = tempfile::tempdir().unwrap();
-    let config = work.path().join("fsx.toml");
-    std::fs::write(&config, FSX_CONFIG).unwrap();
-    let mount = TestMount::new(Arc::clone(&client), CoreConfig::default());
+    let config_file = work.path().join("fsx.toml");
+    std::fs::write(&config_file, fsx_config).unwrap();
+    let mount = TestMount::new(proxied, config);
     let started = Instant::now();
-    let (fsx_for_mount, config_for_mount, artifacts) = (fsx.clone(), config.clone(), work.path().to_owned());
-    mount.use_files(move |root| run_fsx(&fsx_for_mount, &config_for_mount, &artifacts, &root.join("fsx.bin"))).await;
-    eprintln!("fsx through the mount took {:?}", started.elapsed());
+    let (fsx_for_mount, config_for_mount, artifacts) = (fsx.clone(), config_file.clone(), work.path().to_owned());
+    let operations_for_mount = operations.to_owned();
+    mount
+        .use_files(move |root| {
+            run_fsx(&fsx_for_mount, &config_for_mount, &operations_for_mount, &artifacts, &root.join("fsx.bin"))
+        })
+        .await;
+    eprintln!("fsx ({operations} operations) through the mount took {:?}", started.elapsed());
     mount.unmount().await;
+    for &operation in commits_with {
+        let succeeded = proxy.exchanges_of(operation).iter().filter(|e| e.status / 100 == 2).count();
+        assert!(succeeded > 0, "fsx's commits never used {operation:?}");
+        eprintln!("{succeeded} × {operation:?}");
+    }
 
-    // fsx is deterministic: the same run on a local file ends with the bytes S3 must hold.
-    let local = match std::path::Path::new("/dev/shm").is_dir() {
+    let local = match Path::new("/dev/shm").is_dir() {
         true => tempfile::tempdir_in("/dev/shm").unwrap(),
         false => tempfile::tempdir().unwrap(),
     };
-    run_fsx(&fsx, &config, local.path(), &local.path().join("fsx.bin"));
+    run_fsx(&fsx, &config_file, operations, local.path(), &local.path().join("fsx.bin"));
     let expected = std::fs::read(local.path().join("fsx.bin")).unwrap();
     assert_same_bytes("fsx.bin in the bucket", &object(&client, "fsx.bin").await, &expected);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_2_gib_file_written_in_1_mib_writes_reads_back_with_the_same_sha256() {
-    const SIZE_MIB: u64 = 2048;
-    let server = SeaweedFs::shared();
-    let client = Arc::new(server.new_bucket("fuse-2gib").await);
-    let mount = TestMount::new(Arc::clone(&client), CoreConfig::default());
-    let started = Instant::now();
-    let written = mount
-        .use_files(|root| {
-            // One pseudorandom MiB, its first 8 bytes set to its index: every MiB differs, so a
-            // part out of place changes the checksum.
-            let mut block = pattern(12, MIB);
-            let mut hasher = Sha256::new();
-            let mut file = File::create(root.join("2gib.bin")).unwrap();
-            for index in 0..SIZE_MIB {
-                block[..8].copy_from_slice(&index.to_le_bytes());
-                file.write_all(&block).unwrap();
-                hasher.update(&block);
-            }
-            assert_eq!(nix::unistd::close(file), Ok(()), "close of the 2 GiB file");
-            hasher.finalize()
-        })
-        .await;
-    eprintln!("wrote 2 GiB through the mount in {:?}", started.elapsed());
-    mount.unmount().await;
-    assert_eq!(head(&client, "2gib.bin").await.map(|meta| meta.size_bytes), Some(SIZE_MIB * MIB as u64));
+async fn fsx_runs_10000_random_operations_with_no_mismatch_and_the_bucket_holds_its_file() {
+    fsx_through_the_mount("fuse-fsx", &fsx_small_file(), "10000", CoreConfig::default(), &[Operation::PutObject]).await;
+}
 
-    // A fresh mount has nothing in the kernel's page cache: every byte comes from S3.
-    let mount = TestMount::new(Arc::clone(&client), CoreConfig::default());
-    let started = Instant::now();
-    let read = mount
-        .use_files(|root| {
-            let mut file = File::open(root.join("2gib.bin")).unwrap();
-            let mut buffer = vec![0; MIB];
-            let mut hasher = Sha256::new();
-            let mut total = 0u64;
-            loop {
-                let n = file.read(&mut buffer).unwrap();
-                if n == 0 {
-                    break;
-                }
-                hasher.update(&buffer[..n]);
-                total += n as u64;
-            }
-            assert_eq!(total, SIZE_MIB * MIB as u64);
-            hasher.finalize()
-        })
-        .await;
-    eprintln!("read 2 GiB back through a fresh mount in {:?}", started.elapsed());
-    mount.unmount().await;
-    assert_eq!(read, written, "SHA-256 of the 2 GiB read back");
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fsx_on_a_file_of_several_parts_commits_multipart_uploads_with_no_mismatch() {
+    let config = CoreConfig { write_part_size_bytes: 5 * MIB as u64, ..CoreConfig::default() };
+    let multipart = [Operation::UploadPart, Operation::UploadPartCopy, Operation::CompleteMultipartUpload];
+    fsx_through_the_mount("fuse-fsx-parts", &fsx_multipart_file(), "2000", config, &multipart).await;
 }
