@@ -53,6 +53,24 @@ impl Operation {
         Operation::CompleteMultipartUpload,
     ];
 
+    /// Every operation: refusing them all is a server that is down.
+    pub const ALL: [Operation; 14] = [
+        Operation::ListObjectsV2,
+        Operation::ListMultipartUploads,
+        Operation::HeadObject,
+        Operation::GetObject,
+        Operation::PutObject,
+        Operation::CopyObject,
+        Operation::CreateMultipartUpload,
+        Operation::UploadPart,
+        Operation::UploadPartCopy,
+        Operation::CompleteMultipartUpload,
+        Operation::AbortMultipartUpload,
+        Operation::DeleteObject,
+        Operation::DeleteObjects,
+        Operation::Other,
+    ];
+
     fn classify(method: &Method, query: &str, copy_source: bool) -> Operation {
         let has = |name: &str| query.split('&').any(|pair| pair == name || pair.starts_with(&format!("{name}=")));
         match *method {

@@ -166,7 +166,10 @@ async fn an_overwrite_in_the_middle_of_20_mib_uploads_only_the_changed_part() {
     let mut expected = original;
     expected[at as usize..at as usize + patch.len()].copy_from_slice(&patch);
     assert_same_bytes("big.bin", &object(&client, "big.bin").await, &expected);
-    let of = |operation: Operation| exchanges.iter().filter(|e| e.operation == operation).collect::<Vec<_>>();
+    // Successful requests only: a retried one is counted once.
+    let of = |operation: Operation| {
+        exchanges.iter().filter(|e| e.operation == operation && e.status / 100 == 2).collect::<Vec<_>>()
+    };
     let uploaded: u64 = of(Operation::UploadPart).iter().map(|e| e.body_bytes).sum();
     assert_eq!(uploaded, 8 * MIB as u64, "only the 8 MiB part holding the change is uploaded: {exchanges:#?}");
     assert_eq!(of(Operation::UploadPartCopy).len(), 2, "parts 1 and 3 are copied server-side: {exchanges:#?}");
@@ -372,20 +375,57 @@ async fn a_file_open_for_writing_reads_back_its_writers_bytes_and_size() {
     assert_same_bytes("growing.bin", &object(&client, "growing.bin").await, &final_content);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn closing_after_the_server_refuses_writes_fails_with_eio_and_leaves_no_upload() {
-    let server = SeaweedFs::shared();
-    let ProxiedBucket { proxy, direct: client, proxied } = ProxiedBucket::new(&server, "fuse-refused").await;
-    put(&client, "kept.txt", &b"the old content\n"[..]).await;
-    let config = CoreConfig {
+/// A configuration that gives up quickly (3 attempts, short backoffs) and uploads 5 MiB parts.
+fn quick_to_fail() -> CoreConfig {
+    CoreConfig {
         retry_max_attempts: 3,
         retry_initial_backoff: Duration::from_millis(10),
         retry_max_backoff: Duration::from_millis(100),
         s3_request_timeout: Duration::from_secs(10),
         write_part_size_bytes: 5 * MIB as u64,
         ..CoreConfig::default()
-    };
-    let mount = TestMount::new(proxied, config);
+    }
+}
+
+/// Waits until `parts` UploadParts have succeeded through `proxy`.
+fn wait_for_streamed_parts(proxy: &goofys_tests::fault_proxy::FaultProxy, parts: usize) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while proxy.exchanges_of(Operation::UploadPart).iter().filter(|e| e.status == 200).count() < parts {
+        assert!(Instant::now() < deadline, "parts did not stream: {:#?}", proxy.exchanges());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: an upload whose abort failed (server down) is left behind for good"]
+async fn an_upload_that_failed_while_the_server_was_down_is_aborted_once_it_is_back() {
+    let server = SeaweedFs::shared();
+    let ProxiedBucket { proxy, direct: client, proxied } = ProxiedBucket::new(&server, "fuse-down").await;
+    let mount = TestMount::new(proxied, quick_to_fail());
+    let down = Arc::clone(&proxy);
+    mount
+        .use_files(move |root| {
+            let mut streamed = File::create(root.join("streamed.bin")).unwrap();
+            streamed.write_all(&pattern(14, 12 * MIB)).unwrap();
+            wait_for_streamed_parts(&down, 2);
+            down.refuse(&Operation::ALL);
+            assert_eq!(nix::unistd::close(streamed), Err(nix::errno::Errno::EIO), "close while the server is down");
+            down.heal();
+        })
+        .await;
+    // The server is back; the mount is used a little more, then unmounted.
+    mount.use_files(|root| std::fs::write(root.join("later.txt"), b"later").unwrap()).await;
+    mount.unmount().await;
+    let exchanges = proxy.exchanges_of(Operation::AbortMultipartUpload);
+    assert_eq!(multipart_uploads(&client, "").await, Vec::new(), "aborts: {exchanges:#?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closing_after_the_server_refuses_writes_fails_with_eio_and_leaves_no_upload() {
+    let server = SeaweedFs::shared();
+    let ProxiedBucket { proxy, direct: client, proxied } = ProxiedBucket::new(&server, "fuse-refused").await;
+    put(&client, "kept.txt", &b"the old content\n"[..]).await;
+    let mount = TestMount::new(proxied, quick_to_fail());
 
     let refusing = Arc::clone(&proxy);
     mount
@@ -394,20 +434,21 @@ async fn closing_after_the_server_refuses_writes_fails_with_eio_and_leaves_no_up
             // 12 MiB in 5 MiB parts: parts 1 and 2 stream while the file is open.
             let mut streamed = File::create(root.join("streamed.bin")).unwrap();
             streamed.write_all(&pattern(11, 12 * MIB)).unwrap();
-            let deadline = Instant::now() + Duration::from_secs(30);
-            while proxy.exchanges_of(Operation::UploadPart).iter().filter(|e| e.status == 200).count() < 2 {
-                assert!(Instant::now() < deadline, "parts did not stream: {:#?}", proxy.exchanges());
-                std::thread::sleep(Duration::from_millis(20));
-            }
+            wait_for_streamed_parts(&proxy, 2);
             let mut small = File::create(root.join("small.txt")).unwrap();
             small.write_all(b"never stored").unwrap();
             let kept = OpenOptions::new().write(true).open(root.join("kept.txt")).unwrap();
             kept.write_all_at(b"NEW", 0).unwrap();
+            let mut down = File::create(root.join("down.txt")).unwrap();
+            down.write_all(b"written while the server is down").unwrap();
 
             proxy.refuse(&Operation::WRITES);
             assert_eq!(nix::unistd::close(streamed), Err(nix::errno::Errno::EIO), "close of a streamed file");
             assert_eq!(nix::unistd::close(small), Err(nix::errno::Errno::EIO), "close of a new small file");
             assert_eq!(nix::unistd::close(kept), Err(nix::errno::Errno::EIO), "close of an overwritten file");
+            // A server that answers nothing at all (503 to every request) fails a close as well.
+            proxy.refuse(&Operation::ALL);
+            assert_eq!(nix::unistd::close(down), Err(nix::errno::Errno::EIO), "close while the server is down");
         })
         .await;
 
@@ -422,12 +463,13 @@ async fn closing_after_the_server_refuses_writes_fails_with_eio_and_leaves_no_up
     assert_eq!(multipart_uploads(&client, "").await, Vec::new(), "no upload is left behind");
     assert_eq!(head(&client, "streamed.bin").await, None);
     assert_eq!(head(&client, "small.txt").await, None);
+    assert_eq!(head(&client, "down.txt").await, None);
     assert_eq!(object(&client, "kept.txt").await, &b"the old content\n"[..], "the old object is untouched");
     proxy.heal();
     mount.unmount().await;
     assert_eq!(multipart_uploads(&client, "").await, Vec::new(), "no upload is left behind after unmount");
-    // Not asserted: today the core keeps the unwritten bytes of small.txt and kept.txt after
-    // their failed close and writes them at unmount, once the server takes writes again
+    // Not asserted: today the core keeps the unwritten bytes of small.txt, kept.txt and down.txt
+    // after their failed close and writes them at unmount, once the server takes writes again
     // (streamed.bin's streamed parts are gone, so it is never written). The issue does not say
     // which is right; docs/SEMANTICS.md should.
 }
