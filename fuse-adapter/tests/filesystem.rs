@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use goofys_tests::binary::{ForegroundProcess, Mountpoint, bucket_name, goofys_command};
-use goofys_tests::objects::{put_bytes, put_multipart, put_object, put_objects};
+use goofys_tests::bucket::{put, put_many, put_multipart};
 use goofys_tests::seaweedfs::SeaweedFs;
 use sha2::{Digest as _, Sha256};
 
@@ -69,10 +69,10 @@ async fn ls_stat_cat_find_and_du_see_the_tree_another_client_wrote() {
         ("docs/guide/deep/notes.txt", pattern(8, 0, 3 * MIB + 5)),
     ];
     for (key, body) in &files {
-        put_bytes(&client, key, body.clone()).await;
+        put(&client, key, body.clone()).await;
     }
-    put_object(&client, "docs/", b"").await; // an explicit marker beside implicit directories
-    put_object(&client, "empty/", b"").await;
+    put(&client, "docs/", &b""[..]).await; // an explicit marker beside implicit directories
+    put(&client, "empty/", &b""[..]).await;
     let mnt = Mountpoint::new();
     let _process = mount(
         &server,
@@ -170,7 +170,7 @@ async fn a_prefix_mount_shows_only_the_keys_under_its_prefix() {
         ("team/a", "a file named like the prefix\n"),
         ("top.txt", "outside\n"),
     ] {
-        put_object(&client, key, body.as_bytes()).await;
+        put(&client, key, body.as_bytes().to_vec()).await;
     }
     let mnt = Mountpoint::new();
     let _process = mount(&server, &format!("{}:/team/a", bucket_name(&client)), &mnt, &[]);
@@ -187,7 +187,7 @@ async fn a_directory_of_5000_entries_lists_whole() {
     let names: Vec<String> = (0..5000).map(|i| format!("entry-{i:05}.txt")).collect();
     let started = Instant::now();
     let objects = names.iter().map(|name| (format!("wide/{name}"), Bytes::from(name.clone()))).collect();
-    put_objects(&client, objects, 64).await;
+    put_many(&client, objects).await;
     eprintln!("5,000 PUTs took {:?}", started.elapsed());
     let mnt = Mountpoint::new();
     let _process = mount(&server, &bucket_name(&client), &mnt, &[]);
@@ -220,7 +220,7 @@ async fn names_with_spaces_unicode_and_percent_signs_work() {
         "quote's \"double\".txt",
     ];
     for name in names {
-        put_object(&client, &format!("dir with space/{name}"), name.as_bytes()).await;
+        put(&client, &format!("dir with space/{name}"), name.as_bytes().to_vec()).await;
     }
     let mnt = Mountpoint::new();
     let _process = mount(&server, &bucket_name(&client), &mnt, &[]);
@@ -272,7 +272,7 @@ async fn a_reader_of_a_replaced_object_gets_estale_never_bytes_of_two_versions()
     // the reader reaches bytes it must fetch after it.
     let size = 128 * MIB;
     let old = pattern(1, 0, size);
-    put_bytes(&client, "moving.bin", old.clone()).await;
+    put(&client, "moving.bin", old.clone()).await;
     let mnt = Mountpoint::new();
     let _process = mount(&server, &bucket_name(&client), &mnt, &[]);
     let path = mnt.join("moving.bin");
@@ -281,7 +281,7 @@ async fn a_reader_of_a_replaced_object_gets_estale_never_bytes_of_two_versions()
     let mut chunk = vec![0u8; MIB];
     file.read_exact(&mut chunk).unwrap();
     assert!(chunk[..] == old[..MIB]);
-    put_bytes(&client, "moving.bin", pattern(2, 0, size)).await;
+    put(&client, "moving.bin", pattern(2, 0, size)).await;
 
     let mut offset = MIB;
     let error = loop {

@@ -17,7 +17,7 @@ use goofys_tests::binary::{
     ForegroundProcess, Mountpoint, bucket_name, goofys_command, goofys_processes_mentioning, is_mounted, mount_type,
     process_is_running, wait_until,
 };
-use goofys_tests::objects::put_object;
+use goofys_tests::bucket::put;
 use goofys_tests::seaweedfs::{ACCESS_KEY, SECRET_KEY, SeaweedFs};
 
 const BINARY: &str = env!("CARGO_BIN_EXE_goofys-rs");
@@ -25,8 +25,8 @@ const BINARY: &str = env!("CARGO_BIN_EXE_goofys-rs");
 /// A fresh bucket holding `hello.txt` and `sub/inner.txt`.
 async fn bucket_with_files(server: &SeaweedFs, name: &str) -> (Arc<S3Client>, String) {
     let client = Arc::new(server.new_bucket(name).await);
-    put_object(&client, "hello.txt", b"hello from s3\n").await;
-    put_object(&client, "sub/inner.txt", b"inner\n").await;
+    put(&client, "hello.txt", &b"hello from s3\n"[..]).await;
+    put(&client, "sub/inner.txt", &b"inner\n"[..]).await;
     let bucket = bucket_name(&client);
     (client, bucket)
 }
@@ -194,8 +194,8 @@ echo "unmounted"
 async fn an_fstab_style_mount_through_mount_t_fuse_goofys_rs_works_and_umount_ends_it() {
     let server = SeaweedFs::shared();
     let client = Arc::new(server.new_bucket("fstab").await);
-    put_object(&client, "team/report.txt", b"quarterly\n").await;
-    put_object(&client, "elsewhere.txt", b"not under the prefix\n").await;
+    put(&client, "team/report.txt", &b"quarterly\n"[..]).await;
+    put(&client, "elsewhere.txt", &b"not under the prefix\n"[..]).await;
     let bucket = bucket_name(&client);
     let mnt = Mountpoint::new();
 

@@ -41,6 +41,17 @@ impl TestMount {
         self.dir.path().join(relative)
     }
 
+    /// Runs `work` with the mount's root on a blocking thread (the mount is served by this
+    /// runtime, so the filesystem must not be used from its tasks) and returns its result; a
+    /// panic in `work` fails the caller with the same message.
+    pub async fn use_files<T: Send + 'static>(&self, work: impl FnOnce(PathBuf) -> T + Send + 'static) -> T {
+        let root = self.path().to_owned();
+        match tokio::task::spawn_blocking(move || work(root)).await {
+            Ok(value) => value,
+            Err(error) => std::panic::resume_unwind(error.into_panic()),
+        }
+    }
+
     /// Unmounts and waits until the core is done.
     pub async fn unmount(mut self) {
         if let Some(mount) = self.mount.take() {

@@ -236,6 +236,18 @@ impl SeaweedFs {
     /// Creates a bucket with a fresh name starting with `prefix` and returns a client for it.
     /// Retries while the server is still starting (its filer answers a little after its port).
     pub async fn new_bucket(&self, prefix: &str) -> S3Client {
+        self.new_named_bucket(prefix).await.1
+    }
+
+    /// A client of `bucket` on this server that sends its requests to `endpoint` instead (a
+    /// proxy in front of the server, such as [`FaultProxy`](crate::fault_proxy::FaultProxy)).
+    pub async fn client_via(&self, bucket: &str, endpoint: &str) -> S3Client {
+        let config = TransportConfig { endpoint: Some(endpoint.to_owned()), ..self.transport_config(bucket) };
+        S3Client::new(config).await.expect("cannot build a client for the test server")
+    }
+
+    /// [`new_bucket`](SeaweedFs::new_bucket), also returning the bucket's name.
+    pub async fn new_named_bucket(&self, prefix: &str) -> (String, S3Client) {
         let number = BUCKETS_MADE.fetch_add(1, Ordering::Relaxed);
         let bucket = format!("{prefix}-{}-{number}", std::process::id());
         let client =
@@ -243,7 +255,7 @@ impl SeaweedFs {
         let started = Instant::now();
         loop {
             match client.create_bucket().await {
-                Ok(()) => return client,
+                Ok(()) => return (bucket, client),
                 Err(error) if started.elapsed() < READY_TIMEOUT => {
                     note(&format!("bucket {bucket} not created yet: {error}"));
                     tokio::time::sleep(Duration::from_millis(100)).await;

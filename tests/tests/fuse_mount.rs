@@ -4,19 +4,18 @@
 use std::sync::Arc;
 
 use goofys_core::CoreConfig;
-use goofys_core::s3_types::{S3Request, S3Response};
+use goofys_tests::bucket::{get, put};
 use goofys_tests::mount::TestMount;
-use goofys_tests::objects::put_object as put;
 use goofys_tests::seaweedfs::SeaweedFs;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mounted_bucket_lists_stats_and_reads_like_a_directory_tree() {
     let server = SeaweedFs::shared();
     let client = Arc::new(server.new_bucket("fuse-tree").await);
-    put(&client, "top.txt", b"hello\n").await;
-    put(&client, "dir/a.txt", b"aaa").await;
-    put(&client, "dir/sub/deep.bin", &vec![7u8; 3 * 1024 * 1024 + 17]).await;
-    put(&client, "marker/", b"").await;
+    put(&client, "top.txt", &b"hello\n"[..]).await;
+    put(&client, "dir/a.txt", &b"aaa"[..]).await;
+    put(&client, "dir/sub/deep.bin", vec![7u8; 3 * 1024 * 1024 + 17]).await;
+    put(&client, "marker/", &b""[..]).await;
 
     let mount = TestMount::new(Arc::clone(&client), CoreConfig::default());
     let root = mount.path().to_owned();
@@ -44,7 +43,7 @@ async fn a_mounted_bucket_lists_stats_and_reads_like_a_directory_tree() {
 async fn files_written_through_the_mount_reach_the_bucket_and_namespace_changes_work() {
     let server = SeaweedFs::shared();
     let client = Arc::new(server.new_bucket("fuse-write").await);
-    put(&client, "existing.txt", b"line 1\n").await;
+    put(&client, "existing.txt", &b"line 1\n"[..]).await;
     let mount = TestMount::new(Arc::clone(&client), CoreConfig::default());
     let root = mount.path().to_owned();
     let big: Vec<u8> = (0..20 * 1024 * 1024 + 3).map(|i: u32| (i % 251) as u8).collect();
@@ -79,21 +78,11 @@ async fn files_written_through_the_mount_reach_the_bucket_and_namespace_changes_
     .unwrap();
     mount.unmount().await;
 
-    let get = |key: &str| {
-        let client = Arc::clone(&client);
-        let key = key.to_owned();
-        async move {
-            match client.execute(&S3Request::GetObject { key, range: None, if_match: None }).await {
-                Ok(S3Response::GetObject(output)) => Some(output.body.0.to_vec()),
-                _ => None,
-            }
-        }
-    };
-    assert_eq!(get("big.bin").await.as_deref(), Some(&expected_big[..]));
-    assert_eq!(get("existing.txt").await.as_deref(), Some(&b"line 1\nline 2\n"[..]));
-    assert_eq!(get("renamed/moved.txt").await.as_deref(), Some(&b"hel"[..]));
-    assert_eq!(get("new.txt").await, None);
-    assert_eq!(get("d1/d2/inner").await, None);
+    assert_eq!(get(&client, "big.bin").await.as_deref(), Some(&expected_big[..]));
+    assert_eq!(get(&client, "existing.txt").await.as_deref(), Some(&b"line 1\nline 2\n"[..]));
+    assert_eq!(get(&client, "renamed/moved.txt").await.as_deref(), Some(&b"hel"[..]));
+    assert_eq!(get(&client, "new.txt").await, None);
+    assert_eq!(get(&client, "d1/d2/inner").await, None);
 }
 
 fn libc_enotempty() -> i32 {
