@@ -953,6 +953,11 @@ impl Core {
                 let otherwise = conflict_errno(file);
                 self.verify_ours(now, ino, otherwise);
             }
+            // AWS answers a conditional PUT of a key that no longer exists with 404: another
+            // client deleted the file (found by seed 12624).
+            Err(S3Error::Service(error)) if error.status == 404 || error.code == S3ErrorCode::NoSuchKey => {
+                self.fail_commit(now, ino, Errno::ESTALE)
+            }
             Ok(other) => {
                 let error = crate::lookup::unexpected_response("PutObject", &other);
                 self.fail_commit(now, ino, errno_for_s3_error(&error))

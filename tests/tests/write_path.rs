@@ -222,6 +222,20 @@ fn a_file_replaced_by_another_client_is_not_overwritten_and_close_says_estale() 
     assert_shows_their_object(&mut driver, "shared.txt", ino, 6);
 }
 
+/// Found by seed 12624: the conditional PUT of a file another client deleted meanwhile is
+/// answered 404 by AWS; the writer gets ESTALE and the file is not brought back.
+#[test]
+fn a_file_deleted_by_another_client_while_open_is_not_recreated_and_close_says_estale() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    driver.put("gone.txt", &b"v1"[..]);
+    let ino = ino_of(&mut driver, Ino::ROOT, "gone.txt");
+    let fh = open(&mut driver, ino, OpenFlags::O_RDWR);
+    write(&mut driver, ino, fh, 0, b"mine");
+    assert!(driver.model.delete_object("gone.txt"));
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Error(Errno::ESTALE));
+    assert_eq!(object(&driver, "gone.txt"), None);
+}
+
 #[test]
 fn a_name_another_client_created_meanwhile_is_not_overwritten_and_close_says_eexist() {
     let mut driver = PlanDriver::new(CoreConfig::default());
