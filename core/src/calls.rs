@@ -69,6 +69,19 @@ pub(crate) enum Purpose {
     WriteCleanup {
         ino: Ino,
     },
+    /// The copy of a just-written object onto itself that gives it the file's current
+    /// attributes.
+    WriteRelabel {
+        ino: Ino,
+    },
+    /// A request of metadata change `change` (setattr, xattrs, a directory hint).
+    MetaChange {
+        change: u64,
+    },
+    /// A one-shot read FUSE request `op` waits for (a marker's metadata, a symlink's target).
+    Fetch {
+        op: FuseReqId,
+    },
     /// A step of a namespace change (mkdir, unlink, rmdir, rename) of FUSE request `op`.
     Mutate {
         op: FuseReqId,
@@ -84,6 +97,7 @@ impl Purpose {
                 | Purpose::LookupList { .. }
                 | Purpose::ListPage { .. }
                 | Purpose::ReadRange { .. }
+                | Purpose::Fetch { .. }
         )
     }
 }

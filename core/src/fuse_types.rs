@@ -132,16 +132,21 @@ pub enum FuseOp {
         ino: Ino,
         fh: FileHandle,
     },
+    /// `mode` has the umask applied; `uid` and `gid` are the caller's.
     Create {
         parent: Ino,
         name: OsString,
         mode: u32,
+        uid: u32,
+        gid: u32,
         flags: OpenFlags,
     },
     Mkdir {
         parent: Ino,
         name: OsString,
         mode: u32,
+        uid: u32,
+        gid: u32,
     },
     Unlink {
         parent: Ino,
@@ -176,6 +181,51 @@ pub enum FuseOp {
     StatFs {
         ino: Ino,
     },
+    /// `uid` and `gid` are the caller's.
+    Symlink {
+        parent: Ino,
+        name: OsString,
+        target: OsString,
+        uid: u32,
+        gid: u32,
+    },
+    ReadLink {
+        ino: Ino,
+    },
+    /// `mode` has the umask applied and holds the file type.
+    Mknod {
+        parent: Ino,
+        name: OsString,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    },
+    Link {
+        ino: Ino,
+        new_parent: Ino,
+        new_name: OsString,
+    },
+    /// `size` 0 asks for the value's size only.
+    GetXattr {
+        ino: Ino,
+        name: OsString,
+        size: u32,
+    },
+    /// `size` 0 asks for the list's size only.
+    ListXattr {
+        ino: Ino,
+        size: u32,
+    },
+    SetXattr {
+        ino: Ino,
+        name: OsString,
+        value: Vec<u8>,
+        flags: u32,
+    },
+    RemoveXattr {
+        ino: Ino,
+        name: OsString,
+    },
 }
 
 impl FuseOp {
@@ -202,6 +252,14 @@ impl FuseOp {
             FuseOp::ReadDir { plus: true, .. } => "readdirplus",
             FuseOp::ReleaseDir { .. } => "releasedir",
             FuseOp::StatFs { .. } => "statfs",
+            FuseOp::Symlink { .. } => "symlink",
+            FuseOp::ReadLink { .. } => "readlink",
+            FuseOp::Mknod { .. } => "mknod",
+            FuseOp::Link { .. } => "link",
+            FuseOp::GetXattr { .. } => "getxattr",
+            FuseOp::ListXattr { .. } => "listxattr",
+            FuseOp::SetXattr { .. } => "setxattr",
+            FuseOp::RemoveXattr { .. } => "removexattr",
         }
     }
 
@@ -286,6 +344,8 @@ pub enum FuseReply {
     Dir(Vec<DirEntry>),
     DirPlus(Vec<DirEntryPlus>),
     StatFs(StatFs),
+    /// The size an xattr value or list would take (a get or list with size 0).
+    XattrSize(u32),
     Empty,
     Error(crate::errno::Errno),
 }

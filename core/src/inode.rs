@@ -18,7 +18,8 @@ use std::time::Duration;
 use crate::config::CoreConfig;
 use crate::fuse_types::{Attr, Entry, FileKind};
 use crate::ids::Ino;
-use crate::s3_types::ETag;
+use crate::posix::PosixAttrs;
+use crate::s3_types::{ETag, Metadata, ObjectMeta};
 use crate::time::{Instant, UnixNanos};
 
 /// What is known of one file or directory.
@@ -47,6 +48,39 @@ pub(crate) struct Inode {
     /// Being written in this mount: what this mount knows beats what S3 says, and the name
     /// stays known without TTL.
     pub writing: bool,
+    /// The object's content type and user metadata (a directory's: its marker's), as S3 last
+    /// reported them or as this mount wrote them; `None` while only a listing has been seen,
+    /// since listings carry no metadata.
+    pub metadata: Option<ObjectMetadata>,
+    /// The POSIX attributes `metadata` carries (none while it is unknown).
+    pub posix: PosixAttrs,
+    /// A symlink's target, with the version of the object it was read from.
+    pub link_target: Option<(ETag, crate::s3_types::Body)>,
+}
+
+/// What an object carries besides its bytes.
+#[derive(Clone, PartialEq, Eq, Debug, Default)]
+pub(crate) struct ObjectMetadata {
+    pub content_type: Option<String>,
+    /// User metadata, names without the `x-amz-meta-` prefix.
+    pub user: Metadata,
+    /// The storage class HEAD reported (`None`: STANDARD, or not reported). Read only: a copy
+    /// never sets it from here.
+    pub storage_class: Option<String>,
+}
+
+impl ObjectMetadata {
+    pub fn of(meta: &ObjectMeta) -> Self {
+        ObjectMetadata {
+            content_type: meta.content_type.clone(),
+            user: meta.metadata.clone(),
+            storage_class: meta.storage_class.clone(),
+        }
+    }
+
+    pub fn posix(&self) -> PosixAttrs {
+        PosixAttrs::from_metadata(&self.user)
+    }
 }
 
 impl Inode {
@@ -94,13 +128,31 @@ pub(crate) struct NegativeEntry {
 /// Attributes of a child as S3 reported them (HEAD or a listing).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum ChildStat {
-    File { size_bytes: u64, etag: ETag, mtime: UnixNanos },
+    /// An object; `metadata` is known from HEAD, not from a listing. An object whose mode
+    /// says so is a symlink.
+    File {
+        size_bytes: u64,
+        etag: ETag,
+        mtime: UnixNanos,
+        metadata: Option<ObjectMetadata>,
+    },
     Directory,
 }
 
 impl ChildStat {
-    fn kind(&self) -> FileKind {
+    /// What HEAD reported of an object.
+    pub fn of_object(meta: &ObjectMeta) -> Self {
+        ChildStat::File {
+            size_bytes: meta.size_bytes,
+            etag: meta.etag.clone(),
+            mtime: meta.last_modified,
+            metadata: Some(ObjectMetadata::of(meta)),
+        }
+    }
+
+    pub fn kind(&self) -> FileKind {
         match self {
+            ChildStat::File { metadata: Some(metadata), .. } if metadata.posix().is_symlink() => FileKind::Symlink,
             ChildStat::File { .. } => FileKind::File,
             ChildStat::Directory => FileKind::Directory,
         }
@@ -161,6 +213,10 @@ impl InodeTable {
             open_handles: 0,
             kernel_cached_etag: None,
             writing: false,
+            // A bucket's root has no marker to hold metadata; a prefix's marker is asked for.
+            metadata: config.mount_prefix.is_empty().then(ObjectMetadata::default),
+            posix: PosixAttrs::default(),
+            link_target: None,
         };
         InodeTable {
             inodes: BTreeMap::from([(Ino::ROOT, root)]),
@@ -251,13 +307,11 @@ impl InodeTable {
             inode.stat_expiry = stat_expiry;
             inode.attrs_asked_at = seen.asked_at;
             let mut effect = UpsertEffect::Unchanged;
-            if let ChildStat::File { size_bytes, etag, mtime } = stat {
+            if let ChildStat::File { size_bytes, etag, mtime, metadata } = stat {
                 if inode.etag.as_ref() != Some(&etag) {
                     effect = UpsertEffect::ContentChanged;
                 }
-                inode.size_bytes = size_bytes;
-                inode.etag = Some(etag);
-                inode.mtime = mtime;
+                set_object_attrs(inode, size_bytes, etag, mtime, metadata);
             }
             return (inode.ino, effect);
         }
@@ -274,15 +328,17 @@ impl InodeTable {
         let parent_key = self.inodes.get(&parent).map(|p| p.key.clone()).unwrap_or_default();
         let ino = Ino(self.next_ino);
         self.next_ino += 1;
-        let (kind, key, size_bytes, etag, mtime) = match stat {
-            ChildStat::File { size_bytes, etag, mtime } => {
-                (FileKind::File, crate::namespace::file_key(&parent_key, name), size_bytes, Some(etag), mtime)
+        let kind = stat.kind();
+        let (key, size_bytes, etag, mtime, metadata) = match stat {
+            ChildStat::File { size_bytes, etag, mtime, metadata } => {
+                (crate::namespace::file_key(&parent_key, name), size_bytes, Some(etag), mtime, metadata)
             }
             ChildStat::Directory => {
                 let mtime = self.inodes[&Ino::ROOT].mtime;
-                (FileKind::Directory, crate::namespace::dir_prefix(&parent_key, name), 0, None, mtime)
+                (crate::namespace::dir_prefix(&parent_key, name), 0, None, mtime, None)
             }
         };
+        let posix = metadata.as_ref().map(ObjectMetadata::posix).unwrap_or_default();
         let inode = Inode {
             ino,
             parent,
@@ -298,33 +354,41 @@ impl InodeTable {
             open_handles: 0,
             kernel_cached_etag: None,
             writing: false,
+            metadata,
+            posix,
+            link_target: None,
         };
         self.inodes.insert(ino, inode);
         ino
     }
 
-    /// Records the attributes HEAD reported for a file inode, wherever its name is now, unless
-    /// the inode holds attributes from a later question.
-    pub fn refresh_file(
-        &mut self,
-        ino: Ino,
-        size_bytes: u64,
-        etag: ETag,
-        mtime: UnixNanos,
-        seen: Observation,
-    ) -> UpsertEffect {
+    /// Records the attributes HEAD reported for a file or symlink inode, wherever its name is
+    /// now, unless the inode holds attributes from a later question. An object that is no
+    /// longer of the inode's kind (a file replaced by a symlink) detaches the name and says
+    /// `Replaced`: the inode no longer names anything.
+    pub fn refresh_file(&mut self, ino: Ino, meta: &ObjectMeta, seen: Observation) -> UpsertEffect {
         let observed_at = seen.answered_at;
         let Some(inode) =
             self.inodes.get_mut(&ino).filter(|inode| !inode.writing && seen.asked_at >= inode.attrs_asked_at)
         else {
             return UpsertEffect::Unchanged;
         };
+        let stat = ChildStat::of_object(meta);
+        if stat.kind() != inode.kind {
+            let (parent, name) = (inode.parent, inode.name.clone());
+            if self.dentries.get(&(parent, name.clone())).is_some_and(|dentry| dentry.ino == ino) {
+                self.detach(parent, &name);
+            }
+            return UpsertEffect::Replaced;
+        }
         inode.attrs_asked_at = seen.asked_at;
-        let effect =
-            if inode.etag.as_ref() == Some(&etag) { UpsertEffect::Unchanged } else { UpsertEffect::ContentChanged };
-        inode.size_bytes = size_bytes;
-        inode.etag = Some(etag);
-        inode.mtime = mtime;
+        let effect = if inode.etag.as_ref() == Some(&meta.etag) {
+            UpsertEffect::Unchanged
+        } else {
+            UpsertEffect::ContentChanged
+        };
+        let ChildStat::File { size_bytes, etag, mtime, metadata } = stat else { unreachable!("an object") };
+        set_object_attrs(inode, size_bytes, etag, mtime, metadata);
         inode.stat_expiry = observed_at + self.stat_cache_ttl;
         let slot = (inode.parent, inode.name.clone());
         if let Some(dentry) = self.dentries.get_mut(&slot)
@@ -454,20 +518,33 @@ impl InodeTable {
         self.inodes.get(&ino).is_some_and(|inode| inode.writing)
     }
 
-    /// The current size and modification time of a file being written.
+    /// The current size and modification time of a file being written (a time set earlier
+    /// with utimes no longer holds).
     pub fn set_size(&mut self, ino: Ino, size_bytes: u64, mtime: UnixNanos) {
         if let Some(inode) = self.inodes.get_mut(&ino) {
             inode.size_bytes = size_bytes;
             inode.mtime = mtime;
+            inode.posix.mtime = None;
+            inode.posix.ctime = None;
         }
     }
 
     /// A file this mount wrote is in S3 now, as this version. The kernel's pages hold exactly
     /// its bytes, so they stay valid.
-    pub fn committed(&mut self, ino: Ino, size_bytes: u64, etag: ETag, mtime: UnixNanos, now: Instant) {
+    pub fn committed(
+        &mut self,
+        ino: Ino,
+        size_bytes: u64,
+        etag: ETag,
+        mtime: UnixNanos,
+        now: Instant,
+        metadata: ObjectMetadata,
+    ) {
         let stat_expiry = now + self.stat_cache_ttl;
         let type_expiry = now + self.type_cache_ttl;
         let Some(inode) = self.inodes.get_mut(&ino) else { return };
+        inode.posix = metadata.posix();
+        inode.metadata = Some(metadata);
         inode.size_bytes = size_bytes;
         inode.kernel_cached_etag = Some(etag.clone());
         inode.etag = Some(etag);
@@ -487,7 +564,8 @@ impl InodeTable {
     pub fn create_local_file(&mut self, parent: Ino, name: &str, mtime: UnixNanos, now: Instant) -> Ino {
         self.detach(parent, name);
         self.negative.remove(&(parent, name.to_owned()));
-        let stat = ChildStat::File { size_bytes: 0, etag: ETag::new(""), mtime };
+        let stat =
+            ChildStat::File { size_bytes: 0, etag: ETag::new(""), mtime, metadata: Some(ObjectMetadata::default()) };
         let ino = self.insert_inode(parent, name, stat, Observation::local(now));
         let inode = self.inodes.get_mut(&ino).expect("just inserted");
         inode.etag = None;
@@ -563,6 +641,28 @@ impl InodeTable {
         }
     }
 
+    /// What a directory's marker holds: its ETag (`None`: no marker) and metadata.
+    pub fn set_marker(&mut self, ino: Ino, etag: Option<ETag>, metadata: ObjectMetadata) {
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.etag = etag;
+            inode.posix = metadata.posix();
+            inode.metadata = Some(metadata);
+        }
+    }
+
+    /// A file's object was copied onto itself with new metadata: same bytes, perhaps another
+    /// ETag (the kernel's pages stay valid).
+    pub fn set_object_metadata(&mut self, ino: Ino, etag: ETag, metadata: ObjectMetadata, now: Instant) {
+        self.set_etag(ino, etag);
+        let stat_expiry = now + self.stat_cache_ttl;
+        if let Some(inode) = self.inodes.get_mut(&ino) {
+            inode.posix = metadata.posix();
+            inode.metadata = Some(metadata);
+            inode.stat_expiry = stat_expiry;
+            inode.attrs_asked_at = now;
+        }
+    }
+
     /// A file's object was rewritten with the same bytes under another ETag (a rename's copy).
     pub fn set_etag(&mut self, ino: Ino, etag: ETag) {
         if let Some(inode) = self.inodes.get_mut(&ino) {
@@ -600,23 +700,29 @@ impl InodeTable {
     }
 
     /// The attributes `stat` shows for an inode.
+    /// The attributes `stat` shows for an inode: what its metadata says, else the mount's
+    /// defaults (`--file-mode`, `--dir-mode`, `--uid`, `--gid`; a symlink's mode is 0777). Without
+    /// metadata times, all three times are the object's Last-Modified; ctime defaults to mtime.
     pub fn attr(&self, inode: &Inode, config: &CoreConfig) -> Attr {
-        let (perm, nlink, size_bytes) = match inode.kind {
+        let (default_perm, nlink, size_bytes) = match inode.kind {
             FileKind::Directory => (config.dir_mode, 2, 4096),
-            FileKind::File | FileKind::Symlink => (config.file_mode, 1, inode.size_bytes),
+            FileKind::File => (config.file_mode, 1, inode.size_bytes),
+            FileKind::Symlink => (0o777, 1, inode.size_bytes),
         };
+        let posix = &inode.posix;
+        let mtime = posix.mtime.unwrap_or(inode.mtime);
         Attr {
             ino: inode.ino,
             size_bytes,
             blocks: size_bytes.div_ceil(512),
-            atime: inode.mtime,
-            mtime: inode.mtime,
-            ctime: inode.mtime,
+            atime: posix.atime.unwrap_or(mtime),
+            mtime,
+            ctime: posix.ctime.unwrap_or(mtime).max(mtime),
             kind: inode.kind,
-            perm,
+            perm: posix.permissions().unwrap_or(default_perm),
             nlink,
-            uid: config.uid,
-            gid: config.gid,
+            uid: posix.uid.unwrap_or(config.uid),
+            gid: posix.gid.unwrap_or(config.gid),
             blksize: 4096,
         }
     }
@@ -630,6 +736,31 @@ impl InodeTable {
             generation: 0,
         }
     }
+}
+
+/// Lays what S3 reported of an object over its inode. A listing (no `metadata`) keeps the
+/// metadata known from an earlier HEAD while the object is the same version.
+fn set_object_attrs(
+    inode: &mut Inode,
+    size_bytes: u64,
+    etag: ETag,
+    mtime: UnixNanos,
+    metadata: Option<ObjectMetadata>,
+) {
+    match metadata {
+        Some(metadata) => {
+            inode.posix = metadata.posix();
+            inode.metadata = Some(metadata);
+        }
+        None if inode.etag.as_ref() != Some(&etag) => {
+            inode.metadata = None;
+            inode.posix = PosixAttrs::default();
+        }
+        None => {}
+    }
+    inode.size_bytes = size_bytes;
+    inode.etag = Some(etag);
+    inode.mtime = mtime;
 }
 
 #[cfg(test)]
@@ -647,7 +778,18 @@ mod tests {
     }
 
     fn file(etag: &str) -> ChildStat {
-        ChildStat::File { size_bytes: 3, etag: ETag::new(etag), mtime: UnixNanos(0) }
+        ChildStat::File { size_bytes: 3, etag: ETag::new(etag), mtime: UnixNanos(0), metadata: None }
+    }
+
+    fn head(etag: &str) -> ObjectMeta {
+        ObjectMeta {
+            size_bytes: 3,
+            etag: ETag::new(etag),
+            last_modified: UnixNanos(0),
+            content_type: None,
+            metadata: Metadata::new(),
+            storage_class: None,
+        }
     }
 
     const T0: Instant = Instant::from_nanos(0);
@@ -758,7 +900,7 @@ mod tests {
         let mut t = table(0);
         let (ino, _) = t.upsert_child(Ino::ROOT, "f", file("old"), Observation::local(T0));
         assert_eq!(t.upsert_child(Ino::ROOT, "f", file("new"), lookup), (ino, UpsertEffect::ContentChanged));
-        assert_eq!(t.refresh_file(ino, 3, ETag::new("old"), UnixNanos(0), getattr), UpsertEffect::Unchanged);
+        assert_eq!(t.refresh_file(ino, &head("old"), getattr), UpsertEffect::Unchanged);
         assert_eq!(t.get(ino).unwrap().etag, Some(ETag::new("new")));
         // A listing asked even earlier does not replace it either.
         let listing = Observation { asked_at: at(1), answered_at: at(6) };
@@ -767,7 +909,7 @@ mod tests {
         // The getattr is applied first (the lookup waited for its second probe).
         let mut t = table(0);
         let (ino, _) = t.upsert_child(Ino::ROOT, "f", file("old"), Observation::local(T0));
-        t.refresh_file(ino, 3, ETag::new("old"), UnixNanos(0), getattr);
+        t.refresh_file(ino, &head("old"), getattr);
         assert_eq!(t.upsert_child(Ino::ROOT, "f", file("new"), lookup), (ino, UpsertEffect::ContentChanged));
         assert_eq!(t.get(ino).unwrap().etag, Some(ETag::new("new")));
     }

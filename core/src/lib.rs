@@ -29,16 +29,22 @@ pub use ids::{FileHandle, FuseReqId, Ino, S3ReqId};
 pub use io::{Input, Output};
 pub use time::{Instant, UnixNanos};
 
+pub mod attrs;
 mod calls;
+mod copy;
 mod extents;
+mod fetch;
 mod inode;
+mod links;
 mod lookup;
 mod machine;
 mod mutate;
 pub mod namespace;
+pub mod posix;
 mod read;
 mod readdir;
 pub mod retry;
 pub mod write;
+pub mod xattr;
 
 pub use machine::Core;

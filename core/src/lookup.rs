@@ -15,7 +15,7 @@ use crate::calls::{CallId, Purpose};
 use crate::errno::{Errno, errno_for_s3_error};
 use crate::fuse_types::{FileKind, FuseReply, OpenFlags};
 use crate::ids::{FuseReqId, Ino};
-use crate::inode::{CachedLookup, ChildStat, Observation};
+use crate::inode::{CachedLookup, ChildStat, Observation, UpsertEffect};
 use crate::machine::{Core, Waiting};
 use crate::namespace::{InvalidName, check_name};
 use crate::s3_types::{ObjectMeta, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, TransportError};
@@ -64,8 +64,8 @@ pub(crate) struct LookupOp {
     name: String,
     /// HeadObject on the file key: `Some(meta)` if the object exists.
     head: Probe<Option<ObjectMeta>>,
-    /// ListObjectsV2 on `key/`: whether anything is under it.
-    list: Probe<bool>,
+    /// ListObjectsV2 on `key/`: what is under it.
+    list: Probe<Under>,
     /// When the probes were sent: what they answer held at that moment or later.
     asked_at: Instant,
     /// When the first probe answered: what the lookup learns is as old as that, and cache
@@ -73,9 +73,21 @@ pub(crate) struct LookupOp {
     observed_at: Option<Instant>,
 }
 
+/// What the one-key listing of `key/` found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct Under {
+    /// Something is under it: it is a directory.
+    anything: bool,
+    /// Its marker `key/` exists (it sorts first, so a one-key listing shows it).
+    marker: bool,
+}
+
 /// What the probes found.
 enum Found {
-    Directory,
+    /// A directory, and whether its marker exists.
+    Directory {
+        marker: bool,
+    },
     File(ObjectMeta),
     Nothing,
     Failed(S3Error),
@@ -153,7 +165,11 @@ impl Core {
         }
         // A file being written here is what this mount says; O_DIRECT asks for the current
         // object, as in mountpoint-s3.
-        let fresh = now < inode.stat_expiry && inode.etag.is_some() && !flags.has(OpenFlags::O_DIRECT);
+        // A writer needs the object's metadata too: the commit keeps it.
+        let fresh = now < inode.stat_expiry
+            && inode.etag.is_some()
+            && !flags.has(OpenFlags::O_DIRECT)
+            && (inode.metadata.is_some() || !flags.writes());
         if inode.writing || fresh {
             return self.open_file_handle(now, id, ino, flags);
         }
@@ -198,12 +214,18 @@ impl Core {
     }
 
     pub(crate) fn lookup_list_done(&mut self, now: Instant, op: FuseReqId, result: S3Result) {
-        let Some(lookup) = self.lookups.get_mut(&op) else {
+        let Some(lookup) = self.lookups.get(&op) else {
             return;
         };
+        let parent_key = self.inodes.get(lookup.parent).map(|inode| inode.key.as_str()).unwrap_or_default();
+        let prefix = crate::namespace::dir_prefix(parent_key, &lookup.name);
+        let lookup = self.lookups.get_mut(&op).expect("checked");
         lookup.observed_at = Some(lookup.observed_at.map_or(now, |at| at.min(now)));
         lookup.list = Probe::Answered(match result {
-            Ok(S3Response::ListObjectsV2(page)) => Ok(!page.objects.is_empty() || !page.common_prefixes.is_empty()),
+            Ok(S3Response::ListObjectsV2(page)) => Ok(Under {
+                anything: !page.objects.is_empty() || !page.common_prefixes.is_empty(),
+                marker: page.objects.first().is_some_and(|object| object.key == prefix),
+            }),
             Ok(other) => Err(unexpected_response("ListObjectsV2", &other)),
             Err(e) => Err(e),
         });
@@ -215,7 +237,7 @@ impl Core {
     fn finish_lookup_if_decided(&mut self, now: Instant, id: FuseReqId) {
         let lookup = &self.lookups[&id];
         let found = match (&lookup.list, &lookup.head) {
-            (Probe::Answered(Ok(true)), _) => Found::Directory,
+            (Probe::Answered(Ok(under)), _) if under.anything => Found::Directory { marker: under.marker },
             (Probe::Answered(Err(e)), _) => Found::Failed(e.clone()),
             (Probe::Pending(_), _) | (_, Probe::Pending(_)) => return,
             (_, Probe::Answered(Ok(Some(meta)))) => Found::File(meta.clone()),
@@ -232,20 +254,33 @@ impl Core {
         let seen = Observation { asked_at, answered_at: observed_at };
         match (intent.clone(), found) {
             (_, Found::Failed(error)) => self.reply_error(id, errno_for_s3_error(&error)),
-            (Intent::Lookup, Found::Directory) => {
+            (Intent::Lookup, Found::Directory { marker }) => {
                 let (ino, effect) = self.inodes.upsert_child(parent, &name, ChildStat::Directory, seen);
                 self.notify_upsert(parent, &name, ino, effect);
+                let Some(inode) = self.inodes.get(ino) else { return self.reply_error(id, Errno::ENOENT) };
+                if marker && inode.metadata.is_none() {
+                    // Its attributes live on the marker: read them before answering.
+                    let name = name.into();
+                    return self.fetch_marker_then(now, id, ino, crate::fuse_types::FuseOp::Lookup { parent, name });
+                }
+                if !marker && !inode.writing {
+                    self.inodes.set_marker(ino, None, crate::inode::ObjectMetadata::default());
+                }
                 self.reply_entry(id, ino);
             }
             (Intent::Lookup, Found::File(meta)) => {
-                let stat = ChildStat::File { size_bytes: meta.size_bytes, etag: meta.etag, mtime: meta.last_modified };
+                let stat = ChildStat::of_object(&meta);
                 let (ino, effect) = self.inodes.upsert_child(parent, &name, stat, seen);
                 self.notify_upsert(parent, &name, ino, effect);
                 self.reply_entry(id, ino);
             }
             (Intent::GetAttr { ino } | Intent::Open { ino, .. } | Intent::Then { ino, .. }, Found::File(meta)) => {
-                let effect = self.inodes.refresh_file(ino, meta.size_bytes, meta.etag, meta.last_modified, seen);
+                let effect = self.inodes.refresh_file(ino, &meta, seen);
                 self.notify_upsert(parent, &name, ino, effect);
+                if effect == UpsertEffect::Replaced {
+                    // The name now holds an object of another kind (a file became a symlink).
+                    return self.reply_error(id, Errno::ESTALE);
+                }
                 match intent {
                     Intent::Open { flags, .. } => self.open_file_handle(now, id, ino, flags),
                     Intent::Then { op, .. } => self.handle_fuse(now, id, *op),
@@ -257,7 +292,7 @@ impl Core {
                     }
                 }
             }
-            (intent, Found::Nothing | Found::Directory) => {
+            (intent, Found::Nothing | Found::Directory { .. }) => {
                 self.inodes.set_negative(parent, &name, seen);
                 if intent != Intent::Lookup {
                     // The kernel still holds the name for a file that is gone.

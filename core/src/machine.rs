@@ -12,10 +12,12 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use rand_core::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
+use crate::attrs::MetaChange;
 use crate::calls::{CallId, Calls, DueTimer, Purpose};
 use crate::config::CoreConfig;
 use crate::errno::Errno;
-use crate::fuse_types::{FuseOp, FuseReply, StatFs};
+use crate::fetch::Fetch;
+use crate::fuse_types::{FileKind, FuseOp, FuseReply, StatFs};
 use crate::ids::{FileHandle, FuseReqId, Ino, S3ReqId};
 use crate::inode::{InodeTable, UpsertEffect};
 use crate::io::{Input, Output};
@@ -37,6 +39,8 @@ pub(crate) enum Waiting {
     Read(FileHandle),
     /// A readdir waiting for a listing page of this handle.
     ReadDir(FileHandle),
+    /// A request waiting for a one-shot read (see [`crate::fetch`]).
+    Fetch,
 }
 
 /// The goofys-rs filesystem as a pure state machine. See the crate docs for the contract.
@@ -57,6 +61,11 @@ pub struct Core {
     pub(crate) revalidated: BTreeSet<FuseReqId>,
     /// Namespace changes in progress.
     pub(crate) mutations: BTreeMap<FuseReqId, Mutation>,
+    /// Metadata changes in progress, by number.
+    pub(crate) meta_changes: BTreeMap<u64, MetaChange>,
+    pub(crate) next_meta_change: u64,
+    /// One-shot reads requests wait for.
+    pub(crate) fetches: BTreeMap<FuseReqId, Fetch>,
     /// The clock and wall time at the first input, to derive wall times.
     epoch: Option<(Instant, UnixNanos)>,
     mount_wall: UnixNanos,
@@ -89,6 +98,9 @@ impl Core {
             setattr_waiters: BTreeMap::new(),
             revalidated: BTreeSet::new(),
             mutations: BTreeMap::new(),
+            meta_changes: BTreeMap::new(),
+            next_meta_change: 0,
+            fetches: BTreeMap::new(),
             epoch: None,
             mount_wall: wall_now,
             waiting: BTreeMap::new(),
@@ -304,6 +316,8 @@ impl Core {
             Purpose::ListPage { fh } => self.list_page_done(now, fh, result),
             Purpose::ReadRange { fh } => self.read_range_done(now, fh, call_id, request, result),
             Purpose::Mutate { op } => self.mutation_step_done(now, op, call_id, request, result),
+            Purpose::MetaChange { change } => self.meta_change_done(now, change, call_id, result),
+            Purpose::Fetch { op } => self.fetch_done(now, op, call_id, result),
             write => self.write_call_done(now, write, call_id, request, attempts, result),
         }
     }
@@ -327,8 +341,14 @@ impl Core {
             FuseOp::Flush { fh, .. } | FuseOp::Fsync { fh, .. } => self.flush(now, id, fh),
             FuseOp::Write { fh, offset, data, .. } => self.write(now, id, fh, offset, data),
             FuseOp::SetAttr { ino, changes, .. } => self.setattr(now, id, ino, changes),
-            FuseOp::Create { parent, name, flags, .. } => self.create(now, id, parent, &name, flags),
-            FuseOp::Mkdir { parent, name, .. } => self.mkdir(now, id, parent, &name),
+            FuseOp::Create { parent, name, mode, uid, gid, flags } => {
+                let attrs = self.new_entry_attrs(FileKind::File, mode, uid, gid);
+                self.create(now, id, parent, &name, flags, attrs)
+            }
+            FuseOp::Mkdir { parent, name, mode, uid, gid } => {
+                let attrs = self.new_entry_attrs(FileKind::Directory, mode, uid, gid);
+                self.mkdir(now, id, parent, &name, attrs)
+            }
             FuseOp::Unlink { parent, name } => self.unlink(now, id, parent, &name),
             FuseOp::Rmdir { parent, name } => self.rmdir(now, id, parent, &name),
             FuseOp::Rename { parent, name, new_parent, new_name, flags } => {
@@ -338,6 +358,20 @@ impl Core {
             FuseOp::ReadDir { fh, offset, size_bytes, plus, .. } => self.readdir(id, fh, offset, size_bytes, plus),
             FuseOp::ReleaseDir { fh, .. } => self.releasedir(id, fh),
             FuseOp::StatFs { .. } => self.reply(id, FuseReply::StatFs(synthetic_statfs())),
+            FuseOp::Symlink { parent, name, target, uid, gid } => {
+                let attrs = self.new_entry_attrs(FileKind::Symlink, 0o777, uid, gid);
+                self.symlink(now, id, parent, &name, &target, attrs)
+            }
+            FuseOp::ReadLink { ino } => self.readlink(now, id, ino),
+            FuseOp::Mknod { parent, name, mode, uid, gid } => {
+                let attrs = self.new_entry_attrs(FileKind::File, mode, uid, gid);
+                self.mknod(now, id, parent, &name, mode, attrs)
+            }
+            FuseOp::Link { .. } => self.link(id),
+            FuseOp::GetXattr { ino, name, size } => self.getxattr(now, id, ino, &name, size),
+            FuseOp::ListXattr { ino, size } => self.listxattr(now, id, ino, size),
+            FuseOp::SetXattr { ino, name, value, flags } => self.setxattr(now, id, ino, &name, &value, flags),
+            FuseOp::RemoveXattr { ino, name } => self.removexattr(now, id, ino, &name),
         }
     }
 
@@ -349,6 +383,7 @@ impl Core {
             Waiting::Lookup => self.abandon_lookup(id),
             Waiting::Read(fh) => self.abandon_read(id, fh),
             Waiting::ReadDir(fh) => self.abandon_readdir(id, fh),
+            Waiting::Fetch => self.abandon_fetch(id),
         }
         self.reply_error(id, Errno::EINTR);
     }
@@ -375,6 +410,7 @@ impl Core {
             self.reply_error(id, Errno::EIO);
         }
         self.lookups.clear();
+        self.fetches.clear();
         for reader in self.files.values_mut() {
             reader.forget_pending_reads();
         }

@@ -14,23 +14,20 @@
 //! - Afterwards the inode table and the open handles follow the new names at once; the kernel
 //!   moves its own entries when the reply succeeds.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::ffi::OsStr;
 
 use crate::calls::{CallId, Purpose};
+use crate::copy::{CopyMetadata, MARKER_CONTENT_TYPE, ObjectCopy};
 use crate::errno::{Errno, errno_for_s3_error};
 use crate::fuse_types::{FileKind, FuseOp, FuseReply};
 use crate::ids::{FuseReqId, Ino};
-use crate::inode::{CachedLookup, ChildStat, Observation};
+use crate::inode::{CachedLookup, ChildStat, ObjectMetadata, Observation};
 use crate::machine::Core;
 use crate::namespace::{InvalidName, check_name, dir_prefix, file_key};
-use crate::s3_types::{
-    ByteRange, CompletedPart, ETag, MetadataDirective, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, UploadId,
-};
+use crate::posix::PosixAttrs;
+use crate::s3_types::{ETag, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::time::Instant;
-
-/// The largest object one CopyObject can copy (S3's limit); larger ones are copied in parts.
-pub const COPY_OBJECT_MAX_BYTES: u64 = 5 * 1024 * 1024 * 1024;
 
 /// Flag of rename(2): fail if the new name exists.
 pub const RENAME_NOREPLACE: u32 = 1;
@@ -57,33 +54,6 @@ pub(crate) struct Probe {
     asked_at: Instant,
 }
 
-/// One object of a rename being copied.
-#[derive(Clone, Debug)]
-struct CopyJob {
-    source: String,
-    target: String,
-    size_bytes: u64,
-    etag: ETag,
-    state: CopyState,
-}
-
-#[derive(Clone, Debug)]
-enum CopyState {
-    Waiting,
-    Copying(CallId),
-    Creating(CallId),
-    Parts { upload_id: UploadId, parts: BTreeMap<u32, PartCopy> },
-    Completing { upload_id: UploadId, call: CallId },
-    Done,
-}
-
-#[derive(Clone, Debug)]
-enum PartCopy {
-    Waiting(ByteRange),
-    Copying(CallId),
-    Done(ETag),
-}
-
 #[derive(Clone, Debug)]
 enum RenameStage {
     /// Finding out what the source and target are.
@@ -93,7 +63,7 @@ enum RenameStage {
     /// Listing every key under the source directory.
     Listing { call: CallId, keys: Vec<(String, u64, ETag)> },
     /// Copying.
-    Copying { jobs: Vec<CopyJob>, next: usize },
+    Copying { jobs: Vec<ObjectCopy>, next: usize },
     /// Deleting the originals (or, after a failure, the copies).
     Deleting { batches: VecDeque<Vec<String>>, call: Option<CallId>, failure: Option<Errno> },
 }
@@ -101,10 +71,27 @@ enum RenameStage {
 /// A namespace change in progress.
 #[derive(Clone, Debug)]
 pub(crate) enum Mutation {
-    Mkdir { parent: Ino, name: String },
-    Unlink { parent: Ino, name: String, probe: Probe, delete: Option<CallId> },
-    Rmdir { parent: Ino, name: String, probe: Probe, check: Option<CallId>, delete: Option<CallId> },
+    Mkdir {
+        parent: Ino,
+        name: String,
+        metadata: ObjectMetadata,
+    },
+    Unlink {
+        parent: Ino,
+        name: String,
+        probe: Probe,
+        delete: Option<CallId>,
+    },
+    Rmdir {
+        parent: Ino,
+        name: String,
+        probe: Probe,
+        check: Option<CallId>,
+        delete: Option<CallId>,
+    },
     Rename(Box<Rename>),
+    /// A symlink or `mknod` (see [`crate::links`]).
+    NewObject(Box<crate::links::NewObject>),
 }
 
 #[derive(Clone, Debug)]
@@ -221,7 +208,7 @@ impl Core {
 
     // ---- mkdir ----------------------------------------------------------------------------
 
-    pub(crate) fn mkdir(&mut self, now: Instant, id: FuseReqId, parent: Ino, name: &OsStr) {
+    pub(crate) fn mkdir(&mut self, now: Instant, id: FuseReqId, parent: Ino, name: &OsStr, attrs: PosixAttrs) {
         let name = match self.valid_new_name(parent, name) {
             Ok(name) => name,
             Err(errno) => return self.reply_error(id, errno),
@@ -229,21 +216,24 @@ impl Core {
         if let CachedLookup::Hit(_) = self.inodes.lookup_cached(parent, &name, now) {
             return self.reply_error(id, Errno::EEXIST);
         }
-        if !self.config.create_dir_markers {
+        // A directory with attributes other than the defaults needs a marker to keep them.
+        if !self.config.create_dir_markers && attrs.is_empty() {
             let ino = self.inodes.create_local_dir(parent, &name, now);
             return self.reply_entry(id, ino);
         }
+        let mut metadata = ObjectMetadata { content_type: Some(MARKER_CONTENT_TYPE.to_owned()), ..Default::default() };
+        attrs.write_into(&mut metadata.user);
         let marker = dir_prefix(&self.parent_key(parent), &name);
         let request = S3Request::PutObject {
             key: marker,
             body: Default::default(),
-            content_type: Some("application/x-directory".into()),
-            metadata: Default::default(),
+            content_type: metadata.content_type.clone(),
+            metadata: metadata.user.clone(),
             if_match: None,
             if_none_match_any: false,
         };
         self.start_call(now, Purpose::Mutate { op: id }, request);
-        self.mutations.insert(id, Mutation::Mkdir { parent, name });
+        self.mutations.insert(id, Mutation::Mkdir { parent, name, metadata });
     }
 
     // ---- unlink and rmdir -----------------------------------------------------------------
@@ -318,13 +308,25 @@ impl Core {
         result: S3Result,
     ) {
         let Some(mut mutation) = self.mutations.remove(&op) else { return };
+        if let Mutation::NewObject(object) = mutation {
+            return self.new_object_done(now, op, *object, result);
+        }
         let outcome = match &mut mutation {
-            Mutation::Mkdir { parent, name, .. } => {
+            Mutation::Mkdir { parent, name, metadata } => {
                 match result {
-                    Ok(_) => {
+                    Ok(response) => {
                         let (ino, effect) =
                             self.inodes.upsert_child(*parent, name, ChildStat::Directory, Observation::local(now));
                         self.notify_upsert(*parent, name, ino, effect);
+                        let etag = match response {
+                            S3Response::PutObject { etag } => Some(etag),
+                            _ => None,
+                        };
+                        let gives_posix = !metadata.posix().is_empty();
+                        self.inodes.set_marker(ino, etag, std::mem::take(metadata));
+                        if gives_posix {
+                            self.hint_parent(now, ino);
+                        }
                         self.reply_entry(op, ino);
                     }
                     Err(error) => self.reply_error(op, errno_for_s3_error(&error)),
@@ -377,6 +379,7 @@ impl Core {
                 self.mutations.insert(op, mutation);
                 return self.rename_step_done(now, op, call_id, request, result);
             }
+            Mutation::NewObject(_) => unreachable!("answered before the match"),
         };
         match outcome {
             Some(Ok((parent, name))) => {
@@ -568,7 +571,7 @@ impl Core {
                 }
                 Err(error) => self.fail_rename(op, errno_for_s3_error(&error)),
             },
-            RenameStage::Copying { .. } => self.copy_step_done(now, op, call_id, request, result),
+            RenameStage::Copying { .. } => self.copy_step_done(now, op, call_id, result),
             RenameStage::Deleting { call, .. } if *call == Some(call_id) => {
                 self.delete_step_done(now, op, request, result)
             }
@@ -618,13 +621,9 @@ impl Core {
                     return self.finish_rename(now, op);
                 }
                 let target_key = file_key(&self.parent_key(new_parent), &new_name);
-                let job = CopyJob {
-                    source: source_key,
-                    target: target_key,
-                    size_bytes,
-                    etag: etag.expect("checked"),
-                    state: CopyState::Waiting,
-                };
+                let known = self.inodes.child(parent, &name).and_then(|ino| self.inodes.get(ino)?.metadata.clone());
+                let metadata = CopyMetadata::Source(known);
+                let job = ObjectCopy::new(source_key, target_key, size_bytes, etag.expect("checked"), metadata);
                 self.rename_mut(op).stage = RenameStage::Copying { jobs: vec![job], next: 0 };
                 self.pump_copies(now, op);
             }
@@ -707,185 +706,56 @@ impl Core {
         else {
             unreachable!("listing finished")
         };
-        let jobs: Vec<CopyJob> = keys
+        let jobs: Vec<ObjectCopy> = keys
             .into_iter()
             .filter_map(|(key, size_bytes, etag)| {
-                let rest = key.strip_prefix(&source_prefix)?.to_owned();
-                Some(CopyJob {
-                    source: key,
-                    target: format!("{target_prefix}{rest}"),
-                    size_bytes,
-                    etag,
-                    state: CopyState::Waiting,
-                })
+                let target = format!("{target_prefix}{}", key.strip_prefix(&source_prefix)?);
+                Some(ObjectCopy::new(key, target, size_bytes, etag, CopyMetadata::Source(None)))
             })
             .collect();
         self.rename_mut(op).stage = RenameStage::Copying { jobs, next: 0 };
         self.pump_copies(now, op);
     }
 
-    /// Starts copies up to the in-flight limit; when all are done, deletes the originals.
+    /// Sends what the copies under way can send and starts new ones up to the in-flight
+    /// limit; when all are done, deletes the originals.
     fn pump_copies(&mut self, now: Instant, op: FuseReqId) {
         let limit = self.config.rename_inflight_max.max(1) as usize;
-        loop {
-            let rename = self.rename_mut(op);
-            let RenameStage::Copying { jobs, next } = &mut rename.stage else { return };
-            let busy = jobs.iter().filter(|job| !matches!(job.state, CopyState::Waiting | CopyState::Done)).count();
-            if busy >= limit || *next >= jobs.len() {
-                break;
-            }
-            let index = *next;
-            *next += 1;
-            let job = jobs[index].clone();
-            let state = if job.source.ends_with('/') && job.size_bytes == 0 {
-                // A directory marker holds nothing: write a new one rather than copy it (some
-                // stores keep markers as real directories that cannot be copied).
-                let request = S3Request::PutObject {
-                    key: job.target.clone(),
-                    body: Default::default(),
-                    content_type: Some("application/x-directory".into()),
-                    metadata: Default::default(),
-                    if_match: None,
-                    if_none_match_any: false,
-                };
-                CopyState::Copying(self.start_call(now, Purpose::Mutate { op }, request))
-            } else if job.size_bytes > COPY_OBJECT_MAX_BYTES {
-                let request = S3Request::CreateMultipartUpload {
-                    key: job.target.clone(),
-                    content_type: None,
-                    metadata: Default::default(),
-                };
-                CopyState::Creating(self.start_call(now, Purpose::Mutate { op }, request))
-            } else {
-                let request = S3Request::CopyObject {
-                    source_key: job.source.clone(),
-                    key: job.target.clone(),
-                    metadata_directive: MetadataDirective::Copy,
-                    source_if_match: Some(job.etag.clone()),
-                };
-                CopyState::Copying(self.start_call(now, Purpose::Mutate { op }, request))
-            };
+        let config = self.config.clone();
+        let RenameStage::Copying { jobs, next } = &mut self.rename_mut(op).stage else { return };
+        let busy = jobs[..*next].iter().filter(|job| job.done().is_none()).count();
+        let started = (*next + limit.saturating_sub(busy)).min(jobs.len());
+        *next = started;
+        let mut requests = Vec::new();
+        for (index, job) in jobs[..started].iter_mut().enumerate() {
+            requests.extend(job.poll_requests(&config).into_iter().map(|(step, request)| (index, step, request)));
+        }
+        for (index, step, request) in requests {
+            let call = self.start_call(now, Purpose::Mutate { op }, request);
             if let RenameStage::Copying { jobs, .. } = &mut self.rename_mut(op).stage {
-                jobs[index].state = state;
+                jobs[index].sent(step, call);
             }
         }
-        let rename = self.rename_mut(op);
-        let RenameStage::Copying { jobs, next } = &rename.stage else { return };
-        if *next >= jobs.len() && jobs.iter().all(|job| matches!(job.state, CopyState::Done)) {
+        let RenameStage::Copying { jobs, next } = &self.rename_mut(op).stage else { return };
+        if *next >= jobs.len() && jobs.iter().all(|job| job.done().is_some()) {
             let originals: Vec<String> = jobs.iter().map(|job| job.source.clone()).collect();
             self.start_deletes(now, op, originals, None);
         }
     }
 
-    fn copy_step_done(&mut self, now: Instant, op: FuseReqId, call_id: CallId, request: &S3Request, result: S3Result) {
+    fn copy_step_done(&mut self, now: Instant, op: FuseReqId, call_id: CallId, result: S3Result) {
         let config = self.config.clone();
         let rename = self.rename_mut(op);
         let RenameStage::Copying { jobs, .. } = &mut rename.stage else { return };
-        let Some(index) = jobs.iter().position(|job| job_owns(job, call_id)) else { return };
-        let failure = match (&jobs[index].state, result) {
-            (CopyState::Copying(_), Ok(S3Response::CopyObject { etag } | S3Response::PutObject { etag })) => {
-                jobs[index].state = CopyState::Done;
-                rename.new_etag = Some(etag);
-                None
-            }
-            (CopyState::Creating(_), Ok(S3Response::CreateMultipartUpload { upload_id })) => {
-                let size = jobs[index].size_bytes;
-                let mut parts = BTreeMap::new();
-                let (mut at, mut number) = (0, 1);
-                while at < size {
-                    let part = config.write_part_size(number).max(config.multipart_min_part_size_bytes);
-                    let end = (at + part).min(size);
-                    parts.insert(number, PartCopy::Waiting(ByteRange::new(at, end)));
-                    at = end;
-                    number += 1;
+        let Some(job) = jobs.iter_mut().find(|job| job.owns(call_id)) else { return };
+        let outcome = job.answered(call_id, result, &config).map(|()| job.done().cloned());
+        match outcome {
+            Err(errno) => self.abandon_copies(now, op, errno),
+            Ok(done) => {
+                if let Some(etag) = done {
+                    self.rename_mut(op).new_etag = Some(etag);
                 }
-                jobs[index].state = CopyState::Parts { upload_id, parts };
-                self.pump_part_copies(now, op, index);
-                None
-            }
-            (CopyState::Parts { .. }, Ok(S3Response::UploadPartCopy { etag })) => {
-                if let CopyState::Parts { parts, .. } = &mut jobs[index].state {
-                    for part in parts.values_mut() {
-                        if matches!(part, PartCopy::Copying(call) if *call == call_id) {
-                            *part = PartCopy::Done(etag.clone());
-                        }
-                    }
-                }
-                self.pump_part_copies(now, op, index);
-                None
-            }
-            (CopyState::Completing { .. }, Ok(S3Response::CompleteMultipartUpload { etag })) => {
-                jobs[index].state = CopyState::Done;
-                rename.new_etag = Some(etag);
-                None
-            }
-            (_, Ok(other)) => {
-                Some(errno_for_s3_error(&crate::lookup::unexpected_response(request.operation_name(), &other)))
-            }
-            (_, Err(S3Error::Service(error)))
-                if error.code == S3ErrorCode::PreconditionFailed || error.code == S3ErrorCode::NoSuchKey =>
-            {
-                // The source changed or vanished while being renamed.
-                Some(Errno::ESTALE)
-            }
-            (_, Err(error)) => Some(errno_for_s3_error(&error)),
-        };
-        match failure {
-            Some(errno) => self.abandon_copies(now, op, errno),
-            None => self.pump_copies(now, op),
-        }
-    }
-
-    /// Sends the UploadPartCopy parts of a large copy; completes it when all are done.
-    fn pump_part_copies(&mut self, now: Instant, op: FuseReqId, index: usize) {
-        let limit = self.config.part_uploads_inflight_max.max(1) as usize;
-        let rename = self.rename_mut(op);
-        let RenameStage::Copying { jobs, .. } = &mut rename.stage else { return };
-        let job = jobs[index].clone();
-        let CopyState::Parts { upload_id, parts } = &job.state else { return };
-        let busy = parts.values().filter(|part| matches!(part, PartCopy::Copying(_))).count();
-        let waiting: Vec<(u32, ByteRange)> = parts
-            .iter()
-            .filter_map(|(&number, part)| match part {
-                PartCopy::Waiting(range) => Some((number, *range)),
-                _ => None,
-            })
-            .take(limit.saturating_sub(busy))
-            .collect();
-        let all_done = parts.values().all(|part| matches!(part, PartCopy::Done(_)));
-        if all_done {
-            let completed = parts
-                .iter()
-                .map(|(&part_number, part)| match part {
-                    PartCopy::Done(etag) => CompletedPart { part_number, etag: etag.clone() },
-                    _ => unreachable!("all done"),
-                })
-                .collect();
-            let request = S3Request::CompleteMultipartUpload {
-                key: job.target.clone(),
-                upload_id: upload_id.clone(),
-                parts: completed,
-            };
-            let call = self.start_call(now, Purpose::Mutate { op }, request);
-            if let RenameStage::Copying { jobs, .. } = &mut self.rename_mut(op).stage {
-                jobs[index].state = CopyState::Completing { upload_id: upload_id.clone(), call };
-            }
-            return;
-        }
-        for (number, range) in waiting {
-            let request = S3Request::UploadPartCopy {
-                key: job.target.clone(),
-                upload_id: upload_id.clone(),
-                part_number: number,
-                source_key: job.source.clone(),
-                source_range: Some(range),
-                source_if_match: Some(job.etag.clone()),
-            };
-            let call = self.start_call(now, Purpose::Mutate { op }, request);
-            if let RenameStage::Copying { jobs, .. } = &mut self.rename_mut(op).stage
-                && let CopyState::Parts { parts, .. } = &mut jobs[index].state
-            {
-                parts.insert(number, PartCopy::Copying(call));
+                self.pump_copies(now, op)
             }
         }
     }
@@ -902,22 +772,10 @@ impl Core {
         let mut aborts = Vec::new();
         let mut made = Vec::new();
         for job in jobs {
-            match job.state {
-                CopyState::Copying(call) | CopyState::Creating(call) => calls.push(call),
-                CopyState::Parts { upload_id, parts } => {
-                    calls.extend(parts.values().filter_map(|part| match part {
-                        PartCopy::Copying(call) => Some(*call),
-                        _ => None,
-                    }));
-                    aborts.push((job.target.clone(), upload_id));
-                }
-                CopyState::Completing { upload_id, call } => {
-                    calls.push(call);
-                    aborts.push((job.target.clone(), upload_id));
-                    made.push(job.target.clone());
-                }
-                CopyState::Done => made.push(job.target.clone()),
-                CopyState::Waiting => {}
+            calls.extend(job.calls_in_flight());
+            aborts.extend(job.upload_to_abort());
+            if job.may_have_made_target() {
+                made.push(job.target.clone());
             }
         }
         for call in calls {
@@ -1029,17 +887,6 @@ impl Core {
             }
         }
         self.reply(op, FuseReply::Empty);
-    }
-}
-
-fn job_owns(job: &CopyJob, call_id: CallId) -> bool {
-    match &job.state {
-        CopyState::Copying(call) | CopyState::Creating(call) => *call == call_id,
-        CopyState::Completing { call, .. } => *call == call_id,
-        CopyState::Parts { parts, .. } => {
-            parts.values().any(|part| matches!(part, PartCopy::Copying(call) if *call == call_id))
-        }
-        CopyState::Waiting | CopyState::Done => false,
     }
 }
 

@@ -120,7 +120,12 @@ fn file_item((object, seen): (ObjectSummary, Observation)) -> MergedItem {
     MergedItem {
         name,
         seen,
-        stat: ChildStat::File { size_bytes: object.size_bytes, etag: object.etag, mtime: object.last_modified },
+        stat: ChildStat::File {
+            size_bytes: object.size_bytes,
+            etag: object.etag,
+            mtime: object.last_modified,
+            metadata: None,
+        },
     }
 }
 

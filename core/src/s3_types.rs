@@ -261,6 +261,8 @@ pub struct ObjectMeta {
     pub last_modified: UnixNanos,
     pub content_type: Option<String>,
     pub metadata: Metadata,
+    /// `x-amz-storage-class` (S3 omits it for STANDARD).
+    pub storage_class: Option<String>,
 }
 
 /// The result of GetObject.

@@ -33,13 +33,15 @@ use bytes::{Bytes, BytesMut};
 use rand_core::Rng;
 
 use crate::calls::{CallId, Purpose};
+use crate::copy::{CopyMetadata, ObjectCopy};
 use crate::errno::{Errno, errno_for_s3_error};
 use crate::extents::Extents;
 use crate::fuse_types::{FileKind, FuseOp, FuseReply, OpenFlags, OpenReplyFlags, SetAttrChanges};
 use crate::ids::{FileHandle, FuseReqId, Ino};
+use crate::inode::ObjectMetadata;
 use crate::machine::Core;
 use crate::s3_types::{
-    Body, ByteRange, CompletedPart, ETag, Metadata, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, UploadId,
+    Body, ByteRange, CompletedPart, ETag, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, UploadId,
 };
 use crate::time::Instant;
 
@@ -63,6 +65,8 @@ struct Upload {
     /// A CreateMultipartUpload of this file needed more than one attempt: an upload may have
     /// been created whose id we never heard.
     create_was_ambiguous: bool,
+    /// The metadata the upload was created with (the object gets it at completion).
+    metadata: ObjectMetadata,
 }
 
 #[derive(Debug)]
@@ -101,6 +105,8 @@ struct Commit {
     /// Flush and fsync requests waiting for this commit's result.
     waiters: Vec<FuseReqId>,
     size_bytes: u64,
+    /// The metadata the object must have when the commit succeeds (write id included).
+    metadata: ObjectMetadata,
     stage: CommitStage,
 }
 
@@ -134,6 +140,13 @@ enum CommitStage {
         listed: bool,
         outcome: Result<ETag, Errno>,
     },
+    /// The completed upload carries the metadata it was created with; the file's attributes
+    /// changed since (a chmod or utimes while writing): a copy onto itself writes them.
+    Relabeling {
+        copy: Box<ObjectCopy>,
+        /// An ambiguous CreateMultipartUpload: look for leftovers afterwards.
+        then_cleanup: bool,
+    },
 }
 
 /// A file with writers or unwritten data.
@@ -165,6 +178,9 @@ pub(crate) struct WriteFile {
     doomed: Option<Errno>,
     /// Identifies the next object this file writes.
     write_id: String,
+    /// The content type and user metadata the next commit writes (besides the write id): the
+    /// base object's, with this mount's changes of attributes and xattrs.
+    pub(crate) metadata: ObjectMetadata,
 }
 
 impl WriteFile {
@@ -175,6 +191,34 @@ impl WriteFile {
 
     fn base_etag(&self) -> Option<ETag> {
         self.base.as_ref().map(|base| base.etag.clone())
+    }
+
+    /// The metadata an object written now carries: the file's, with its write id.
+    fn metadata_to_write(&self) -> ObjectMetadata {
+        let mut metadata = self.metadata.clone();
+        metadata.user.insert(WRITE_ID_METADATA.to_owned(), self.write_id.clone());
+        metadata
+    }
+
+    /// The file needs a commit (its attributes changed).
+    pub(crate) fn mark_dirty(&mut self) {
+        self.dirty = true;
+    }
+
+    pub(crate) fn is_committing(&self) -> bool {
+        self.commit.is_some()
+    }
+
+    pub(crate) fn has_writers(&self) -> bool {
+        self.handles > 0
+    }
+
+    /// The bytes changed: the modification time is the commit's from now on, not one set
+    /// earlier with utimes.
+    fn data_changed(&mut self) {
+        self.dirty = true;
+        self.metadata.user.remove(crate::posix::MTIME_METADATA);
+        self.metadata.user.remove(crate::posix::CTIME_METADATA);
     }
 }
 
@@ -190,6 +234,7 @@ impl Core {
             let base = inode.etag.clone().map(|etag| Base { etag, size_bytes: inode.size_bytes });
             let size_bytes = if base.is_some() { inode.size_bytes } else { 0 };
             let key = inode.key.clone();
+            let metadata = inode.metadata.clone().unwrap_or_default();
             let write_id = self.new_write_id();
             let file = WriteFile {
                 key,
@@ -207,6 +252,7 @@ impl Core {
                 unreported_failure: None,
                 doomed: None,
                 write_id,
+                metadata,
             };
             self.writes.insert(ino, file);
             self.inodes.set_writing(ino, true);
@@ -255,6 +301,7 @@ impl Core {
         parent: Ino,
         name: &std::ffi::OsStr,
         flags: OpenFlags,
+        attrs: crate::posix::PosixAttrs,
     ) {
         let name = match self.valid_new_name(parent, name) {
             Ok(name) => name,
@@ -268,11 +315,20 @@ impl Core {
         let ino = self.inodes.create_local_file(parent, &name, self.wall_time(now), now);
         let reader_flags = OpenFlags((flags.0 & !OpenFlags::O_ACCMODE) | OpenFlags::O_RDWR);
         let fh = self.allocate_handle();
-        let inode = self.inodes.get(ino).expect("just created");
-        let entry = self.inodes.entry(inode, &self.config);
         self.inodes.add_lookup(ino);
         self.insert_handle(fh, ino, reader_flags, flags.has(OpenFlags::O_APPEND));
         self.attach_writer(now, ino, false);
+        if !attrs.is_empty() {
+            // A mode or owner other than the mount's defaults travels with the first commit.
+            let file = self.writes.get_mut(&ino).expect("attached");
+            attrs.write_into(&mut file.metadata.user);
+            if let Some(inode) = self.inodes.get_mut(ino) {
+                inode.posix = attrs;
+            }
+            self.hint_parent(now, ino);
+        }
+        let inode = self.inodes.get(ino).expect("just created");
+        let entry = self.inodes.entry(inode, &self.config);
         self.reply(id, FuseReply::Created { entry, fh, flags: OpenReplyFlags::default() });
     }
 
@@ -314,7 +370,7 @@ impl Core {
         let file = self.writes.get_mut(&ino).expect("checked above");
         file.extents.write(offset, data.0);
         file.size_bytes = file.size_bytes.max(end);
-        file.dirty = true;
+        file.data_changed();
         let size_bytes = file.size_bytes;
         self.inodes.set_size(ino, size_bytes, self.wall_time(now));
         self.reply(id, FuseReply::Written { size: len as u32 });
@@ -386,23 +442,12 @@ impl Core {
         self.reply(id, FuseReply::Empty)
     }
 
-    /// `setattr` with a size: truncate or extend with zeros.
-    pub(crate) fn setattr(&mut self, now: Instant, id: FuseReqId, ino: Ino, changes: SetAttrChanges) {
+    /// `setattr` with a size (or nothing): truncate or extend with zeros. Attribute changes are
+    /// `attrs.rs`'s.
+    pub(crate) fn setattr_size(&mut self, now: Instant, id: FuseReqId, ino: Ino, changes: SetAttrChanges) {
         let Some(inode) = self.inodes.get(ino) else {
             return self.reply_error(id, Errno::ENOENT);
         };
-        if changes.mode.is_some() || changes.uid.is_some() || changes.gid.is_some() {
-            tracing::warn!(?ino, "changing modes and owners is not supported yet; replying ENOTSUP");
-            return self.reply_error(id, Errno::ENOTSUP);
-        }
-        let only_now =
-            |time: Option<crate::fuse_types::SetTime>| matches!(time, None | Some(crate::fuse_types::SetTime::Now));
-        // `touch` of a file being written: its time becomes now anyway when it is committed.
-        let touch_while_writing = self.writes.contains_key(&ino) && only_now(changes.atime) && only_now(changes.mtime);
-        if (changes.atime.is_some() || changes.mtime.is_some()) && !touch_while_writing {
-            tracing::warn!(?ino, "setting file times is not supported yet; replying ENOTSUP");
-            return self.reply_error(id, Errno::ENOTSUP);
-        }
         let Some(size) = changes.size_bytes else {
             let attr = self.inodes.attr(inode, &self.config);
             let ttl = self.config.stat_cache_ttl;
@@ -418,7 +463,8 @@ impl Core {
         let opened_here = self.writes.contains_key(&ino);
         if !opened_here {
             let revalidated = self.revalidated.remove(&id);
-            if now >= inode.stat_expiry && !self.inodes.is_writing(ino) && !revalidated {
+            let stale = now >= inode.stat_expiry || inode.metadata.is_none();
+            if stale && !self.inodes.is_writing(ino) && !revalidated {
                 // Truncating a file nobody writes here: it must be current first.
                 self.revalidated.insert(id);
                 return self.revalidate_then(now, id, ino, op);
@@ -459,7 +505,7 @@ impl Core {
         file.extents.truncate(size);
         file.base_valid_bytes = file.base_valid_bytes.min(size);
         file.size_bytes = size;
-        file.dirty = true;
+        file.data_changed();
         self.inodes.set_size(ino, size, self.wall_time(now));
     }
 
@@ -536,7 +582,8 @@ impl Core {
         let Some(file) = self.writes.get_mut(&ino) else { return };
         if file.commit.is_none() && file.upload.is_some() {
             let failure = Errno::ENOENT;
-            file.commit = Some(Commit { waiters: Vec::new(), size_bytes: 0, stage: CommitStage::Parts });
+            let metadata = file.metadata_to_write();
+            file.commit = Some(Commit { waiters: Vec::new(), size_bytes: 0, metadata, stage: CommitStage::Parts });
             self.fail_commit(Instant::ZERO, ino, failure);
         }
     }
@@ -576,6 +623,7 @@ impl Core {
                 parts: BTreeMap::new(),
                 streamed_until: 0,
                 create_was_ambiguous: false,
+                metadata: self.writes[&ino].metadata_to_write(),
             });
         }
         let file = self.writes.get_mut(&ino).expect("a write state");
@@ -589,10 +637,11 @@ impl Core {
 
     fn create_upload_call(&mut self, now: Instant, ino: Ino) -> CallId {
         let file = &self.writes[&ino];
+        let metadata = file.metadata_to_write();
         let request = S3Request::CreateMultipartUpload {
             key: file.key.clone(),
-            content_type: None,
-            metadata: write_metadata(&file.write_id),
+            content_type: metadata.content_type,
+            metadata: metadata.user,
         };
         self.start_call(now, Purpose::WriteCreateUpload { ino }, request)
     }
@@ -667,6 +716,7 @@ impl Core {
             file.commit = Some(Commit {
                 waiters,
                 size_bytes: size,
+                metadata: file.metadata_to_write(),
                 stage: CommitStage::PutFetching { buffer, gets: BTreeSet::new() },
             });
             let gets = self.fetch_base(now, ino, 0, &gaps);
@@ -676,7 +726,8 @@ impl Core {
                 pending.extend(gets);
             }
         } else {
-            file.commit = Some(Commit { waiters, size_bytes: size, stage: CommitStage::Parts });
+            let metadata = file.metadata_to_write();
+            file.commit = Some(Commit { waiters, size_bytes: size, metadata, stage: CommitStage::Parts });
             self.plan_remaining_parts(now, ino);
         }
         self.advance_commit(now, ino);
@@ -693,6 +744,7 @@ impl Core {
                 parts: BTreeMap::new(),
                 streamed_until: 0,
                 create_was_ambiguous: false,
+                metadata: self.writes[&ino].metadata_to_write(),
             });
         }
         let file = &self.writes[&ino];
@@ -775,11 +827,12 @@ impl Core {
                 else {
                     unreachable!()
                 };
+                let metadata = file.commit.as_ref().expect("a commit").metadata.clone();
                 let request = S3Request::PutObject {
                     key: file.key.clone(),
                     body: Body(buffer.freeze()),
-                    content_type: None,
-                    metadata: write_metadata(&file.write_id),
+                    content_type: metadata.content_type,
+                    metadata: metadata.user,
                     if_match: file.base_etag(),
                     if_none_match_any: file.base.is_none(),
                 };
@@ -1102,11 +1155,58 @@ impl Core {
 
     fn commit_succeeded(&mut self, now: Instant, ino: Ino, etag: ETag) {
         let file = self.writes.get_mut(&ino).expect("a write state");
-        let ambiguous = file.upload.take().is_some_and(|upload| upload.create_was_ambiguous);
+        let upload = file.upload.take();
+        let ambiguous = upload.as_ref().is_some_and(|upload| upload.create_was_ambiguous);
+        let key = file.key.clone();
+        let commit = file.commit.as_mut().expect("a commit");
+        if let Some(upload) = upload
+            && upload.metadata != commit.metadata
+        {
+            let metadata = CopyMetadata::Replace(commit.metadata.clone());
+            let copy = ObjectCopy::new(key.clone(), key, commit.size_bytes, etag, metadata);
+            commit.stage = CommitStage::Relabeling { copy: Box::new(copy), then_cleanup: ambiguous };
+            return self.pump_relabel(now, ino);
+        }
         if ambiguous {
             return self.start_cleanup(now, ino, Ok(etag));
         }
         self.settle_commit(now, ino, Ok(etag));
+    }
+
+    fn relabel_copy(&mut self, ino: Ino) -> Option<&mut ObjectCopy> {
+        match &mut self.writes.get_mut(&ino)?.commit.as_mut()?.stage {
+            CommitStage::Relabeling { copy, .. } => Some(copy),
+            _ => None,
+        }
+    }
+
+    fn pump_relabel(&mut self, now: Instant, ino: Ino) {
+        let config = self.config.clone();
+        let Some(copy) = self.relabel_copy(ino) else { return };
+        for (step, request) in copy.poll_requests(&config) {
+            let call = self.start_call(now, Purpose::WriteRelabel { ino }, request);
+            self.relabel_copy(ino).expect("relabeling").sent(step, call);
+        }
+    }
+
+    fn write_relabel_done(&mut self, now: Instant, ino: Ino, call_id: CallId, result: S3Result) {
+        let config = self.config.clone();
+        let Some(copy) = self.relabel_copy(ino).filter(|copy| copy.owns(call_id)) else { return };
+        match copy.answered(call_id, result, &config) {
+            // The bytes are in S3, but not the attributes the caller set: the commit failed.
+            Err(errno) => self.fail_commit(now, ino, errno),
+            Ok(()) => match copy.done().cloned() {
+                Some(etag) => {
+                    let commit = self.writes[&ino].commit.as_ref().expect("a commit");
+                    let CommitStage::Relabeling { then_cleanup, .. } = commit.stage else { unreachable!() };
+                    if then_cleanup {
+                        return self.start_cleanup(now, ino, Ok(etag));
+                    }
+                    self.settle_commit(now, ino, Ok(etag));
+                }
+                None => self.pump_relabel(now, ino),
+            },
+        }
     }
 
     /// An upload failed while streaming or committing.
@@ -1115,7 +1215,9 @@ impl Core {
         if file.commit.is_none() {
             // Streaming failed with no commit under way: fail through one, so the upload is
             // aborted and the next flush reports it.
-            file.commit = Some(Commit { waiters: Vec::new(), size_bytes: file.size_bytes, stage: CommitStage::Parts });
+            let metadata = file.metadata_to_write();
+            file.commit =
+                Some(Commit { waiters: Vec::new(), size_bytes: file.size_bytes, metadata, stage: CommitStage::Parts });
         }
         self.fail_commit(now, ino, errno);
     }
@@ -1130,12 +1232,20 @@ impl Core {
         tracing::warn!(key = %file.key, ?errno, "writing the file to S3 failed");
         // Stop everything this commit still has in flight.
         let mut calls = Vec::new();
+        let mut abandoned_copy_upload = None;
         match &commit.stage {
             CommitStage::PutFetching { gets, .. } => calls.extend(gets.iter().copied()),
             CommitStage::Putting(call) | CommitStage::Checking(call) | CommitStage::Completing(call) => {
                 calls.push(*call)
             }
             CommitStage::Verifying { call, .. } => calls.push(*call),
+            CommitStage::Relabeling { copy, .. } => {
+                calls.extend(copy.calls_in_flight());
+                if let Some((key, upload_id)) = copy.upload_to_abort() {
+                    // Nobody waits for it: the answer finds no relabeling under way.
+                    abandoned_copy_upload = Some((key, upload_id));
+                }
+            }
             _ => {}
         }
         let mut abort = None;
@@ -1165,6 +1275,9 @@ impl Core {
         let key = file.key.clone();
         for call in calls {
             self.cancel_call(call);
+        }
+        if let Some((key, upload_id)) = abandoned_copy_upload {
+            self.start_call(now, Purpose::WriteRelabel { ino }, S3Request::AbortMultipartUpload { key, upload_id });
         }
         if let Some(upload_id) = abort {
             let request = S3Request::AbortMultipartUpload { key, upload_id };
@@ -1198,10 +1311,11 @@ impl Core {
                 file.base = Some(Base { etag: etag.clone(), size_bytes: size });
                 file.base_valid_bytes = size;
                 file.extents = Extents::default();
-                file.dirty = file.size_bytes != size;
+                // Attributes changed during the commit need another one.
+                file.dirty = file.size_bytes != size || file.metadata_to_write() != commit.metadata;
                 file.unreported_failure = None;
                 file.write_id = format!("{:016x}", self.rng.next_u64());
-                self.inodes.committed(ino, size, etag.clone(), wall, now);
+                self.inodes.committed(ino, size, etag.clone(), wall, now, commit.metadata);
                 self.inodes.make_ancestors_real(ino);
                 self.rebase_readers(now, ino, etag, size);
                 FuseReply::Empty
@@ -1256,6 +1370,7 @@ impl Core {
             Purpose::WriteComplete { ino } => self.write_complete_done(now, ino, result),
             Purpose::WriteAbort { ino } => self.write_abort_done(now, ino, result),
             Purpose::WriteCleanup { ino } => self.write_cleanup_done(now, ino, call_id, result),
+            Purpose::WriteRelabel { ino } => self.write_relabel_done(now, ino, call_id, result),
             _ => unreachable!("not a write purpose"),
         }
     }
@@ -1346,10 +1461,6 @@ fn build_buffer(file: &WriteFile, start: u64, end: u64) -> (BytesMut, Vec<(u64, 
     file.extents.overlay(start, &mut buffer);
     let gaps = file.extents.gaps(start, end.min(file.base_valid_bytes));
     (buffer, gaps)
-}
-
-fn write_metadata(write_id: &str) -> Metadata {
-    Metadata::from([(WRITE_ID_METADATA.to_owned(), write_id.to_owned())])
 }
 
 /// The errno a read or write of a doomed file gets: EEXIST means nothing to read(2) or

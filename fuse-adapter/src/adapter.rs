@@ -18,8 +18,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 use fuser::{
     FileAttr, FileType, Filesystem, FopenFlags, Generation, INodeNo, InitFlags, KernelConfig, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, Request,
-    TimeOrNow,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow,
 };
 use goofys_core::fuse_types::{Attr, FileKind, FuseOp, OpenFlags, SetAttrChanges, SetTime};
 use goofys_core::s3_types::Body;
@@ -49,6 +49,7 @@ pub enum PendingReply {
     Dir(ReplyDirectory),
     DirPlus(ReplyDirectoryPlus),
     StatFs(ReplyStatfs),
+    Xattr(ReplyXattr),
 }
 
 impl PendingReply {
@@ -66,6 +67,7 @@ impl PendingReply {
             PendingReply::Dir(reply) => reply.error(errno),
             PendingReply::DirPlus(reply) => reply.error(errno),
             PendingReply::StatFs(reply) => reply.error(errno),
+            PendingReply::Xattr(reply) => reply.error(errno),
         }
     }
 }
@@ -167,9 +169,87 @@ impl Filesystem for FuseAdapter {
         self.send(FuseOp::SetAttr { ino: ino(ino_no), fh: fh.map(handle), changes }, Some(PendingReply::Attr(reply)));
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        let op = FuseOp::Mkdir { parent: ino(parent), name: name.to_owned(), mode: mode & !umask };
+    fn mkdir(&self, req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
+        let op = FuseOp::Mkdir {
+            parent: ino(parent),
+            name: name.to_owned(),
+            mode: mode & !umask,
+            uid: req.uid(),
+            gid: req.gid(),
+        };
         self.send(op, Some(PendingReply::Entry(reply)));
+    }
+
+    fn symlink(&self, req: &Request, parent: INodeNo, link_name: &OsStr, target: &std::path::Path, reply: ReplyEntry) {
+        let op = FuseOp::Symlink {
+            parent: ino(parent),
+            name: link_name.to_owned(),
+            target: target.as_os_str().to_owned(),
+            uid: req.uid(),
+            gid: req.gid(),
+        };
+        self.send(op, Some(PendingReply::Entry(reply)));
+    }
+
+    fn readlink(&self, _req: &Request, ino_no: INodeNo, reply: ReplyData) {
+        self.send(FuseOp::ReadLink { ino: ino(ino_no) }, Some(PendingReply::Data(reply)));
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let op = FuseOp::Mknod {
+            parent: ino(parent),
+            name: name.to_owned(),
+            mode: mode & !umask,
+            uid: req.uid(),
+            gid: req.gid(),
+        };
+        self.send(op, Some(PendingReply::Entry(reply)));
+    }
+
+    fn link(&self, _req: &Request, ino_no: INodeNo, new_parent: INodeNo, new_name: &OsStr, reply: ReplyEntry) {
+        let op = FuseOp::Link { ino: ino(ino_no), new_parent: ino(new_parent), new_name: new_name.to_owned() };
+        self.send(op, Some(PendingReply::Entry(reply)));
+    }
+
+    fn getxattr(&self, _req: &Request, ino_no: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let op = FuseOp::GetXattr { ino: ino(ino_no), name: name.to_owned(), size };
+        self.send(op, Some(PendingReply::Xattr(reply)));
+    }
+
+    fn listxattr(&self, _req: &Request, ino_no: INodeNo, size: u32, reply: ReplyXattr) {
+        self.send(FuseOp::ListXattr { ino: ino(ino_no), size }, Some(PendingReply::Xattr(reply)));
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino_no: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        position: u32,
+        reply: ReplyEmpty,
+    ) {
+        if position != 0 {
+            // Only macOS resource forks use a position.
+            return reply.error(fuser::Errno::EINVAL);
+        }
+        let op =
+            FuseOp::SetXattr { ino: ino(ino_no), name: name.to_owned(), value: value.to_vec(), flags: flags as u32 };
+        self.send(op, Some(PendingReply::Empty(reply)));
+    }
+
+    fn removexattr(&self, _req: &Request, ino_no: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.send(FuseOp::RemoveXattr { ino: ino(ino_no), name: name.to_owned() }, Some(PendingReply::Empty(reply)));
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -309,7 +389,7 @@ impl Filesystem for FuseAdapter {
 
     fn create(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
@@ -317,8 +397,14 @@ impl Filesystem for FuseAdapter {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        let op =
-            FuseOp::Create { parent: ino(parent), name: name.to_owned(), mode: mode & !umask, flags: OpenFlags(flags) };
+        let op = FuseOp::Create {
+            parent: ino(parent),
+            name: name.to_owned(),
+            mode: mode & !umask,
+            uid: req.uid(),
+            gid: req.gid(),
+            flags: OpenFlags(flags),
+        };
         self.send(op, Some(PendingReply::Create(reply)));
     }
 }

@@ -200,6 +200,8 @@ fn send_reply(pending: PendingReply, reply: FuseReply) {
             fopen_flags(flags),
         ),
         (PendingReply::Data(out), FuseReply::Data(data)) => out.data(&data),
+        (PendingReply::Xattr(out), FuseReply::Data(data)) => out.data(&data),
+        (PendingReply::Xattr(out), FuseReply::XattrSize(size)) => out.size(size),
         (PendingReply::Write(out), FuseReply::Written { size }) => out.written(size),
         (PendingReply::Empty(out), FuseReply::Empty) => out.ok(),
         (PendingReply::Dir(mut out), FuseReply::Dir(entries)) => {

@@ -121,6 +121,7 @@ fn object_meta(headers: &HeaderMap, total_size_bytes: Option<u64>) -> Result<Obj
         last_modified,
         content_type: header_text(headers, CONTENT_TYPE).map(str::to_owned),
         metadata,
+        storage_class: header_text(headers, "x-amz-storage-class").map(str::to_owned),
     })
 }
 

@@ -113,6 +113,7 @@ impl StoredObject {
             last_modified: self.last_modified,
             content_type: self.content_type.clone(),
             metadata: self.metadata.clone(),
+            storage_class: None,
         }
     }
 

@@ -9,4 +9,5 @@ pub mod bucket;
 pub mod fault_proxy;
 pub mod files;
 pub mod mount;
+pub mod plan_ops;
 pub mod seaweedfs;

@@ -7,10 +7,11 @@ use bytes::Bytes;
 use goofys_core::fuse_types::{FileKind, FuseOp, FuseReply, OpenFlags, SetAttrChanges};
 use goofys_core::s3_types::Body;
 use goofys_core::write::WRITE_ID_METADATA;
-use goofys_core::{CoreConfig, Errno, FileHandle, Ino, UnixNanos};
+use goofys_core::{CoreConfig, Errno, Ino, UnixNanos};
 use goofys_sim::faults::FaultKind;
 use goofys_sim::plan::PlanDriver;
 use goofys_sim::s3_model::{ModelLimits, S3Model};
+use goofys_tests::plan_ops::{close, create, ino_of, lookup, open, read, write};
 
 const KIB: usize = 1024;
 const MIB: usize = 1024 * 1024;
@@ -34,55 +35,6 @@ fn pattern(len: usize, seed: u8) -> Vec<u8> {
 
 fn object(driver: &PlanDriver, key: &str) -> Option<Bytes> {
     driver.model.object(key).map(|o| o.body.clone())
-}
-
-fn create(driver: &mut PlanDriver, parent: Ino, name: &str) -> (Ino, FileHandle) {
-    let op = FuseOp::Create {
-        parent,
-        name: name.into(),
-        mode: 0o644,
-        flags: OpenFlags(OpenFlags::O_WRONLY | OpenFlags::O_CREAT),
-    };
-    match driver.run(op) {
-        FuseReply::Created { entry, fh, .. } => (entry.attr.ino, fh),
-        other => panic!("create {name}: {other:?}"),
-    }
-}
-
-fn lookup(driver: &mut PlanDriver, parent: Ino, name: &str) -> FuseReply {
-    driver.run(FuseOp::Lookup { parent, name: name.into() })
-}
-
-fn ino_of(driver: &mut PlanDriver, parent: Ino, name: &str) -> Ino {
-    match lookup(driver, parent, name) {
-        FuseReply::Entry(entry) => entry.attr.ino,
-        other => panic!("lookup {name}: {other:?}"),
-    }
-}
-
-fn open(driver: &mut PlanDriver, ino: Ino, flags: i32) -> FileHandle {
-    match driver.run(FuseOp::Open { ino, flags: OpenFlags(flags) }) {
-        FuseReply::Opened { fh, .. } => fh,
-        other => panic!("open: {other:?}"),
-    }
-}
-
-fn write(driver: &mut PlanDriver, ino: Ino, fh: FileHandle, offset: u64, data: &[u8]) {
-    let reply = driver.run(FuseOp::Write { ino, fh, offset, data: Body(Bytes::copy_from_slice(data)) });
-    assert_eq!(reply, FuseReply::Written { size: data.len() as u32 }, "write at {offset}");
-}
-
-fn read(driver: &mut PlanDriver, ino: Ino, fh: FileHandle, offset: u64, size: u32) -> Vec<u8> {
-    match driver.run(FuseOp::Read { ino, fh, offset, size }) {
-        FuseReply::Data(data) => data.to_vec(),
-        other => panic!("read at {offset}: {other:?}"),
-    }
-}
-
-fn close(driver: &mut PlanDriver, ino: Ino, fh: FileHandle) -> FuseReply {
-    let flushed = driver.run(FuseOp::Flush { ino, fh });
-    assert_eq!(driver.run(FuseOp::Release { ino, fh }), FuseReply::Empty);
-    flushed
 }
 
 #[test]
@@ -320,7 +272,7 @@ fn a_failed_commit_reaches_close_as_an_errno_and_leaves_no_upload() {
 #[test]
 fn mkdir_rmdir_and_unlink_follow_posix_errors() {
     let mut driver = PlanDriver::new(CoreConfig::default());
-    let dir = match driver.run(FuseOp::Mkdir { parent: Ino::ROOT, name: "d".into(), mode: 0o755 }) {
+    let dir = match driver.run(FuseOp::Mkdir { parent: Ino::ROOT, name: "d".into(), mode: 0o755, uid: 0, gid: 0 }) {
         FuseReply::Entry(entry) => {
             assert_eq!(entry.attr.kind, FileKind::Directory);
             entry.attr.ino

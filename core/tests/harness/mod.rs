@@ -180,6 +180,7 @@ pub fn meta(size_bytes: u64, etag: &str) -> ObjectMeta {
         last_modified: UnixNanos::from_secs(1_600_000_000),
         content_type: None,
         metadata: Default::default(),
+        storage_class: None,
     }
 }
 

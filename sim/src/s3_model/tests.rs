@@ -500,6 +500,7 @@ fn head_returns_size_etag_metadata_and_content_type() {
             last_modified: at(5),
             content_type: Some("text/plain".into()),
             metadata: Metadata::from([("mode".into(), "0644".into())]),
+            storage_class: None,
         }))
     );
 }

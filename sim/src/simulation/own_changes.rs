@@ -166,7 +166,7 @@ impl Sim<'_> {
                 let name = own_dir_name(process, slot);
                 self.begin_activity(process, format!("{prefix}{name}/"));
                 self.set_own_step(process, OwnStep::Done);
-                self.send(process, FuseOp::Mkdir { parent, name: name.into(), mode: 0o755 })
+                self.send(process, FuseOp::Mkdir { parent, name: name.into(), mode: 0o755, uid: 0, gid: 0 })
             }
             OwnChange::Rmdir { slot } => {
                 let name = own_dir_name(process, slot);
@@ -325,7 +325,10 @@ impl Sim<'_> {
                         self.set_own_step(process, OwnStep::Create);
                         let append = if mode == Some(WriteMode::Append) { OpenFlags::O_APPEND } else { 0 };
                         let flags = OpenFlags(OpenFlags::O_RDWR | OpenFlags::O_CREAT | append);
-                        self.send(process, FuseOp::Create { parent, name: name.into(), mode: 0o644, flags })
+                        self.send(
+                            process,
+                            FuseOp::Create { parent, name: name.into(), mode: 0o644, uid: 0, gid: 0, flags },
+                        )
                     }
                     FuseReply::Entry(_) | FuseReply::Error(Errno::ENOENT | Errno::ENOTDIR) => self.finish_own(process),
                     other => Err(format!("lookup of an own file gave {other:?}")),
