@@ -35,6 +35,10 @@ pub(crate) enum Purpose {
     ListPage {
         fh: FileHandle,
     },
+    /// A HEAD confirming the attributes of a listing's entries (or of the directory itself).
+    Confirm {
+        fh: FileHandle,
+    },
     /// A ranged GET for an open file.
     ReadRange {
         fh: FileHandle,
@@ -96,6 +100,7 @@ impl Purpose {
             Purpose::LookupHead { .. }
                 | Purpose::LookupList { .. }
                 | Purpose::ListPage { .. }
+                | Purpose::Confirm { .. }
                 | Purpose::ReadRange { .. }
                 | Purpose::Fetch { .. }
         )

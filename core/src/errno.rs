@@ -109,6 +109,11 @@ pub fn errno_for_s3_error(error: &S3Error) -> Errno {
     }
 }
 
+/// S3 said the key does not exist.
+pub(crate) fn is_not_found(error: &S3Error) -> bool {
+    matches!(error, S3Error::Service(service) if service.status == 404 || service.code == S3ErrorCode::NoSuchKey)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -12,12 +12,12 @@
 //!   at unmount.
 
 use crate::calls::{CallId, Purpose};
-use crate::errno::{Errno, errno_for_s3_error};
+use crate::errno::{Errno, errno_for_s3_error, is_not_found};
 use crate::fuse_types::{FileKind, FuseOp, FuseReply};
 use crate::ids::{FuseReqId, Ino};
 use crate::inode::ObjectMetadata;
 use crate::machine::{Core, Waiting};
-use crate::s3_types::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use crate::s3_types::{S3Error, S3Request, S3Response, S3Result};
 use crate::time::Instant;
 
 /// What a fetch is for.
@@ -35,10 +35,6 @@ pub(crate) struct Fetch {
     ino: Ino,
     call: CallId,
     kind: FetchKind,
-}
-
-fn is_not_found(error: &S3Error) -> bool {
-    matches!(error, S3Error::Service(service) if service.status == 404 || service.code == S3ErrorCode::NoSuchKey)
 }
 
 impl Core {

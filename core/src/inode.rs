@@ -269,6 +269,7 @@ impl InodeTable {
     pub fn upsert_child(&mut self, parent: Ino, name: &str, stat: ChildStat, seen: Observation) -> (Ino, UpsertEffect) {
         let observed_at = seen.answered_at;
         let slot = (parent, name.to_owned());
+        let stat = self.with_known_metadata(&slot, stat);
         // A file being written here is what this mount says it is, whatever S3 says.
         if let Some(dentry) = self.dentries.get(&slot)
             && self.inodes.get(&dentry.ino).is_some_and(|inode| inode.writing)
@@ -321,6 +322,19 @@ impl InodeTable {
         let ino = self.insert_inode(parent, name, stat, seen);
         self.dentries.insert(slot, Dentry { ino, type_expiry, asked_at: seen.asked_at });
         (ino, if replaced { UpsertEffect::Replaced } else { UpsertEffect::NewInode })
+    }
+
+    /// A listed object (no metadata) that is the version this table knows keeps the metadata
+    /// known from HEAD, and with it its kind (a symlink stays one).
+    fn with_known_metadata(&self, slot: &(Ino, String), stat: ChildStat) -> ChildStat {
+        let ChildStat::File { size_bytes, etag, mtime, metadata: None } = stat else { return stat };
+        let known = self
+            .dentries
+            .get(slot)
+            .and_then(|dentry| self.inodes.get(&dentry.ino))
+            .filter(|inode| inode.etag.as_ref() == Some(&etag))
+            .and_then(|inode| inode.metadata.clone());
+        ChildStat::File { size_bytes, etag, mtime, metadata: known }
     }
 
     /// Adds an inode for `name` in `parent` without naming it in the directory.

@@ -314,6 +314,7 @@ impl Core {
             Purpose::LookupHead { op } => self.lookup_head_done(now, op, result),
             Purpose::LookupList { op } => self.lookup_list_done(now, op, result),
             Purpose::ListPage { fh } => self.list_page_done(now, fh, result),
+            Purpose::Confirm { fh } => self.confirm_done(now, fh, call_id, result),
             Purpose::ReadRange { fh } => self.read_range_done(now, fh, call_id, request, result),
             Purpose::Mutate { op } => self.mutation_step_done(now, op, call_id, request, result),
             Purpose::MetaChange { change } => self.meta_change_done(now, change, call_id, result),

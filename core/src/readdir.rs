@@ -16,21 +16,31 @@
 //! - Names that cannot be file names are hidden (see [`crate::namespace`]).
 //! - Listing a directory records what it learned in the inode table, so a following `stat`
 //!   or `ls -l` needs no HEAD per file.
+//! - Listings carry no metadata, so they cannot show modes, owners, times or symlinks. A
+//!   directory whose marker says its entries may carry them (it spells out its own mode: see
+//!   [`crate::attrs`]) is a *POSIX directory*: its listing HEADs every entry whose metadata
+//!   this mount does not know yet (files; subdirectories' markers), at most
+//!   [`CONFIRM_INFLIGHT_MAX`] at a time, before handing the entries out. Elsewhere a listing
+//!   costs no HEAD and shows the defaults. The first page tells whether the directory has a
+//!   marker (it sorts first); only then is the marker asked for.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsString;
 
 use crate::calls::{CallId, Purpose};
-use crate::errno::{Errno, errno_for_s3_error};
+use crate::errno::{Errno, errno_for_s3_error, is_not_found};
 use crate::fuse_types::{
     DirEntry, DirEntryPlus, FileKind, FuseReply, OpenReplyFlags, dirent_size_bytes, direntplus_size_bytes,
 };
 use crate::ids::{FileHandle, FuseReqId, Ino};
-use crate::inode::{ChildStat, Observation};
+use crate::inode::{ChildStat, ObjectMetadata, Observation};
 use crate::lookup::unexpected_response;
 use crate::machine::{Core, Waiting};
 use crate::namespace::{ListedItem, classify_common_prefix, classify_listed_object};
-use crate::s3_types::{ListPage, ObjectSummary, S3Request, S3Response, S3Result};
+use crate::s3_types::{ETag, ListPage, ObjectSummary, S3Request, S3Response, S3Result};
+
+/// HEADs in flight at once per listing while confirming its entries' attributes.
+pub const CONFIRM_INFLIGHT_MAX: usize = 32;
 use crate::time::Instant;
 
 /// One entry of a listing snapshot.
@@ -134,10 +144,29 @@ fn file_item((object, seen): (ObjectSummary, Observation)) -> MergedItem {
 enum ListingState {
     /// A page is being fetched.
     Fetching(CallId),
+    /// A page's entries are being confirmed (see [`Confirm`]).
+    Confirming,
     /// Every page has arrived.
     Complete,
     /// The listing failed after its retries.
     Failed(Errno),
+}
+
+/// A page held back while the attributes of its entries are asked for.
+#[derive(Debug, Default)]
+struct Confirm {
+    items: Vec<MergedItem>,
+    next_token: Option<String>,
+    /// The HEAD of the directory's own marker, on the first page.
+    own_marker: Option<CallId>,
+    /// Whether the entries that need a HEAD have been queued.
+    queued: bool,
+    queue: VecDeque<usize>,
+    in_flight: BTreeMap<CallId, usize>,
+    /// Entries found deleted since the page was listed.
+    gone: BTreeSet<usize>,
+    /// What subdirectories' markers hold (no ETag: no marker).
+    markers: BTreeMap<usize, (Option<ETag>, ObjectMetadata)>,
 }
 
 /// A readdir waiting for entries.
@@ -163,6 +192,9 @@ pub(crate) struct DirHandle {
     state: ListingState,
     /// When the page being fetched was first asked for.
     page_asked_at: Instant,
+    /// No page has arrived yet.
+    first_page: bool,
+    confirm: Option<Confirm>,
     waiting: Vec<WaitingReaddir>,
 }
 
@@ -207,6 +239,8 @@ impl Core {
                 merger: ListingMerger::default(),
                 state,
                 page_asked_at: now,
+                first_page: true,
+                confirm: None,
                 waiting: Vec::new(),
             },
         );
@@ -272,7 +306,7 @@ impl Core {
                     let errno = *errno;
                     self.reply_error(request.id, errno);
                 }
-                ListingState::Fetching(_) => return false,
+                ListingState::Fetching(_) | ListingState::Confirming => return false,
             }
             return true;
         }
@@ -318,15 +352,133 @@ impl Core {
         if next_token.is_none() {
             items.extend(dir.merger.finish());
         }
+        let first_page = std::mem::replace(&mut dir.first_page, false);
+        let has_marker = !dir.prefix.is_empty() && page.objects.first().is_some_and(|object| object.key == dir.prefix);
         let (ino, prefix) = (dir.ino, dir.prefix.clone());
-        let local_names = self.dirs[&fh].local_names.clone();
-        for item in items.into_iter().filter(|item| !local_names.contains(&item.name)) {
-            let kind = match item.stat {
-                ChildStat::File { .. } => FileKind::File,
-                ChildStat::Directory => FileKind::Directory,
+        dir.state = ListingState::Confirming;
+        dir.confirm = Some(Confirm { items, next_token, ..Confirm::default() });
+        if let Some(inode) = self.inodes.get(ino)
+            && first_page
+            && inode.metadata.is_none()
+        {
+            if has_marker {
+                let call = self.start_call(now, Purpose::Confirm { fh }, S3Request::HeadObject { key: prefix });
+                self.confirm_of(fh).own_marker = Some(call);
+                return;
+            }
+            if !inode.writing {
+                self.inodes.set_marker(ino, None, ObjectMetadata::default());
+            }
+        }
+        self.advance_confirm(now, fh);
+    }
+
+    fn confirm_of(&mut self, fh: FileHandle) -> &mut Confirm {
+        self.dirs.get_mut(&fh).and_then(|dir| dir.confirm.as_mut()).expect("a page being confirmed")
+    }
+
+    /// Asks for the attributes the held page still needs, or hands its entries out.
+    fn advance_confirm(&mut self, now: Instant, fh: FileHandle) {
+        let dir = &self.dirs[&fh];
+        let Some(confirm) = &dir.confirm else { return };
+        if confirm.own_marker.is_some() {
+            return;
+        }
+        if !confirm.queued {
+            let posix = self.inodes.get(dir.ino).is_some_and(|inode| inode.posix.mode.is_some());
+            let mut queue = VecDeque::new();
+            for (index, item) in confirm.items.iter().enumerate().filter(|_| posix) {
+                let known = self.inodes.child(dir.ino, &item.name).and_then(|child| self.inodes.get(child));
+                let needed = match &item.stat {
+                    ChildStat::File { metadata: Some(_), .. } => false,
+                    ChildStat::File { etag, .. } => {
+                        known.is_none_or(|inode| inode.metadata.is_none() || inode.etag.as_ref() != Some(etag))
+                    }
+                    ChildStat::Directory => known.is_none_or(|inode| inode.metadata.is_none()),
+                };
+                if needed {
+                    queue.push_back(index);
+                }
+            }
+            let confirm = self.confirm_of(fh);
+            confirm.queue = queue;
+            confirm.queued = true;
+        }
+        let prefix = self.dirs[&fh].prefix.clone();
+        loop {
+            let confirm = self.confirm_of(fh);
+            if confirm.in_flight.len() >= CONFIRM_INFLIGHT_MAX {
+                break;
+            }
+            let Some(index) = confirm.queue.pop_front() else { break };
+            let item = &confirm.items[index];
+            let key = match item.stat {
+                ChildStat::File { .. } => crate::namespace::file_key(&prefix, &item.name),
+                ChildStat::Directory => crate::namespace::dir_prefix(&prefix, &item.name),
             };
+            let call = self.start_call(now, Purpose::Confirm { fh }, S3Request::HeadObject { key });
+            self.confirm_of(fh).in_flight.insert(call, index);
+        }
+        if self.confirm_of(fh).in_flight.is_empty() {
+            self.release_page(now, fh);
+        }
+    }
+
+    /// A HEAD of a page being confirmed answered.
+    pub(crate) fn confirm_done(&mut self, now: Instant, fh: FileHandle, call_id: CallId, result: S3Result) {
+        let Some(ino) = self.dirs.get(&fh).filter(|dir| dir.confirm.is_some()).map(|dir| dir.ino) else { return };
+        let confirm = self.confirm_of(fh);
+        if confirm.own_marker == Some(call_id) {
+            confirm.own_marker = None;
+            match result {
+                Ok(S3Response::HeadObject(meta)) => {
+                    self.inodes.set_marker(ino, Some(meta.etag.clone()), ObjectMetadata::of(&meta))
+                }
+                Err(error) if is_not_found(&error) => self.inodes.set_marker(ino, None, ObjectMetadata::default()),
+                // The entries show the defaults; the next listing asks again.
+                other => tracing::info!(?other, "could not read a directory's marker; listing without attributes"),
+            }
+        } else if let Some(index) = confirm.in_flight.remove(&call_id) {
+            let is_file = matches!(confirm.items[index].stat, ChildStat::File { .. });
+            match result {
+                Ok(S3Response::HeadObject(meta)) if is_file => confirm.items[index].stat = ChildStat::of_object(&meta),
+                Ok(S3Response::HeadObject(meta)) => {
+                    confirm.markers.insert(index, (Some(meta.etag.clone()), ObjectMetadata::of(&meta)));
+                }
+                Err(error) if is_not_found(&error) && is_file => {
+                    confirm.gone.insert(index);
+                }
+                Err(error) if is_not_found(&error) => {
+                    confirm.markers.insert(index, (None, ObjectMetadata::default()));
+                }
+                other => tracing::info!(?other, "could not read an entry's attributes; it shows the defaults"),
+            }
+        } else {
+            return;
+        }
+        self.advance_confirm(now, fh);
+    }
+
+    /// Hands a confirmed page's entries out and asks for the next page.
+    fn release_page(&mut self, now: Instant, fh: FileHandle) {
+        let dir = self.dirs.get_mut(&fh).expect("dir exists");
+        let confirm = dir.confirm.take().expect("a page being confirmed");
+        let (ino, prefix) = (dir.ino, dir.prefix.clone());
+        let local_names = dir.local_names.clone();
+        let Confirm { items, next_token, gone, mut markers, .. } = confirm;
+        for (index, item) in items.into_iter().enumerate() {
+            if gone.contains(&index) || local_names.contains(&item.name) {
+                continue;
+            }
+            let listed_kind = item.stat.kind();
             let (child, effect) = self.inodes.upsert_child(ino, &item.name, item.stat, item.seen);
+            let kind = self.inodes.get(child).map_or(listed_kind, |inode| inode.kind);
             self.notify_upsert(ino, &item.name, child, effect);
+            if let Some((etag, metadata)) = markers.remove(&index)
+                && !self.inodes.is_writing(child)
+            {
+                self.inodes.set_marker(child, etag, metadata);
+            }
             // The snapshot keeps its entries' inodes alive until releasedir: readdirplus at any
             // offset needs their attributes, even after the kernel forgot them.
             self.inodes.open_handle(child);
@@ -368,6 +520,11 @@ impl Core {
         };
         if let ListingState::Fetching(call) = dir.state {
             self.cancel_call(call);
+        }
+        if let Some(confirm) = dir.confirm.take() {
+            for call in confirm.own_marker.into_iter().chain(confirm.in_flight.into_keys()) {
+                self.cancel_call(call);
+            }
         }
         for request in dir.waiting.drain(..) {
             self.reply_error(request.id, Errno::EBADF);

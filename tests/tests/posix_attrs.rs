@@ -297,3 +297,75 @@ fn mknod_makes_regular_files_only_and_hard_links_are_refused() {
     assert_eq!(driver.run(link), FuseReply::Error(Errno::EPERM));
     assert!(driver.model.object("fifo").is_none() && driver.model.object("hard").is_none());
 }
+
+/// Lists a directory with readdirplus: (name, kind, perm) of every entry but `.` and `..`.
+fn list_plus(driver: &mut PlanDriver, ino: Ino) -> Vec<(String, FileKind, u16)> {
+    let FuseReply::Opened { fh, .. } = driver.run(FuseOp::OpenDir { ino }) else { panic!("opendir") };
+    let FuseReply::DirPlus(entries) =
+        driver.run(FuseOp::ReadDir { ino, fh, offset: 0, size_bytes: 1 << 20, plus: true })
+    else {
+        panic!("readdirplus")
+    };
+    assert_eq!(driver.run(FuseOp::ReleaseDir { ino, fh }), FuseReply::Empty);
+    entries
+        .into_iter()
+        .skip(2)
+        .map(|entry| (entry.dirent.name.into_string().unwrap(), entry.entry.attr.kind, entry.entry.attr.perm))
+        .collect()
+}
+
+#[test]
+fn a_listing_of_a_directory_holding_attributes_shows_them_at_one_head_per_unknown_entry() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let dir = mkdir(&mut driver, Ino::ROOT, "d", 0o755);
+    let (file, fh) = create(&mut driver, dir, "secret");
+    assert_eq!(close(&mut driver, file, fh), FuseReply::Empty);
+    attr_of(setattr(&mut driver, file, chmod(0o600)));
+    let op = FuseOp::Symlink { parent: dir, name: "link".into(), target: "secret".into(), uid: 0, gid: 0 };
+    assert!(matches!(driver.run(op), FuseReply::Entry(_)));
+    mkdir(&mut driver, dir, "private", 0o700);
+    let (plain, fh) = create(&mut driver, dir, "plain");
+    assert_eq!(close(&mut driver, plain, fh), FuseReply::Empty);
+    assert!(stored_metadata(&driver, "d/").contains_key("mode"), "the directory says its entries have attributes");
+
+    let mut other = remount(&driver);
+    let dir = ino_of(&mut other, Ino::ROOT, "d");
+    let heads_before = other.plan().matches("-> HeadObject").count();
+    let listed = list_plus(&mut other, dir);
+    let config = CoreConfig::default();
+    assert_eq!(
+        listed,
+        vec![
+            ("link".to_owned(), FileKind::Symlink, 0o777),
+            ("plain".to_owned(), FileKind::File, config.file_mode),
+            ("private".to_owned(), FileKind::Directory, 0o700),
+            ("secret".to_owned(), FileKind::File, 0o600),
+        ]
+    );
+    let heads = other.plan().matches("-> HeadObject").count() - heads_before;
+    assert_eq!(heads, 4, "one HEAD per entry whose attributes were unknown\n{}", other.plan());
+    list_plus(&mut other, dir);
+    assert_eq!(other.plan().matches("-> HeadObject").count() - heads_before, 4, "known entries are not asked again");
+}
+
+#[test]
+fn a_listing_elsewhere_costs_no_head_and_shows_the_defaults() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    for name in ["plain/a", "plain/b", "plain/sub/c"] {
+        put_with_metadata(&mut driver, name, b"x", &[("mode", "33152")]);
+    }
+    let dir = ino_of(&mut driver, Ino::ROOT, "plain");
+    let heads_before = driver.plan().matches("-> HeadObject").count();
+    let listed = list_plus(&mut driver, dir);
+    let config = CoreConfig::default();
+    assert_eq!(
+        listed,
+        vec![
+            ("a".to_owned(), FileKind::File, config.file_mode),
+            ("b".to_owned(), FileKind::File, config.file_mode),
+            ("sub".to_owned(), FileKind::Directory, config.dir_mode),
+        ]
+    );
+    assert_eq!(driver.plan().matches("-> HeadObject").count(), heads_before, "{}", driver.plan());
+    assert_eq!(attr_of(lookup(&mut driver, Ino::ROOT, "plain")).perm, config.dir_mode);
+}
