@@ -86,6 +86,8 @@ pub(crate) enum Purpose {
     Fetch {
         op: FuseReqId,
     },
+    /// The check and delete of an object unlinked while open (see [`crate::unlinked`]).
+    UnlinkedDelete,
     /// A step of a namespace change (mkdir, unlink, rmdir, rename) of FUSE request `op`.
     Mutate {
         op: FuseReqId,

@@ -44,6 +44,7 @@ pub mod posix;
 mod read;
 mod readdir;
 pub mod retry;
+mod unlinked;
 pub mod write;
 pub mod xattr;
 

@@ -240,6 +240,11 @@ impl Core {
             (Probe::Answered(Ok(under)), _) if under.anything => Found::Directory { marker: under.marker },
             (Probe::Answered(Err(e)), _) => Found::Failed(e.clone()),
             (Probe::Pending(_), _) | (_, Probe::Pending(_)) => return,
+            (_, Probe::Answered(Ok(Some(meta))))
+                if lookup.intent == Intent::Lookup && self.is_unlinked_object(&self.lookup_key(lookup), &meta.etag) =>
+            {
+                Found::Nothing
+            }
             (_, Probe::Answered(Ok(Some(meta)))) => Found::File(meta.clone()),
             (_, Probe::Answered(Ok(None))) => Found::Nothing,
             (_, Probe::Answered(Err(e))) => Found::Failed(e.clone()),
@@ -301,6 +306,12 @@ impl Core {
                 self.reply_error(id, Errno::ENOENT);
             }
         }
+    }
+
+    /// The file key a lookup asks about.
+    fn lookup_key(&self, lookup: &LookupOp) -> String {
+        let parent_key = self.inodes.get(lookup.parent).map(|inode| inode.key.as_str()).unwrap_or_default();
+        crate::namespace::file_key(parent_key, &lookup.name)
     }
 
     /// Replies to a lookup with a known inode, taking a kernel reference on it.

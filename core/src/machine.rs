@@ -28,6 +28,7 @@ use crate::readdir::DirHandle;
 use crate::retry::{backoff_delay, is_retryable};
 use crate::s3_types::{S3Error, S3Request, S3Result, TransportError};
 use crate::time::{Instant, UnixNanos};
+use crate::unlinked::PendingUnlink;
 use crate::write::WriteFile;
 
 /// What a FUSE request that has not been answered yet is waiting for.
@@ -64,6 +65,8 @@ pub struct Core {
     /// Metadata changes in progress, by number.
     pub(crate) meta_changes: BTreeMap<u64, MetaChange>,
     pub(crate) next_meta_change: u64,
+    /// Objects unlinked while open, by key, deleted when their last handle closes.
+    pub(crate) pending_unlinks: BTreeMap<String, PendingUnlink>,
     /// One-shot reads requests wait for.
     pub(crate) fetches: BTreeMap<FuseReqId, Fetch>,
     /// The clock and wall time at the first input, to derive wall times.
@@ -101,6 +104,7 @@ impl Core {
             meta_changes: BTreeMap::new(),
             next_meta_change: 0,
             fetches: BTreeMap::new(),
+            pending_unlinks: BTreeMap::new(),
             epoch: None,
             mount_wall: wall_now,
             waiting: BTreeMap::new(),
@@ -319,6 +323,7 @@ impl Core {
             Purpose::Mutate { op } => self.mutation_step_done(now, op, call_id, request, result),
             Purpose::MetaChange { change } => self.meta_change_done(now, change, call_id, result),
             Purpose::Fetch { op } => self.fetch_done(now, op, call_id, result),
+            Purpose::UnlinkedDelete => self.unlinked_delete_done(now, call_id, result),
             write => self.write_call_done(now, write, call_id, request, attempts, result),
         }
     }
@@ -419,6 +424,7 @@ impl Core {
             dir.forget_waiting_readdirs();
         }
         self.commit_all(now);
+        self.finish_all_unlinks(now);
     }
 
     /// The shutdown grace is over: stop retrying, so what is left ends soon.

@@ -439,6 +439,13 @@ impl Core {
                     }
                     Found::File { .. } => {
                         let key = file_key(&self.parent_key(parent), &name);
+                        if let Some(ino) = self.inodes.child(parent, &name).filter(|&ino| self.has_open_files(ino)) {
+                            // Open handles keep the file until they close.
+                            self.mutations.remove(&op);
+                            self.defer_unlink(key, ino);
+                            self.finish_removal(now, parent, &name);
+                            return self.reply(op, FuseReply::Empty);
+                        }
                         let call = self.start_call(now, Purpose::Mutate { op }, S3Request::DeleteObject { key });
                         if let Some(Mutation::Unlink { delete, .. }) = self.mutations.get_mut(&op) {
                             *delete = Some(call);

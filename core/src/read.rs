@@ -420,6 +420,7 @@ impl Core {
             self.detach_writer(now, reader.ino);
         }
         self.inodes.close_handle(reader.ino);
+        self.finish_unlink_if_unheld(now, reader.ino);
         self.reply(id, FuseReply::Empty);
     }
 

@@ -467,7 +467,13 @@ impl Core {
         let local_names = dir.local_names.clone();
         let Confirm { items, next_token, gone, mut markers, .. } = confirm;
         for (index, item) in items.into_iter().enumerate() {
-            if gone.contains(&index) || local_names.contains(&item.name) {
+            let unlinked = match &item.stat {
+                ChildStat::File { etag, .. } => {
+                    self.is_unlinked_object(&crate::namespace::file_key(&prefix, &item.name), etag)
+                }
+                ChildStat::Directory => false,
+            };
+            if gone.contains(&index) || local_names.contains(&item.name) || unlinked {
                 continue;
             }
             let listed_kind = item.stat.kind();

@@ -200,6 +200,14 @@ impl WriteFile {
         metadata
     }
 
+    /// The file replaces `base` rather than building on it: its commit is conditional on
+    /// `base`'s ETag and uses none of its bytes.
+    pub(crate) fn replace_base(&mut self, base: Base) {
+        self.base = Some(base);
+        self.base_valid_bytes = 0;
+        self.dirty = true;
+    }
+
     /// The file needs a commit (its attributes changed).
     pub(crate) fn mark_dirty(&mut self) {
         self.dirty = true;
@@ -318,6 +326,8 @@ impl Core {
         self.inodes.add_lookup(ino);
         self.insert_handle(fh, ino, reader_flags, flags.has(OpenFlags::O_APPEND));
         self.attach_writer(now, ino, false);
+        let key = self.inodes.get(ino).map(|inode| inode.key.clone()).unwrap_or_default();
+        self.take_over_unlinked(&key, ino);
         if !attrs.is_empty() {
             // A mode or owner other than the mount's defaults travels with the first commit.
             let file = self.writes.get_mut(&ino).expect("attached");

@@ -369,3 +369,46 @@ fn a_listing_elsewhere_costs_no_head_and_shows_the_defaults() {
     assert_eq!(driver.plan().matches("-> HeadObject").count(), heads_before, "{}", driver.plan());
     assert_eq!(attr_of(lookup(&mut driver, Ino::ROOT, "plain")).perm, config.dir_mode);
 }
+
+#[test]
+fn a_file_unlinked_while_open_reads_on_until_its_last_close_then_goes() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    driver.put("d/open.txt", &b"still readable"[..]);
+    let dir = ino_of(&mut driver, Ino::ROOT, "d");
+    let ino = ino_of(&mut driver, dir, "open.txt");
+    let fh = goofys_tests::plan_ops::open(&mut driver, ino, OpenFlags::O_RDONLY);
+    let unlink = FuseOp::Unlink { parent: dir, name: "open.txt".into() };
+    assert_eq!(driver.run(unlink.clone()), FuseReply::Empty);
+    assert_eq!(lookup(&mut driver, dir, "open.txt"), FuseReply::Error(Errno::ENOENT));
+    assert!(list_plus(&mut driver, dir).is_empty(), "the name is gone from listings");
+    assert_eq!(goofys_tests::plan_ops::read(&mut driver, ino, fh, 6, 8), b"readable");
+    assert_eq!(attr_of(driver.run(FuseOp::GetAttr { ino, fh: Some(fh) })).size_bytes, 14);
+    assert!(driver.model.object("d/open.txt").is_some(), "kept while a handle holds it");
+    assert_eq!(driver.run(unlink), FuseReply::Error(Errno::ENOENT));
+    assert_eq!(driver.run(FuseOp::Release { ino, fh }), FuseReply::Empty);
+    assert!(driver.model.object("d/open.txt").is_none(), "deleted at the last close\n{}", driver.plan());
+}
+
+#[test]
+fn an_unlinked_open_file_never_deletes_what_replaced_it() {
+    // Another client's object under the name.
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    driver.put("f", &b"old"[..]);
+    let ino = ino_of(&mut driver, Ino::ROOT, "f");
+    let fh = goofys_tests::plan_ops::open(&mut driver, ino, OpenFlags::O_RDONLY);
+    assert_eq!(driver.run(FuseOp::Unlink { parent: Ino::ROOT, name: "f".into() }), FuseReply::Empty);
+    driver.put("f", &b"theirs"[..]);
+    assert_eq!(driver.run(FuseOp::Release { ino, fh }), FuseReply::Empty);
+    assert_eq!(driver.model.object("f").map(|o| o.body.clone()), Some(b"theirs"[..].into()));
+
+    // A file this mount creates under the name replaces the unlinked object.
+    driver.put("g", &b"old"[..]);
+    let ino = ino_of(&mut driver, Ino::ROOT, "g");
+    let fh = goofys_tests::plan_ops::open(&mut driver, ino, OpenFlags::O_RDONLY);
+    assert_eq!(driver.run(FuseOp::Unlink { parent: Ino::ROOT, name: "g".into() }), FuseReply::Empty);
+    let (new, new_fh) = create(&mut driver, Ino::ROOT, "g");
+    write(&mut driver, new, new_fh, 0, b"new");
+    assert_eq!(close(&mut driver, new, new_fh), FuseReply::Empty);
+    assert_eq!(driver.run(FuseOp::Release { ino, fh }), FuseReply::Empty);
+    assert_eq!(driver.model.object("g").map(|o| o.body.clone()), Some(b"new"[..].into()));
+}
