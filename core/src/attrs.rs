@@ -27,6 +27,7 @@ use crate::machine::Core;
 use crate::posix::{PosixAttrs, S_IFDIR, S_IFLNK, S_IFREG};
 use crate::s3_types::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::time::{Instant, UnixNanos};
+use crate::write::WRITE_ID_METADATA;
 
 /// S3's limit on the user metadata of one object (names and values), in bytes.
 pub const USER_METADATA_MAX_BYTES: usize = 2048;
@@ -91,6 +92,9 @@ enum MetaStage {
     Copying { copy: Box<ObjectCopy>, metadata: ObjectMetadata },
     /// Writing a directory's marker.
     PuttingMarker { call: CallId, metadata: ObjectMetadata },
+    /// A retried write was refused as if the object had changed: reading it back tells
+    /// whether the object holds this change (its write id) after all.
+    Verifying { call: CallId, metadata: ObjectMetadata },
 }
 
 impl MetadataEdit {
@@ -290,6 +294,10 @@ impl Core {
             }
             Ok(Some(next)) => next,
         };
+        let mut next = next;
+        // Tells this change apart if a retry leaves its outcome in doubt.
+        next.user.insert(WRITE_ID_METADATA.to_owned(), self.new_write_id());
+        let inode = self.inodes.get(ino).expect("checked");
         if inode.kind == FileKind::Directory {
             let request = S3Request::PutObject {
                 key: inode.key.clone(),
@@ -329,7 +337,14 @@ impl Core {
     }
 
     /// An answer to one of a metadata change's requests.
-    pub(crate) fn meta_change_done(&mut self, now: Instant, change: u64, call_id: CallId, result: S3Result) {
+    pub(crate) fn meta_change_done(
+        &mut self,
+        now: Instant,
+        change: u64,
+        call_id: CallId,
+        attempts: u32,
+        result: S3Result,
+    ) {
         let config = self.config.clone();
         let Some(meta_change) = self.meta_changes.get_mut(&change) else { return };
         let ino = meta_change.ino;
@@ -371,11 +386,12 @@ impl Core {
                     let change = self.meta_changes.remove(&change).expect("a change");
                     self.finish_change(now, ino, change.waiter);
                 }
-                // Another client wrote the marker meanwhile.
+                // Another client wrote the marker meanwhile, or an earlier attempt did.
                 Err(S3Error::Service(error))
                     if error.status == 412 || error.code == S3ErrorCode::PreconditionFailed =>
                 {
-                    self.abandon_change(change, Errno::ESTALE)
+                    let metadata = std::mem::take(metadata);
+                    self.verify_change(now, change, attempts, metadata)
                 }
                 Err(error) => self.abandon_change(change, errno_for_s3_error(&error)),
                 Ok(other) => {
@@ -383,8 +399,38 @@ impl Core {
                     self.abandon_change(change, errno_for_s3_error(&error))
                 }
             },
+            MetaStage::Verifying { call, metadata } if *call == call_id => {
+                let metadata = std::mem::take(metadata);
+                let is_directory = self.inodes.get(ino).is_some_and(|inode| inode.kind == FileKind::Directory);
+                match result {
+                    Ok(S3Response::HeadObject(meta))
+                        if meta.metadata.get(WRITE_ID_METADATA) == metadata.user.get(WRITE_ID_METADATA) =>
+                    {
+                        let etag = meta.etag.clone();
+                        if is_directory {
+                            self.inodes.set_marker(ino, Some(etag), metadata);
+                            self.inodes.set_writing(ino, false);
+                        } else {
+                            self.inodes.set_object_metadata(ino, etag.clone(), metadata, now);
+                            self.rebase_write_state(ino, &etag);
+                        }
+                        let change = self.meta_changes.remove(&change).expect("a change");
+                        if change.edit.gives_posix_attributes() {
+                            self.hint_parent(now, ino);
+                        }
+                        self.finish_change(now, ino, change.waiter);
+                    }
+                    Ok(_) => self.abandon_change(change, Errno::ESTALE),
+                    Err(error) if crate::errno::is_not_found(&error) => self.abandon_change(change, Errno::ESTALE),
+                    Err(error) => self.abandon_change(change, errno_for_s3_error(&error)),
+                }
+            }
             MetaStage::Copying { copy, metadata } if copy.owns(call_id) => {
                 match copy.answered(call_id, result, &config) {
+                    Err(Errno::ESTALE) => {
+                        let metadata = std::mem::take(metadata);
+                        self.verify_change(now, change, attempts, metadata)
+                    }
                     Err(errno) => self.abandon_change(change, errno),
                     Ok(()) => match copy.done().cloned() {
                         None => self.pump_meta_copy(now, change),
@@ -406,10 +452,33 @@ impl Core {
         }
     }
 
+    /// A write of the change was refused as if the object had changed. After a retry the
+    /// refusal may be of this change's own earlier attempt: read the object back to tell.
+    fn verify_change(&mut self, now: Instant, change: u64, attempts: u32, metadata: ObjectMetadata) {
+        let Some(key) = self.meta_changes.get(&change).and_then(|c| self.inodes.get(c.ino)).map(|i| i.key.clone())
+        else {
+            return;
+        };
+        if attempts <= 1 {
+            return self.abandon_change(change, Errno::ESTALE);
+        }
+        let calls = match &self.meta_changes[&change].stage {
+            MetaStage::Copying { copy, .. } => copy.calls_in_flight(),
+            _ => Vec::new(),
+        };
+        for call in calls {
+            self.cancel_call(call);
+        }
+        let call = self.start_call(now, Purpose::MetaChange { change }, S3Request::HeadObject { key });
+        self.meta_change(change).expect("a change").stage = MetaStage::Verifying { call, metadata };
+    }
+
     fn abandon_change(&mut self, change: u64, errno: Errno) {
         let Some(change) = self.meta_changes.remove(&change) else { return };
         let calls: Vec<CallId> = match &change.stage {
-            MetaStage::Reading { call, .. } | MetaStage::PuttingMarker { call, .. } => vec![*call],
+            MetaStage::Reading { call, .. }
+            | MetaStage::PuttingMarker { call, .. }
+            | MetaStage::Verifying { call, .. } => vec![*call],
             MetaStage::Copying { copy, .. } => copy.calls_in_flight(),
         };
         for call in calls {

@@ -23,6 +23,7 @@ use crate::namespace::file_key;
 use crate::posix::{PosixAttrs, S_IFLNK, S_IFMT, S_IFREG};
 use crate::s3_types::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::time::Instant;
+use crate::write::WRITE_ID_METADATA;
 
 /// An object being created for a new entry.
 #[derive(Clone, Debug)]
@@ -30,6 +31,8 @@ pub(crate) struct NewObject {
     parent: Ino,
     name: String,
     body: Body,
+    /// With a write id, so a retried PUT refused because its first attempt succeeded is
+    /// recognised.
     metadata: ObjectMetadata,
 }
 
@@ -85,6 +88,7 @@ impl Core {
         }
         let mut metadata = ObjectMetadata::default();
         attrs.write_into(&mut metadata.user);
+        metadata.user.insert(WRITE_ID_METADATA.to_owned(), self.new_write_id());
         let parent_key = self.inodes.get(parent).map(|inode| inode.key.clone()).unwrap_or_default();
         let request = S3Request::PutObject {
             key: file_key(&parent_key, &name),
@@ -98,33 +102,66 @@ impl Core {
         self.mutations.insert(id, Mutation::NewObject(Box::new(NewObject { parent, name, body, metadata })));
     }
 
-    pub(crate) fn new_object_done(&mut self, now: Instant, id: FuseReqId, object: NewObject, result: S3Result) {
-        let NewObject { parent, name, body, metadata } = object;
-        match result {
-            Ok(S3Response::PutObject { etag }) => {
-                let gives_posix = !metadata.posix().is_empty();
-                let stat = ChildStat::File {
-                    size_bytes: body.len() as u64,
-                    etag: etag.clone(),
-                    mtime: self.wall_time(now),
-                    metadata: Some(metadata),
-                };
-                let is_link = stat.kind() == FileKind::Symlink;
-                self.inodes.forget_name(parent, &name);
-                let (ino, effect) = self.inodes.upsert_child(parent, &name, stat, Observation::local(now));
-                self.notify_upsert(parent, &name, ino, effect);
-                if is_link && let Some(inode) = self.inodes.get_mut(ino) {
-                    inode.link_target = Some((etag, body));
-                }
-                if gives_posix {
-                    self.hint_parent(now, ino);
-                }
-                self.reply_entry(id, ino);
+    pub(crate) fn new_object_done(
+        &mut self,
+        now: Instant,
+        id: FuseReqId,
+        object: NewObject,
+        attempts: u32,
+        result: S3Result,
+    ) {
+        let ours = |meta: &crate::s3_types::ObjectMeta| {
+            meta.metadata.get(WRITE_ID_METADATA) == object.metadata.user.get(WRITE_ID_METADATA)
+        };
+        let etag = match result {
+            Ok(S3Response::PutObject { etag }) => etag,
+            // A retried PUT was refused: the first attempt may have made the object.
+            Err(S3Error::Service(error))
+                if attempts > 1 && (error.status == 412 || error.code == S3ErrorCode::PreconditionFailed) =>
+            {
+                let parent_key = self.inodes.get(object.parent).map(|inode| inode.key.clone()).unwrap_or_default();
+                let key = file_key(&parent_key, &object.name);
+                self.start_call(now, Purpose::Mutate { op: id }, S3Request::HeadObject { key });
+                self.mutations.insert(id, Mutation::NewObject(Box::new(object)));
+                return;
             }
+            Ok(S3Response::HeadObject(meta)) if ours(&meta) => meta.etag,
+            Ok(S3Response::HeadObject(_)) => {
+                return self.reply_error(id, Errno::EEXIST);
+            }
+            result => {
+                return self.new_object_failed(id, object, result);
+            }
+        };
+        let NewObject { parent, name, body, metadata } = object;
+        let gives_posix = !metadata.posix().is_empty();
+        let stat = ChildStat::File {
+            size_bytes: body.len() as u64,
+            etag: etag.clone(),
+            mtime: self.wall_time(now),
+            metadata: Some(metadata),
+        };
+        let is_link = stat.kind() == FileKind::Symlink;
+        self.inodes.forget_name(parent, &name);
+        let (ino, effect) = self.inodes.upsert_child(parent, &name, stat, Observation::local(now));
+        self.notify_upsert(parent, &name, ino, effect);
+        if is_link && let Some(inode) = self.inodes.get_mut(ino) {
+            inode.link_target = Some((etag, body));
+        }
+        if gives_posix {
+            self.hint_parent(now, ino);
+        }
+        self.reply_entry(id, ino);
+    }
+
+    fn new_object_failed(&mut self, id: FuseReqId, object: NewObject, result: S3Result) {
+        match result {
             Err(S3Error::Service(error)) if error.status == 412 || error.code == S3ErrorCode::PreconditionFailed => {
-                self.inodes.forget_name(parent, &name);
+                self.inodes.forget_name(object.parent, &object.name);
                 self.reply_error(id, Errno::EEXIST)
             }
+            // Found gone while checking a refused retry: another client removed it.
+            Err(error) if crate::errno::is_not_found(&error) => self.reply_error(id, Errno::ESTALE),
             Err(error) => self.reply_error(id, errno_for_s3_error(&error)),
             Ok(other) => {
                 let error = crate::lookup::unexpected_response("PutObject", &other);

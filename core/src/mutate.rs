@@ -305,11 +305,12 @@ impl Core {
         op: FuseReqId,
         call_id: CallId,
         request: &S3Request,
+        attempts: u32,
         result: S3Result,
     ) {
         let Some(mut mutation) = self.mutations.remove(&op) else { return };
         if let Mutation::NewObject(object) = mutation {
-            return self.new_object_done(now, op, *object, result);
+            return self.new_object_done(now, op, *object, attempts, result);
         }
         let outcome = match &mut mutation {
             Mutation::Mkdir { parent, name, metadata } => {

@@ -231,7 +231,7 @@ impl WriteFile {
 }
 
 impl Core {
-    fn new_write_id(&mut self) -> String {
+    pub(crate) fn new_write_id(&mut self) -> String {
         format!("{:016x}", self.rng.next_u64())
     }
 

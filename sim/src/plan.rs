@@ -112,6 +112,25 @@ impl PlanDriver {
         }
     }
 
+    /// Lets the work that goes on after replies (retries, deferred deletes, hints) finish:
+    /// answers and fires timers until no S3 call is left.
+    pub fn settle(&mut self) {
+        let nobody = FuseReqId(0);
+        let mut ignored = None;
+        while self.core.has_calls_in_progress() {
+            if !self.pending.is_empty() {
+                let (s3_id, request) = self.pending.remove(0);
+                if let Some(result) = self.execute(&request) {
+                    self.feed(Input::S3 { id: s3_id, result }, &mut ignored, nobody);
+                }
+                continue;
+            }
+            let Some(at) = self.core.poll_timeout() else { break };
+            self.now = self.now.max(at);
+            self.feed(Input::Timeout, &mut ignored, nobody);
+        }
+    }
+
     /// The plan so far.
     pub fn plan(&self) -> &str {
         &self.plan

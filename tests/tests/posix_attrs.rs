@@ -412,3 +412,20 @@ fn an_unlinked_open_file_never_deletes_what_replaced_it() {
     assert_eq!(driver.run(FuseOp::Release { ino, fh }), FuseReply::Empty);
     assert_eq!(driver.model.object("g").map(|o| o.body.clone()), Some(b"new"[..].into()));
 }
+
+/// Found by `posix_attrs_faults`: a conditional marker PUT whose first attempt succeeded but
+/// whose reply was lost is refused on retry (412); the change is recognised by its write id,
+/// not reported as another client's.
+#[test]
+fn regression_a_retried_conditional_write_refused_because_it_already_succeeded_is_a_success() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    driver.put("d/f", &b"x"[..]);
+    let dir = ino_of(&mut driver, Ino::ROOT, "d");
+    driver.fail_next("PutObject", FaultKind::ResetAfterApply);
+    assert_eq!(attr_of(setattr(&mut driver, dir, chmod(0o700))).perm, 0o700);
+    assert_eq!(stored_metadata(&driver, "d/")["mode"], (0o40_700).to_string());
+
+    driver.fail_next("PutObject", FaultKind::ResetAfterApply);
+    let op = FuseOp::Symlink { parent: dir, name: "l".into(), target: "f".into(), uid: 0, gid: 0 };
+    assert!(matches!(driver.run(op), FuseReply::Entry(entry) if entry.attr.kind == FileKind::Symlink));
+}
