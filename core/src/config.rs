@@ -69,6 +69,13 @@ pub struct CoreConfig {
     /// Whether mkdir creates a `dir/` marker object; without markers a new directory lives
     /// only in this mount until a file is written in it.
     pub create_dir_markers: bool,
+    /// goofys' `--cheap`: a lookup asks HEAD first and lists `name/` only if there is no such
+    /// object, so finding a file costs one request instead of two (but two round trips for a
+    /// directory, and a file hides a directory of the same name).
+    pub cheap_lookups: bool,
+    /// goofys' `--no-implicit-dir`: a lookup asks whether the marker `name/` exists (HEAD)
+    /// instead of listing under it, so a directory without a marker is not found by name.
+    pub no_implicit_dirs: bool,
     /// How long unmount waits for files being written to reach S3 before abandoning them
     /// (their uploads are aborted).
     pub shutdown_grace: Duration,
@@ -102,6 +109,8 @@ impl Default for CoreConfig {
             part_uploads_inflight_max: 8,
             rename_inflight_max: 32,
             create_dir_markers: true,
+            cheap_lookups: false,
+            no_implicit_dirs: false,
             shutdown_grace: Duration::from_secs(30),
         }
     }

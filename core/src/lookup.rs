@@ -118,23 +118,18 @@ impl Core {
                 let dir_prefix = crate::namespace::dir_prefix(&parent_inode.key, name);
                 let head =
                     self.start_call(now, Purpose::LookupHead { op: id }, S3Request::HeadObject { key: file_key });
-                let list = self.start_call(
-                    now,
-                    Purpose::LookupList { op: id },
-                    S3Request::ListObjectsV2 {
-                        prefix: dir_prefix,
-                        delimiter: Some("/".into()),
-                        continuation_token: None,
-                        start_after: None,
-                        max_keys: 1,
-                    },
-                );
+                let list = if self.config.cheap_lookups {
+                    // Asked only if HEAD finds nothing.
+                    Probe::NotAsked
+                } else {
+                    Probe::Pending(self.start_directory_probe(now, id, dir_prefix))
+                };
                 let op = LookupOp {
                     intent: Intent::Lookup,
                     parent,
                     name: name.to_owned(),
                     head: Probe::Pending(head),
-                    list: Probe::Pending(list),
+                    list,
                     asked_at: now,
                     observed_at: None,
                 };
@@ -142,6 +137,23 @@ impl Core {
                 self.waiting.insert(id, Waiting::Lookup);
             }
         }
+    }
+
+    /// Asks whether `dir_prefix` is a directory: a one-key listing under it, or with
+    /// `--no-implicit-dir` a HEAD of its marker.
+    fn start_directory_probe(&mut self, now: Instant, id: FuseReqId, dir_prefix: String) -> CallId {
+        let request = if self.config.no_implicit_dirs {
+            S3Request::HeadObject { key: dir_prefix }
+        } else {
+            S3Request::ListObjectsV2 {
+                prefix: dir_prefix,
+                delimiter: Some("/".into()),
+                continuation_token: None,
+                start_after: None,
+                max_keys: 1,
+            }
+        };
+        self.start_call(now, Purpose::LookupList { op: id }, request)
     }
 
     pub(crate) fn getattr(&mut self, now: Instant, id: FuseReqId, ino: Ino) {
@@ -210,6 +222,17 @@ impl Core {
             Err(S3Error::Service(e)) if e.status == 404 || e.code == S3ErrorCode::NoSuchKey => Ok(None),
             Err(e) => Err(e),
         });
+        // `--cheap`: no such object, so ask whether it is a directory.
+        if lookup.intent == Intent::Lookup
+            && lookup.list == Probe::NotAsked
+            && matches!(lookup.head, Probe::Answered(Ok(None)))
+        {
+            let parent_key = self.inodes.get(lookup.parent).map(|inode| inode.key.as_str()).unwrap_or_default();
+            let dir_prefix = crate::namespace::dir_prefix(parent_key, &lookup.name);
+            let call = self.start_directory_probe(now, op, dir_prefix);
+            self.lookups.get_mut(&op).expect("checked").list = Probe::Pending(call);
+            return;
+        }
         self.finish_lookup_if_decided(now, op);
     }
 
@@ -219,6 +242,7 @@ impl Core {
         };
         let parent_key = self.inodes.get(lookup.parent).map(|inode| inode.key.as_str()).unwrap_or_default();
         let prefix = crate::namespace::dir_prefix(parent_key, &lookup.name);
+        let asked_marker = self.config.no_implicit_dirs;
         let lookup = self.lookups.get_mut(&op).expect("checked");
         lookup.observed_at = Some(lookup.observed_at.map_or(now, |at| at.min(now)));
         lookup.list = Probe::Answered(match result {
@@ -226,6 +250,11 @@ impl Core {
                 anything: !page.objects.is_empty() || !page.common_prefixes.is_empty(),
                 marker: page.objects.first().is_some_and(|object| object.key == prefix),
             }),
+            // `--no-implicit-dir`: the marker's HEAD.
+            Ok(S3Response::HeadObject(_)) => Ok(Under { anything: true, marker: true }),
+            Err(S3Error::Service(e)) if asked_marker && (e.status == 404 || e.code == S3ErrorCode::NoSuchKey) => {
+                Ok(Under { anything: false, marker: false })
+            }
             Ok(other) => Err(unexpected_response("ListObjectsV2", &other)),
             Err(e) => Err(e),
         });

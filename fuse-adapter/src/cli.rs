@@ -198,11 +198,13 @@ pub struct MountArgs {
     #[arg(long, value_name = "DURATION", default_value = "30s", value_parser = parse_duration, help_heading = TUNING_OPTIONS)]
     pub http_timeout: Duration,
 
-    /// Fewer S3 requests at some cost in speed: not supported yet
+    /// Fewer S3 requests at some cost in speed: a lookup lists `name/` only if HEAD finds no
+    /// object (a file then hides a directory of the same name)
     #[arg(long, help_heading = TUNING_OPTIONS)]
     pub cheap: bool,
 
-    /// Assume every directory has a `dir/` marker object: not supported yet
+    /// Assume every directory has a `dir/` marker object: a lookup HEADs the marker instead of
+    /// listing (directories without one are found only by listing their parent)
     #[arg(long, help_heading = TUNING_OPTIONS)]
     pub no_implicit_dir: bool,
 

@@ -4,7 +4,7 @@
 //! Problems this module solves:
 //! - One place maps goofys' flags onto `TransportConfig`, `CoreConfig` and `MountOptions`, so
 //!   the meaning of a flag is written once and unit-tested without a mount.
-//! - A flag the filesystem cannot honour yet (`--cache`, `--cheap`, `--no-implicit-dir`) stops
+//! - A flag the filesystem cannot honour yet (`--cache`) stops
 //!   the mount with a one-line reason instead of being accepted and ignored.
 //! - FUSE access and auto-unmount defaults that work for root and for ordinary users: root
 //!   mounts get `allow_root` + `auto_unmount` (through fusermount3), so a killed process never
@@ -135,6 +135,8 @@ impl MountPlan {
             uid: args.uid.unwrap_or(host.uid),
             gid: args.gid.unwrap_or(host.gid),
             s3_request_timeout: args.http_timeout,
+            cheap_lookups: args.cheap,
+            no_implicit_dirs: args.no_implicit_dir,
             ..CoreConfig::default()
         }
         .with_mount_prefix(&source.prefix);
@@ -181,18 +183,6 @@ fn reject_unsupported(args: &MountArgs) -> Result<(), UsageError> {
         return Err(usage_error(
             "--cache (goofys' local data cache through catfs) is not supported yet; mount without it: \
              reads are prefetched and the kernel's page cache keeps what was read",
-        ));
-    }
-    if args.cheap {
-        return Err(usage_error(
-            "--cheap is not supported yet: a lookup always sends HEAD and a one-key LIST together (one round \
-             trip); mount without --cheap",
-        ));
-    }
-    if args.no_implicit_dir {
-        return Err(usage_error(
-            "--no-implicit-dir is not supported yet: directories without a `dir/` marker object are always \
-             shown; mount without --no-implicit-dir",
         ));
     }
     Ok(())
@@ -539,10 +529,9 @@ mod tests {
 
     #[test]
     fn unsupported_flags_stop_the_mount_with_a_reason() {
-        assert!(error(&["--cheap", "b", "/mnt"], &root_host()).starts_with("--cheap is not supported yet"));
-        assert!(error(&["--no-implicit-dir", "b", "/mnt"], &root_host()).contains("not supported yet"));
         assert!(error(&["--cache", "/var/cache", "b", "/mnt"], &root_host()).contains("not supported yet"));
-        assert!(error(&["-o", "--cheap", "b", "/mnt"], &root_host()).starts_with("--cheap"));
+        let cheap = plan(&["-o", "--cheap", "--no-implicit-dir", "b", "/mnt"], &root_host()).unwrap();
+        assert!(cheap.core.cheap_lookups && cheap.core.no_implicit_dirs);
         assert!(error(&["-o", "bogus", "b", "/mnt"], &root_host()).contains("unknown mount option `-o bogus`"));
         assert!(error(&["--http-timeout", "0", "b", "/mnt"], &root_host()).contains("more than 0"));
         assert!(error(&["--endpoint", "127.0.0.1:9000", "b", "/mnt"], &root_host()).contains("not a URL"));

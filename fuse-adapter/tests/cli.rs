@@ -80,10 +80,7 @@ fn bad_flag_values_are_refused_with_the_flag_named() {
 #[test]
 fn flags_not_supported_yet_are_refused_with_a_reason() {
     for (flags, expected) in [
-        (vec!["--cheap"], "--cheap is not supported yet"),
-        (vec!["--no-implicit-dir"], "--no-implicit-dir is not supported yet"),
         (vec!["--cache", "/var/cache/goofys"], "--cache (goofys' local data cache through catfs) is not supported yet"),
-        (vec!["-o", "--cheap"], "--cheap is not supported yet"),
         (vec!["-o", "bogus_option"], "unknown mount option `-o bogus_option`"),
     ] {
         let mut args = flags.clone();

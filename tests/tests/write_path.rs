@@ -435,3 +435,29 @@ fn writers_wait_for_memory_instead_of_failing() {
     assert_eq!(stored.len(), 2 * MIB);
     let _ = UnixNanos(0);
 }
+
+#[test]
+fn cheap_lookups_ask_head_first_and_list_only_for_a_missing_object() {
+    let config = CoreConfig { cheap_lookups: true, ..CoreConfig::default() };
+    let mut driver = PlanDriver::new(config);
+    driver.put("file", &b"x"[..]);
+    driver.put("dir/inner", &b"y"[..]);
+    assert!(matches!(lookup(&mut driver, Ino::ROOT, "file"), FuseReply::Entry(e) if e.attr.kind == FileKind::File));
+    assert_eq!(driver.plan().matches("-> ListObjectsV2").count(), 0, "a file costs one HEAD\n{}", driver.plan());
+    assert!(matches!(lookup(&mut driver, Ino::ROOT, "dir"), FuseReply::Entry(e) if e.attr.kind == FileKind::Directory));
+    assert_eq!(lookup(&mut driver, Ino::ROOT, "none"), FuseReply::Error(Errno::ENOENT));
+    assert_eq!(driver.plan().matches("-> ListObjectsV2").count(), 2, "{}", driver.plan());
+}
+
+#[test]
+fn without_implicit_directories_a_lookup_heads_the_marker_instead_of_listing() {
+    let config = CoreConfig { no_implicit_dirs: true, ..CoreConfig::default() };
+    let mut driver = PlanDriver::new(config);
+    driver.put("marked/", &b""[..]);
+    driver.put("marked/inner", &b"y"[..]);
+    driver.put("implicit/inner", &b"y"[..]);
+    let marked = lookup(&mut driver, Ino::ROOT, "marked");
+    assert!(matches!(marked, FuseReply::Entry(e) if e.attr.kind == FileKind::Directory), "{marked:?}");
+    assert_eq!(lookup(&mut driver, Ino::ROOT, "implicit"), FuseReply::Error(Errno::ENOENT));
+    assert_eq!(driver.plan().matches("-> ListObjectsV2").count(), 0, "{}", driver.plan());
+}
