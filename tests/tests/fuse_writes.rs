@@ -8,10 +8,11 @@
 //! extend with zeros, `O_TRUNC`, `truncate(2)` of a file nobody has open) and overwrites in
 //! place reach S3 exactly, the last by uploading only the changed part and copying the rest
 //! server-side; that a directory of 2,500 children is renamed whole; that `mkdir -p`, `rm -rf`,
-//! `cp -r`, `tar` and `rsync` round-trip trees; that a file being written reads back its
-//! writer's bytes and size in the same mount; and that a close after the server started
-//! refusing writes fails with `EIO` and leaves no multipart upload. Requests are observed, and
-//! refused, by a proxy between the mount and the server (`goofys_tests::fault_proxy`).
+//! `cp -r`, `tar` and `rsync` round-trip trees (`tar` and `rsync` with their owners, modes and
+//! times); that a file being written reads back its writer's bytes and size in the same mount;
+//! and that a close after the server started refusing writes fails with `EIO` and leaves no
+//! multipart upload. Requests are observed, and refused, by a proxy between the mount and the
+//! server (`goofys_tests::fault_proxy`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
