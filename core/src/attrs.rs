@@ -98,8 +98,16 @@ enum MetaStage {
 }
 
 impl MetadataEdit {
-    /// The metadata after the edit, or `None` if it already says so.
-    fn apply(&self, current: &ObjectMetadata, directory_perm: u16) -> Result<Option<ObjectMetadata>, Errno> {
+    /// The metadata after the edit, or `None` if it already says so. `kept_mtime`: the
+    /// modification time the object shows now, written into metadata that has none, for an edit
+    /// applied by copying the object onto itself: the copy's new Last-Modified must not become
+    /// the file's modification time (a chmod or an atime change leaves mtime as it was).
+    fn apply(
+        &self,
+        current: &ObjectMetadata,
+        directory_perm: u16,
+        kept_mtime: Option<UnixNanos>,
+    ) -> Result<Option<ObjectMetadata>, Errno> {
         let mut next = current.clone();
         match self {
             MetadataEdit::Posix(changes) => current.posix().updated_by(changes).write_into(&mut next.user),
@@ -125,6 +133,11 @@ impl MetadataEdit {
                 let mode = PosixAttrs { mode: Some(S_IFDIR | u32::from(directory_perm)), ..PosixAttrs::default() };
                 mode.write_into(&mut next.user);
             }
+        }
+        if let Some(mtime) = kept_mtime
+            && next.posix().mtime.is_none()
+        {
+            PosixAttrs { mtime: Some(mtime), ..PosixAttrs::default() }.write_into(&mut next.user);
         }
         let size: usize = next.user.iter().map(|(name, value)| name.len() + value.len()).sum();
         if size > USER_METADATA_MAX_BYTES {
@@ -241,7 +254,8 @@ impl Core {
     fn change_write_metadata(&mut self, now: Instant, ino: Ino, waiter: MetaWaiter, edit: MetadataEdit) {
         let dir_perm = self.config.dir_mode;
         let file = self.writes.get_mut(&ino).expect("checked");
-        let next = match edit.apply(&file.metadata, dir_perm) {
+        // The commit writes new bytes: Last-Modified is the file's modification time.
+        let next = match edit.apply(&file.metadata, dir_perm, None) {
             Err(errno) => return self.fail_change(&waiter, errno),
             Ok(next) => next,
         };
@@ -283,7 +297,9 @@ impl Core {
         let current = inode.metadata.clone().unwrap_or_default();
         let directory_perm =
             if inode.kind == FileKind::Directory { self.inodes.attr(inode, &self.config).perm } else { dir_perm };
-        let next = match change_ref.edit.apply(&current, directory_perm) {
+        // A directory's times are not its marker's Last-Modified: only a file's copy moves them.
+        let kept_mtime = (inode.kind != FileKind::Directory).then(|| self.inodes.attr(inode, &self.config).mtime);
+        let next = match change_ref.edit.apply(&current, directory_perm, kept_mtime) {
             Err(errno) => {
                 let change = self.meta_changes.remove(&change).expect("a change");
                 return self.fail_change(&change.waiter, errno);

@@ -20,14 +20,21 @@ pub struct TestMount {
 impl TestMount {
     /// Mounts `client`'s bucket with `config` on a new temporary directory.
     pub fn new(client: Arc<S3Client>, config: CoreConfig) -> TestMount {
+        TestMount::with_options(client, config, MountOptions::default())
+    }
+
+    /// [`TestMount::new`] that every user may use (`allow_other`), for tools that switch
+    /// users (pjdfstest); permissions are still checked by the kernel (`default_permissions`).
+    pub fn for_all_users(client: Arc<S3Client>, config: CoreConfig) -> TestMount {
+        TestMount::with_options(client, config, MountOptions { allow_other: true, ..MountOptions::default() })
+    }
+
+    /// Mounts with `options`; their mountpoint and file-system name are the test's own.
+    fn with_options(client: Arc<S3Client>, config: CoreConfig, options: MountOptions) -> TestMount {
         let dir = tempfile::tempdir().expect("a temporary mountpoint");
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_nanos() as i64;
         let core = Core::new(config, UnixNanos(wall), 1);
-        let options = MountOptions {
-            mountpoint: dir.path().to_owned(),
-            fs_name: "goofys-rs-test".into(),
-            ..MountOptions::default()
-        };
+        let options = MountOptions { mountpoint: dir.path().to_owned(), fs_name: "goofys-rs-test".into(), ..options };
         let mount = mount(core, client, &options).expect("mounting the test bucket");
         TestMount { mount: Some(mount), dir }
     }

@@ -8,10 +8,11 @@
 //! extend with zeros, `O_TRUNC`, `truncate(2)` of a file nobody has open) and overwrites in
 //! place reach S3 exactly, the last by uploading only the changed part and copying the rest
 //! server-side; that a directory of 2,500 children is renamed whole; that `mkdir -p`, `rm -rf`,
-//! `cp -r`, `tar` and `rsync` round-trip trees; that a file being written reads back its
-//! writer's bytes and size in the same mount; and that a close after the server started
-//! refusing writes fails with `EIO` and leaves no multipart upload. Requests are observed, and
-//! refused, by a proxy between the mount and the server (`goofys_tests::fault_proxy`).
+//! `cp -r`, `tar` and `rsync` round-trip trees (`tar` and `rsync` with their owners, modes and
+//! times); that a file being written reads back its writer's bytes and size in the same mount;
+//! and that a close after the server started refusing writes fails with `EIO` and leaves no
+//! multipart upload. Requests are observed, and refused, by a proxy between the mount and the
+//! server (`goofys_tests::fault_proxy`).
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
@@ -250,6 +251,18 @@ fn diff_trees(expected: &Path, actual: &Path) {
     run(Command::new("diff").arg("-r").arg(expected).arg(actual));
 }
 
+/// Panics unless `rsync -ani` finds `actual` like `expected` in modes, owners, groups and
+/// nanosecond times as well as sizes (`diff_trees` compares the bytes).
+#[track_caller]
+fn assert_same_metadata(expected: &Path, actual: &Path) {
+    let output = run(Command::new("rsync")
+        .args(["-a", "-n", "-i", "--delete", "--modify-window=-1"])
+        .arg(format!("{}/", expected.display()))
+        .arg(format!("{}/", actual.display())));
+    let differences = String::from_utf8_lossy(&output.stdout);
+    assert!(differences.is_empty(), "{} differs from {}:\n{differences}", actual.display(), expected.display());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mkdir_p_rm_rf_cp_r_tar_and_rsync_round_trip_trees() {
     let server = SeaweedFs::shared();
@@ -274,35 +287,44 @@ async fn mkdir_p_rm_rf_cp_r_tar_and_rsync_round_trip_trees() {
             run(Command::new("rm").arg("-rf").arg(root.join("copied")).arg(root.join("a")));
             assert!(!root.join("copied").exists() && !root.join("a").exists());
 
-            // tar x into the mount, tar c out of it. Setting owners, modes and times is issue 6
-            // (ENOTSUP now), and tar run by root asks for all three, even where nothing changes:
-            // --no-same-owner, --no-same-permissions and -m (--touch) ask for none.
+            // tar x into the mount as root (owners, modes and times kept), tar c out of it, in
+            // the POSIX format, which keeps times to the nanosecond.
             let tar_in = work.join("in.tar");
-            run(Command::new("tar").arg("-cf").arg(&tar_in).arg("-C").arg(&local).arg("."));
+            run(Command::new("tar").arg("--format=posix").arg("-cf").arg(&tar_in).arg("-C").arg(&local).arg("."));
             std::fs::create_dir(root.join("untarred")).unwrap();
-            run(Command::new("tar")
-                .args(["--no-same-owner", "--no-same-permissions", "-m", "-xf"])
-                .arg(&tar_in)
-                .arg("-C")
-                .arg(root.join("untarred")));
+            run(Command::new("tar").arg("-xf").arg(&tar_in).arg("-C").arg(root.join("untarred")));
+            assert_same_metadata(&local, &root.join("untarred"));
             let tar_out = work.join("out.tar");
-            run(Command::new("tar").arg("-cf").arg(&tar_out).arg("-C").arg(root.join("untarred")).arg("."));
+            run(Command::new("tar")
+                .arg("--format=posix")
+                .arg("-cf")
+                .arg(&tar_out)
+                .arg("-C")
+                .arg(root.join("untarred"))
+                .arg("."));
             std::fs::create_dir(work.join("untarred-back")).unwrap();
             run(Command::new("tar").arg("-xf").arg(&tar_out).arg("-C").arg(work.join("untarred-back")));
             diff_trees(&local, &work.join("untarred-back"));
+            assert_same_metadata(&local, &work.join("untarred-back"));
 
             // rsync into the mount and back, then again after a change (rsync then writes a
             // temporary file beside each file it sends and renames it over the old one).
-            let rsync = |flags: &[&str], from: &Path, to: &Path| {
-                run(Command::new("rsync").args(flags).arg(format!("{}/", from.display())).arg(to));
+            // rsync compares times to the second unless told otherwise, and would leave a new
+            // directory's time alone when the source's differs from it by a fraction of a second.
+            let rsync = |from: &Path, to: &Path| {
+                let from = format!("{}/", from.display());
+                run(Command::new("rsync").args(["-a", "--modify-window=-1"]).arg(from).arg(to));
             };
-            rsync(&RSYNC_INTO_MOUNT, &local, &root.join("synced"));
-            rsync(&["-a"], &root.join("synced"), &work.join("synced-back"));
+            rsync(&local, &root.join("synced"));
+            assert_same_metadata(&local, &root.join("synced"));
+            rsync(&root.join("synced"), &work.join("synced-back"));
             diff_trees(&local, &work.join("synced-back"));
+            assert_same_metadata(&local, &work.join("synced-back"));
             std::fs::write(local.join("README"), b"a tree to copy, changed\n").unwrap();
             std::fs::write(local.join("docs/new file"), pattern(9, 70_000)).unwrap();
-            rsync(&RSYNC_INTO_MOUNT, &local, &root.join("synced"));
-            rsync(&["-a"], &root.join("synced"), &work.join("synced-back-again"));
+            rsync(&local, &root.join("synced"));
+            assert_same_metadata(&local, &root.join("synced"));
+            rsync(&root.join("synced"), &work.join("synced-back-again"));
             diff_trees(&local, &work.join("synced-back-again"));
         })
         .await;
@@ -317,12 +339,6 @@ async fn mkdir_p_rm_rf_cp_r_tar_and_rsync_round_trip_trees() {
     assert_same_bytes("synced/README", &object(&client, "synced/README").await, &readme);
     assert_same_bytes("untarred/blob.bin", &object(&client, "untarred/blob.bin").await, &pattern(8, 9 * MIB + 5));
 }
-
-/// rsync's flags into the mount: `-a` without setting times (`utimensat` is refused with
-/// ENOTSUP: issue 6) or permissions (rsync `fchmod`s its temporary file, refused with ENOTSUP,
-/// and then skips the file). `-a`'s owner and group need nothing: as root rsync only `chown`s a
-/// file whose owner differs, and the mount shows root's (and otherwise rsync does not chown).
-const RSYNC_INTO_MOUNT: [&str; 3] = ["-a", "--no-times", "--no-perms"];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_file_open_for_writing_reads_back_its_writers_bytes_and_size() {

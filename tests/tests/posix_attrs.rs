@@ -33,6 +33,11 @@ fn chmod(mode: u32) -> SetAttrChanges {
 
 /// Puts an object with user metadata, as another tool (s3fs) would.
 fn put_with_metadata(driver: &mut PlanDriver, key: &str, body: &[u8], metadata: &[(&str, &str)]) {
+    put_at(driver, UnixNanos::from_secs(1_700_000_000), key, body, metadata);
+}
+
+/// [`put_with_metadata`] at the time `at`.
+fn put_at(driver: &mut PlanDriver, at: UnixNanos, key: &str, body: &[u8], metadata: &[(&str, &str)]) {
     let request = S3Request::PutObject {
         key: key.into(),
         body: body.to_vec().into(),
@@ -41,7 +46,7 @@ fn put_with_metadata(driver: &mut PlanDriver, key: &str, body: &[u8], metadata: 
         if_match: None,
         if_none_match_any: false,
     };
-    driver.model.apply(UnixNanos::from_secs(1_700_000_000), &request).expect("put");
+    driver.model.apply(at, &request).expect("put");
 }
 
 fn stored_metadata(driver: &PlanDriver, key: &str) -> Metadata {
@@ -428,4 +433,25 @@ fn regression_a_retried_conditional_write_refused_because_it_already_succeeded_i
     driver.fail_next("PutObject", FaultKind::ResetAfterApply);
     let op = FuseOp::Symlink { parent: dir, name: "l".into(), target: "f".into(), uid: 0, gid: 0 };
     assert!(matches!(driver.run(op), FuseReply::Entry(entry) if entry.attr.kind == FileKind::Symlink));
+}
+
+#[test]
+fn a_chmod_an_atime_change_or_an_xattr_leaves_a_files_modification_time_as_it_was() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    // Written long before the changes below, with no times in its metadata.
+    let written_at = UnixNanos::from_secs(1_600_000_000);
+    put_at(&mut driver, written_at, "old", b"x", &[]);
+    let ino = ino_of(&mut driver, Ino::ROOT, "old");
+    let atime = UnixNanos::from_secs(1_900_000_000);
+    let changes = SetAttrChanges { atime: Some(SetTime::At(atime)), ..SetAttrChanges::default() };
+    let attr = attr_of(setattr(&mut driver, ino, changes));
+    assert_eq!((attr.atime, attr.mtime), (atime, written_at));
+    assert_eq!(attr_of(setattr(&mut driver, ino, chmod(0o600))).mtime, written_at);
+    assert_eq!(setxattr(&mut driver, ino, "user.x", b"y", 0), FuseReply::Empty);
+    let stored = driver.model.object("old").expect("still there");
+    assert!(stored.last_modified > written_at, "the copies gave the object a new Last-Modified");
+
+    let mut other = remount(&driver);
+    let seen = attr_of(lookup(&mut other, Ino::ROOT, "old"));
+    assert_eq!((seen.perm, seen.atime, seen.mtime), (0o600, atime, written_at));
 }
