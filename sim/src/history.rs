@@ -18,13 +18,15 @@ use bytes::Bytes;
 use goofys_core::Instant;
 use goofys_core::fuse_types::FileKind;
 use goofys_core::namespace::check_name;
-use goofys_core::s3_types::ETag;
+use goofys_core::s3_types::{ETag, Metadata};
 
 /// One version of an object.
 #[derive(Clone, PartialEq, Eq, Debug)]
 pub struct Version {
     pub etag: ETag,
     pub body: Bytes,
+    /// User metadata (POSIX attributes live there).
+    pub metadata: Metadata,
 }
 
 impl Version {
@@ -187,7 +189,7 @@ mod tests {
     use super::*;
 
     fn version(tag: &str, len: usize) -> Option<Version> {
-        Some(Version { etag: ETag::new(tag), body: Bytes::from(vec![0; len]) })
+        Some(Version { etag: ETag::new(tag), body: Bytes::from(vec![0; len]), metadata: Metadata::new() })
     }
 
     fn t(secs: u64) -> Instant {

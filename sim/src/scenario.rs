@@ -114,6 +114,11 @@ pub enum OwnChange {
         slot: u8,
         size_per_million: u32,
     },
+    /// chmod(2) of file `slot` (nobody has it open): a metadata-only copy onto itself.
+    Chmod {
+        slot: u8,
+        mode: u16,
+    },
     Unlink {
         slot: u8,
     },
@@ -392,7 +397,8 @@ fn generate_own_change(entropy: &mut impl Entropy, config: &CoreConfig) -> Sysca
                 read_back: entropy.chance(500_000),
             }
         }
-        55..=61 => OwnChange::Truncate { slot, size_per_million: entropy.below(1_500_000) as u32 },
+        55..=58 => OwnChange::Truncate { slot, size_per_million: entropy.below(1_500_000) as u32 },
+        59..=61 => OwnChange::Chmod { slot, mode: *entropy.pick(&[0o600, 0o640, 0o700, 0o755, 0o444]) },
         62..=71 => OwnChange::Unlink { slot },
         72..=81 => OwnChange::Rename { slot, to_slot: entropy.below(3) as u8, noreplace: entropy.chance(300_000) },
         82..=89 => OwnChange::Mkdir { slot: entropy.below(2) as u8 },

@@ -286,7 +286,7 @@ impl<'a> Sim<'a> {
         for object in &scenario.objects {
             let body = content(object.size_bytes, object.content_seed);
             let etag = model.put_object(EPOCH, &object.key, body.clone());
-            history.record(Instant::ZERO, &object.key, Some(Version { etag, body }));
+            history.record(Instant::ZERO, &object.key, Some(Version { etag, body, metadata: Default::default() }));
         }
 
         let paths = scenario.paths();
@@ -569,7 +569,11 @@ impl<'a> Sim<'a> {
         let wall = EPOCH.add_duration(self.now - Instant::ZERO);
         let result = self.model.apply(wall, request);
         for key in changed_keys(request) {
-            let state = self.model.object(key).map(|o| Version { etag: o.etag.clone(), body: o.body.clone() });
+            let state = self.model.object(key).map(|o| Version {
+                etag: o.etag.clone(),
+                body: o.body.clone(),
+                metadata: o.metadata.clone(),
+            });
             self.history.record(self.now, key, state);
         }
         result
@@ -583,7 +587,7 @@ impl<'a> Sim<'a> {
             Mutation::Put { key, size_bytes, content_seed } => {
                 let body = content(*size_bytes, *content_seed);
                 let etag = self.model.put_object(EPOCH.add_duration(now - Instant::ZERO), key, body.clone());
-                self.history.record(now, key, Some(Version { etag, body }));
+                self.history.record(now, key, Some(Version { etag, body, metadata: Default::default() }));
                 self.external_changes.entry(key.clone()).or_default().push(now);
             }
             Mutation::Delete { key } => {

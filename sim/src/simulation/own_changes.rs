@@ -1,5 +1,6 @@
 //! The processes' changes of their own names: writes (create, truncate, overwrite, append,
-//! read-back, fsync, close), truncate(2), unlink, rename, mkdir, rmdir and directory rename.
+//! read-back, fsync, close), truncate(2), chmod(2), unlink, rename, mkdir, rmdir and directory
+//! rename.
 //!
 //! Each process changes only names of its own (`w{process}.{slot}` files and
 //! `W{process}.{slot}` directories), so what it should see is known: a write syscall tracks the
@@ -36,6 +37,7 @@ pub(crate) enum OwnStep {
     Flush,
     Release,
     Truncate { size_bytes: u64 },
+    Chmod { mode: u16 },
     Done,
 }
 
@@ -139,7 +141,7 @@ impl Sim<'_> {
             (own.parent, own.parent_prefix.clone())
         };
         match change {
-            OwnChange::Write { slot, .. } | OwnChange::Truncate { slot, .. } => {
+            OwnChange::Write { slot, .. } | OwnChange::Truncate { slot, .. } | OwnChange::Chmod { slot, .. } => {
                 let name = own_file_name(process, slot);
                 self.begin_activity(process, format!("{prefix}{name}"));
                 self.set_own_step(process, OwnStep::LookupFile);
@@ -285,7 +287,9 @@ impl Sim<'_> {
             OwnStep::LookupFile => {
                 let (name, mode) = match change {
                     OwnChange::Write { slot, mode, .. } => (own_file_name(process, *slot), Some(*mode)),
-                    OwnChange::Truncate { slot, .. } => (own_file_name(process, *slot), None),
+                    OwnChange::Truncate { slot, .. } | OwnChange::Chmod { slot, .. } => {
+                        (own_file_name(process, *slot), None)
+                    }
                     _ => unreachable!(),
                 };
                 let key = format!("{parent_prefix}{name}");
@@ -305,6 +309,14 @@ impl Sim<'_> {
                                 self.own(process).candidates = (!versions.is_empty()).then_some(versions);
                                 self.set_own_step(process, OwnStep::Truncate { size_bytes });
                                 let changes = SetAttrChanges { size_bytes: Some(size_bytes), ..Default::default() };
+                                self.send(process, FuseOp::SetAttr { ino, fh: None, changes })
+                            }
+                            (OwnChange::Chmod { mode, .. }, _) => {
+                                let window = self.window(issued, self.staleness.lookup_file.max(self.staleness.stat));
+                                let versions = self.versions(&key, window);
+                                self.own(process).candidates = (!versions.is_empty()).then_some(versions);
+                                self.set_own_step(process, OwnStep::Chmod { mode: *mode });
+                                let changes = SetAttrChanges { mode: Some(u32::from(*mode)), ..Default::default() };
                                 self.send(process, FuseOp::SetAttr { ino, fh: None, changes })
                             }
                             (_, Some(mode)) => {
@@ -476,6 +488,36 @@ impl Sim<'_> {
                         self.finish_own(process)
                     }
                     other => Err(format!("truncate to {size_bytes} gave {other:?}")),
+                }
+            }
+            OwnStep::Chmod { mode } => {
+                let OwnChange::Chmod { slot, .. } = change else { unreachable!() };
+                let key = format!("{parent_prefix}{}", own_file_name(process, *slot));
+                match reply {
+                    FuseReply::Attr { attr, .. } if attr.perm == mode => {
+                        // S3 held the file's bytes with the new mode at some moment meanwhile.
+                        let stored_mode = (0o100_000 | u32::from(mode)).to_string();
+                        let candidates = self.own(process).candidates.clone();
+                        let held =
+                            self.history.file_states(&key, Window { from: issued, to: self.now }).iter().flatten().any(
+                                |version| {
+                                    version.metadata.get("mode") == Some(&stored_mode)
+                                        && candidates
+                                            .as_ref()
+                                            .is_none_or(|c| c.iter().any(|body| version.body[..] == body[..]))
+                                },
+                            );
+                        if !held {
+                            return Err(format!("chmod {mode:o} of {key:?} succeeded but S3 never held it"));
+                        }
+                        self.finish_own(process)
+                    }
+                    FuseReply::Error(Errno::ESTALE | Errno::ENOENT)
+                        if self.externally_changed(&key, conflict_window) =>
+                    {
+                        self.finish_own(process)
+                    }
+                    other => Err(format!("chmod {mode:o} gave {other:?}")),
                 }
             }
             OwnStep::Done => self.own_simple_reply(process, outstanding, reply, change, &parent_prefix, &parent_path),
@@ -687,7 +729,9 @@ impl Sim<'_> {
                     other => return Err(format!("renaming {old:?} to {new:?} gave {other:?}")),
                 }
             }
-            OwnChange::Write { .. } | OwnChange::Truncate { .. } => unreachable!("not a simple change"),
+            OwnChange::Write { .. } | OwnChange::Truncate { .. } | OwnChange::Chmod { .. } => {
+                unreachable!("not a simple change")
+            }
         }
         self.finish_own(process)
     }
