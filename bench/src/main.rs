@@ -278,8 +278,12 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         goofys_metrics_addr: metrics_supported.then(|| metrics_address.clone()),
     };
     let probe = metrics_supported.then_some(MetricsProbe { address: metrics_address });
-    let write_data = raw::big_bytes("work/big", layout.big_file_bytes);
-    let random_read_duration = Duration::from_secs(args.fio_seconds);
+    let plan = workload::RunPlan {
+        layout,
+        random_read_duration: Duration::from_secs(args.fio_seconds),
+        write_data: raw::big_bytes("work/big", layout.big_file_bytes),
+    };
+    let stored = workload::StoredCheck { client: runtime.block_on(info.client())?, runtime: runtime.handle().clone() };
 
     for kind in &clients {
         report.clients.insert(*kind, ClientResults { version: programs.version(*kind), ..ClientResults::default() });
@@ -295,7 +299,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
                 continue;
             }
             let probe = if kind == ClientKind::GoofysRs { probe.as_ref() } else { None };
-            let outcome = workload::run_mounted(kind, &context, &layout, run, random_read_duration, &write_data, probe);
+            let outcome = workload::run_mounted(
+                kind,
+                &context,
+                &plan,
+                run,
+                probe,
+                (kind != ClientKind::NullFuse).then_some(&stored),
+            );
             results.runs.push(outcome.measurements);
             results.peak_rss_kib = results.peak_rss_kib.max(outcome.peak_rss_kib);
             if !outcome.requests.is_empty() {

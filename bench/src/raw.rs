@@ -134,6 +134,29 @@ pub async fn list_all(client: &S3Client, prefix: &str, delimiter: Option<&str>) 
     }
 }
 
+/// Every object under `prefix` with its size.
+pub async fn list_objects(client: &S3Client, prefix: &str) -> anyhow::Result<Vec<(String, u64)>> {
+    let mut objects = Vec::new();
+    let mut token = None;
+    loop {
+        let request = S3Request::ListObjectsV2 {
+            prefix: prefix.into(),
+            delimiter: None,
+            continuation_token: token.take(),
+            start_after: None,
+            max_keys: 1000,
+        };
+        let S3Response::ListObjectsV2(page) = call(client, request).await? else {
+            bail!("ListObjectsV2 answered something else")
+        };
+        objects.extend(page.objects.into_iter().map(|object| (object.key, object.size_bytes)));
+        match page.next_continuation_token {
+            Some(next) => token = Some(next),
+            None => return Ok(objects),
+        }
+    }
+}
+
 /// Deletes every key under `prefix`, 1000 at a time.
 pub async fn delete_prefix(client: &S3Client, prefix: &str) -> anyhow::Result<usize> {
     let (keys, _) = list_all(client, prefix, None).await?;

@@ -11,15 +11,19 @@ use std::io::{Read as _, Write as _};
 use std::os::unix::fs::FileExt as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 
+use goofys_s3::S3Client;
+
 use crate::clients::{ClientKind, MountContext, MountedClient};
 use crate::layout::{Layout, SMALL_BODY, fill_object_bytes};
 use crate::measure::{Measurements, Step};
 use crate::metrics_probe::MetricsProbe;
+use crate::raw;
 
 /// Reads and writes are issued in pieces of this size (as `dd bs=1M`).
 const IO_BYTES: usize = 1 << 20;
@@ -36,6 +40,37 @@ pub struct RunOutcome {
     pub notes: Vec<String>,
     /// S3 requests per step, from the client's own metrics (goofys-rs only).
     pub requests: BTreeMap<Step, BTreeMap<String, f64>>,
+}
+
+/// Asks S3 directly whether what a client wrote is there: a step that writes ends only when
+/// S3 holds the result, whether the client uploads before `close` returns or after (rclone
+/// with a write cache uploads in the background).
+#[derive(Debug)]
+pub struct StoredCheck {
+    pub client: Arc<S3Client>,
+    pub runtime: tokio::runtime::Handle,
+}
+
+/// How long a client may take to finish uploading after its last `close`.
+const STORED_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl StoredCheck {
+    /// Waits until the keys under `prefix` number `count` (and, with `size_bytes`, the first
+    /// has that size).
+    fn wait_for(&self, prefix: &str, count: usize, size_bytes: Option<u64>) -> anyhow::Result<()> {
+        let started = Instant::now();
+        loop {
+            let stored = self.runtime.block_on(raw::list_objects(&self.client, prefix))?;
+            let sized = size_bytes.is_none_or(|size| stored.first().is_some_and(|&(_, len)| len == size));
+            if stored.len() == count && sized {
+                return Ok(());
+            }
+            if started.elapsed() > STORED_TIMEOUT {
+                bail!("S3 holds {} objects under {prefix} after {STORED_TIMEOUT:?}, not {count}", stored.len());
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
 
 /// A client that can be remounted between steps.
@@ -82,16 +117,26 @@ pub fn drop_caches() -> bool {
     fs::write("/proc/sys/vm/drop_caches", "3").is_ok()
 }
 
+/// What is the same for every client and run.
+#[derive(Debug)]
+pub struct RunPlan {
+    pub layout: Layout,
+    /// Duration of each random-read job.
+    pub random_read_duration: Duration,
+    /// What the sequential write step writes.
+    pub write_data: Bytes,
+}
+
 /// Runs the workload through `kind` (run number `run`).
 pub fn run_mounted(
     kind: ClientKind,
     context: &MountContext,
-    layout: &Layout,
+    plan: &RunPlan,
     run: u32,
-    random_read_duration: Duration,
-    write_data: &Bytes,
     metrics: Option<&MetricsProbe>,
+    stored: Option<&StoredCheck>,
 ) -> RunOutcome {
+    let RunPlan { ref layout, random_read_duration, ref write_data } = *plan;
     let mountpoint = context.scratch.join("mnt").join(kind.name());
     let mut session = Session { kind, context, mountpoint, mounted: None, peak_rss_kib: 0 };
     let mut outcome = RunOutcome::default();
@@ -102,7 +147,8 @@ pub fn run_mounted(
         let before = metrics.and_then(|probe| probe.requests().ok());
         let result = (|| -> anyhow::Result<()> {
             session.mount()?;
-            run_step(step, &mut session, layout, &work_dir, random_read_duration, write_data, verify, &mut outcome)
+            let context = StepContext { layout, work_dir: &work_dir, random_read_duration, write_data, verify, stored };
+            run_step(step, &mut session, &context, &mut outcome)
         })();
         if let Err(error) = result {
             let note = format!("{}: {} failed: {error:#}", kind.name(), step.label());
@@ -127,17 +173,28 @@ pub fn run_mounted(
     outcome
 }
 
-#[allow(clippy::too_many_arguments)]
+/// What every step of a run needs.
+struct StepContext<'a> {
+    layout: &'a Layout,
+    work_dir: &'a str,
+    random_read_duration: Duration,
+    write_data: &'a Bytes,
+    /// Check the bytes read against the generator's (first run only).
+    verify: bool,
+    stored: Option<&'a StoredCheck>,
+}
+
 fn run_step(
     step: Step,
     session: &mut Session<'_>,
-    layout: &Layout,
-    work_dir: &str,
-    random_read_duration: Duration,
-    write_data: &Bytes,
-    verify: bool,
+    context: &StepContext<'_>,
     outcome: &mut RunOutcome,
 ) -> anyhow::Result<()> {
+    let StepContext { layout, work_dir, random_read_duration, write_data, verify, stored } = *context;
+    let wait_stored = |prefix: String, count: usize, size_bytes: Option<u64>| match stored {
+        Some(check) => check.wait_for(&prefix, count, size_bytes),
+        None => Ok(()),
+    };
     let measurements = &mut outcome.measurements;
     let big_key = layout.big_key(1);
     let size = layout.big_file_bytes;
@@ -147,6 +204,7 @@ fn run_step(
             let target = session.path(&format!("{work_dir}/big"));
             let started = Instant::now();
             write_file(&target, write_data)?;
+            wait_stored(format!("{work_dir}/big"), 1, Some(write_data.len() as u64))?;
             measurements.throughput(step, write_data.len() as u64, started.elapsed());
         }
         Step::SeqRead => {
@@ -197,8 +255,8 @@ fn run_step(
             measurements.throughput(step, total, started.elapsed());
         }
         Step::CreateSerial | Step::CreateParallel => {
-            let dir =
-                session.path(&format!("{work_dir}/{}", if step == Step::CreateSerial { "serial" } else { "parallel" }));
+            let relative_dir = format!("{work_dir}/{}", if step == Step::CreateSerial { "serial" } else { "parallel" });
+            let dir = session.path(&relative_dir);
             fs::create_dir_all(&dir)?;
             let names: Vec<PathBuf> = (0..layout.small_files).map(|index| dir.join(format!("f{index}"))).collect();
             let started = Instant::now();
@@ -218,6 +276,7 @@ fn run_step(
                     creators.into_iter().try_for_each(|creator| creator.join().expect("creator thread"))
                 })?;
             }
+            wait_stored(format!("{relative_dir}/"), names.len(), None)?;
             measurements.seconds(step, started.elapsed());
         }
         Step::Ls | Step::LsLong => {
@@ -261,6 +320,7 @@ fn run_step(
         Step::RmRf => {
             let started = Instant::now();
             run_tool("rm", &["-rf"], &session.path(work_dir))?;
+            wait_stored(format!("{work_dir}/"), 0, None)?;
             measurements.seconds(step, started.elapsed());
         }
     }
