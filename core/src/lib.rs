@@ -30,6 +30,7 @@ pub use io::{Input, Output};
 pub use time::{Instant, UnixNanos};
 
 mod calls;
+pub mod counters;
 mod extents;
 mod inode;
 mod lookup;

@@ -80,6 +80,11 @@ impl FileReader {
         self.pending.clear();
     }
 
+    /// Bytes of the object held for this handle (arrived, not yet dropped).
+    pub(crate) fn buffered_bytes(&self) -> u64 {
+        self.chunks.values().map(|chunk| chunk.len() as u64).sum()
+    }
+
     /// The end of the data or fetch that covers `offset`, if any.
     fn covered_until(&self, offset: u64) -> Option<u64> {
         let chunk_end = self

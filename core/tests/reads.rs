@@ -189,6 +189,25 @@ fn slowdown_is_retried_after_a_jittered_backoff_under_a_new_request_id() {
 }
 
 #[test]
+fn the_counters_show_retries_buffered_read_bytes_and_open_files() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content((4 * MIB) as usize);
+    let (ino, fh) = h.open_file("f", &file);
+    assert_eq!(h.core.counters().open_files, 1);
+    let id = h.read(ino, fh, 0, 4096);
+    let (first, request) = h.take_one_request();
+    h.s3(first, Err(S3Error::service(503, S3ErrorCode::SlowDown)));
+    h.advance_to_timer();
+    let (second, _) = h.take_one_request();
+    assert_eq!(h.core.counters().retries, 1);
+    h.s3(second, get_reply(&file, range_of(&request), "v1"));
+    h.data(id);
+    let counters = h.core.counters();
+    assert_eq!(counters.read_buffer_bytes, range_of(&request).len_bytes(), "the prefetched bytes are held");
+    assert_eq!(counters.dirty_bytes, 0);
+}
+
+#[test]
 fn retries_stop_after_the_configured_attempts_with_eio() {
     let mut h = Harness::new(CoreConfig { retry_max_attempts: 4, ..CoreConfig::default() });
     let file = content(5000);
