@@ -12,7 +12,9 @@
 //!   never mixing versions.
 //! - A body that ends early keeps the bytes that arrived and the GET resumes at the next
 //!   offset (see `Core::handle_truncated_body`); progress restarts its retry budget.
-//! - Memory stays bounded: bytes behind the reader are dropped once no waiting read needs them.
+//! - Memory stays bounded: bytes behind the reader are dropped once no waiting read needs them,
+//!   and read-ahead of all handles together stays within `max_read_buffer_bytes` (past it a
+//!   reader gets what it asks for and no more, until buffers drain).
 
 use std::collections::BTreeMap;
 
@@ -83,6 +85,11 @@ impl FileReader {
     /// Bytes of the object held for this handle (arrived, not yet dropped).
     pub(crate) fn buffered_bytes(&self) -> u64 {
         self.chunks.values().map(|chunk| chunk.len() as u64).sum()
+    }
+
+    /// Bytes held or on their way for this handle.
+    fn committed_bytes(&self) -> u64 {
+        self.buffered_bytes() + self.inflight.iter().map(|(&start, &(end, _))| end - start).sum::<u64>()
     }
 
     /// The end of the data or fetch that covers `offset`, if any.
@@ -200,6 +207,9 @@ impl Core {
             return self.finish_read(ino, id, offset, reply_end, Bytes::new());
         }
         let config = &self.config;
+        // Read-ahead shares one budget across handles; what it may still add now.
+        let committed_bytes: u64 = self.files.values().map(FileReader::committed_bytes).sum();
+        let read_ahead_allowance_bytes = config.max_read_buffer_bytes.saturating_sub(committed_bytes);
         let reader = self.files.get_mut(&fh).expect("checked above");
 
         // A read behind the reader's position over bytes that are here or on their way (the
@@ -217,7 +227,8 @@ impl Core {
                 stream.window_bytes = (stream.window_bytes * 2).min(config.prefetch_max_window_bytes);
             }
             stream.sequential_reads += 1;
-            let refill_until = refill_end(stream, end, config.read_part_size_bytes, reader.size_bytes);
+            let refill_until = refill_end(stream, end, config.read_part_size_bytes, reader.size_bytes)
+                .min(stream.prefetched_until.max(end).saturating_add(read_ahead_allowance_bytes));
             stream.prefetched_until = stream.prefetched_until.max(refill_until);
             refill_until.max(end)
         } else {

@@ -86,6 +86,27 @@ fn reads_that_arrive_out_of_order_within_the_prefetch_neither_cancel_nor_refetch
 }
 
 #[test]
+fn read_ahead_of_all_handles_stays_within_the_read_buffer_budget() {
+    let config = CoreConfig { max_read_buffer_bytes: 20 * MIB, ..CoreConfig::default() };
+    let mut h = Harness::new(config);
+    let file = content((256 * MIB) as usize);
+    let (ino, first) = h.open_file("f", &file);
+    let open = h.open(ino);
+    let second = h.opened(open);
+    let mut requested = 0;
+    for handle in [first, second] {
+        let mut offset = 0;
+        while offset < 16 * MIB {
+            h.read(ino, handle, offset, MIB as u32);
+            offset += MIB;
+        }
+        requested += h.take_requests().iter().map(|(_, request)| range_of(request).len_bytes()).sum::<u64>();
+    }
+    assert!(requested <= 20 * MIB + 16 * MIB, "{} MiB requested", requested / MIB);
+    assert!(requested >= 32 * MIB, "every read still gets its bytes ({} MiB)", requested / MIB);
+}
+
+#[test]
 fn the_first_read_asks_for_about_a_mebibyte() {
     let mut h = Harness::new(CoreConfig::default());
     let file = content((10 * MIB) as usize);

@@ -26,6 +26,7 @@ use tokio::task::JoinHandle;
 
 use crate::adapter::FuseAdapter;
 use crate::driver::{S3Executor, spawn_invalidator};
+use crate::metrics::Metrics;
 
 /// How many kernel requests may wait for the driver before fuser threads block.
 const REQUEST_QUEUE_LEN: usize = 1024;
@@ -95,6 +96,7 @@ pub struct Mount {
     session: BackgroundSession,
     driver: JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Mounts `options.mountpoint` and starts serving it with `core`, running S3 requests with
@@ -112,8 +114,9 @@ pub fn mount<E: S3Executor>(core: Core, executor: Arc<E>, options: &MountOptions
     let stop = async move {
         let _ = stop_rx.await;
     };
-    let driver = tokio::spawn(crate::driver::run(core, executor, rx, Some(invalidations), stop));
-    Ok(Mount { mountpoint, session, driver, stop: Some(stop_tx) })
+    let metrics = Arc::new(Metrics::default());
+    let driver = tokio::spawn(crate::driver::run(core, executor, rx, Some(invalidations), stop, Arc::clone(&metrics)));
+    Ok(Mount { mountpoint, session, driver, stop: Some(stop_tx), metrics })
 }
 
 impl Mount {
@@ -174,6 +177,11 @@ impl Mount {
             }
         }
         Ok(())
+    }
+
+    /// The mount's metrics (S3 requests, FUSE operations, memory).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
     }
 
     /// The canonical path of the mountpoint.
