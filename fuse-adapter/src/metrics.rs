@@ -253,6 +253,21 @@ pub async fn bind(address: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(address).await
 }
 
+/// Reads a request's head (up to the blank line, 4 KiB at most), however the client split it
+/// into writes; `None` if the connection ends first.
+async fn read_head(stream: &mut tokio::net::TcpStream) -> Option<Vec<u8>> {
+    const HEAD_BYTES_MAX: usize = 4096;
+    let mut head = Vec::with_capacity(HEAD_BYTES_MAX);
+    let mut buffer = [0u8; 1024];
+    while !head.windows(4).any(|window| window == b"\r\n\r\n") && head.len() < HEAD_BYTES_MAX {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return None,
+            Ok(read) => head.extend_from_slice(&buffer[..read]),
+        }
+    }
+    Some(head)
+}
+
 /// Serves `metrics` over HTTP on `listener` (a loopback address; checked by the plan) until
 /// the runtime ends. Any path but `/metrics` and `/` is 404.
 pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
@@ -264,10 +279,10 @@ pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
             let Ok((mut stream, _)) = listener.accept().await else { continue };
             let metrics = Arc::clone(&metrics);
             tokio::spawn(async move {
-                let mut head = vec![0u8; 4096];
-                let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut head)).await;
-                let Ok(Ok(read)) = read else { return };
-                let request = String::from_utf8_lossy(&head[..read]);
+                let Ok(Some(head)) = tokio::time::timeout(Duration::from_secs(5), read_head(&mut stream)).await else {
+                    return;
+                };
+                let request = String::from_utf8_lossy(&head);
                 let path = request.split_whitespace().nth(1).unwrap_or("");
                 let (status, body) = if path == "/metrics" || path == "/" {
                     ("200 OK", metrics.prometheus_text())
@@ -347,5 +362,53 @@ mod tests {
         let summary = metrics.summary();
         assert!(summary.contains("S3 requests: 3 [GetObject 2, PutObject 1], failed 1, retries 1"), "{summary}");
         assert!(!summary.contains('\n'));
+    }
+
+    /// Sends `GET path` to the endpoint and returns the whole answer.
+    async fn get(address: SocketAddr, path: &str) -> String {
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: {address}\r\n\r\n").as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn the_endpoint_serves_prometheus_text_at_metrics_and_404_elsewhere() {
+        let metrics = Arc::new(Metrics::default());
+        metrics.fuse_replied("lookup", false, Duration::from_micros(300));
+        let listener = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let address = listener.local_addr().unwrap();
+        serve(listener, Arc::clone(&metrics));
+
+        let answer = get(address, "/metrics").await;
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\n"), "{head}");
+        assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+        assert!(head.contains(&format!("Content-Length: {}", body.len())), "{head}");
+        assert!(body.contains("# TYPE goofys_fuse_ops_total counter\n"), "{body}");
+        assert!(body.contains("goofys_fuse_ops_total{op=\"lookup\",outcome=\"ok\"} 1\n"), "{body}");
+        assert!(body.contains("goofys_fuse_op_duration_seconds_count{op=\"lookup\"} 1\n"), "{body}");
+        assert!(body.contains("# TYPE goofys_memory_resident_bytes gauge\n"), "{body}");
+        // Every line is a comment or `name{labels} value`, as Prometheus parses it.
+        for line in body.lines().filter(|line| !line.starts_with('#')) {
+            let (_, value) = line.rsplit_once(' ').unwrap();
+            assert!(value.parse::<f64>().is_ok(), "not a sample: {line}");
+        }
+        // Figures recorded later show on the next scrape.
+        metrics.fuse_replied("lookup", true, Duration::from_micros(300));
+        assert!(get(address, "/metrics").await.contains("goofys_fuse_ops_total{op=\"lookup\",outcome=\"error\"} 1\n"));
+
+        assert!(get(address, "/other").await.starts_with("HTTP/1.1 404 Not Found\r\n"));
+
+        // A request head that arrives in pieces is read whole.
+        let mut stream = tokio::net::TcpStream::connect(address).await.unwrap();
+        for piece in ["GET ", "/metrics", " HTTP/1.1\r\n", "Host: x\r\n", "\r\n"] {
+            stream.write_all(piece.as_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
     }
 }
