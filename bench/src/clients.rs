@@ -144,6 +144,8 @@ pub struct MountContext {
     pub null_fuse_args: Vec<String>,
     /// `--metrics-addr` for goofys-rs, if metrics are read.
     pub goofys_metrics_addr: Option<String>,
+    /// `--memory-limit` for goofys-rs, in MiB, if it has the option.
+    pub goofys_memory_limit_mib: Option<u64>,
 }
 
 impl MountContext {
@@ -157,6 +159,9 @@ impl MountContext {
                 command.arg("-f").arg("--endpoint").arg(&server.endpoint);
                 if let Some(address) = &self.goofys_metrics_addr {
                     command.arg("--metrics-addr").arg(address);
+                }
+                if let Some(limit_mib) = self.goofys_memory_limit_mib {
+                    command.arg("--memory-limit").arg(limit_mib.to_string());
                 }
                 command.arg(&server.bucket).arg(mountpoint);
             }

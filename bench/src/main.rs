@@ -102,6 +102,10 @@ struct RunArgs {
     /// The goofys-rs binary (default: next to this one).
     #[arg(long)]
     goofys_rs: Option<PathBuf>,
+    /// goofys-rs' `--memory-limit`, in MiB: its peak RSS is checked against it (the memory
+    /// target) with every large file read at once while one is written.
+    #[arg(long, default_value_t = 512)]
+    goofys_memory_limit_mib: u64,
     /// Where the table and chart go.
     #[arg(long, default_value = "bench/results")]
     out: PathBuf,
@@ -227,6 +231,12 @@ fn machine_description() -> String {
     format!("{model}, {cores} cores, {memory_gib:.0} GiB RAM, Linux {}", kernel.trim())
 }
 
+/// The first three fields of /proc/loadavg.
+fn load_average() -> String {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(", ")
+}
+
 fn run(args: RunArgs) -> anyhow::Result<()> {
     let layout = args.layout.layout();
     let bench = std::env::current_exe()?;
@@ -236,6 +246,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     }
     let programs = Programs { goofys_rs, bench };
     let mut report = Report::default();
+    let load_at_start = load_average();
     let selected: Vec<ClientKind> = if args.clients.is_empty() {
         ClientKind::ALL.to_vec()
     } else {
@@ -269,13 +280,17 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     })?;
 
     let metrics_address = format!("127.0.0.1:{}", std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port());
-    let metrics_supported = first_line_of_help(&programs.goofys_rs).contains("--metrics-addr");
+    let goofys_help = help_of(&programs.goofys_rs);
+    let metrics_supported = goofys_help.contains("--metrics-addr");
+    let memory_limit_mib = goofys_help.contains("--memory-limit").then_some(args.goofys_memory_limit_mib);
+    report.goofys_memory_limit_mib = memory_limit_mib;
     let context = MountContext {
         programs: programs.clone(),
         server: info.clone(),
         scratch: scratch.path().to_owned(),
         null_fuse_args: args.layout.to_args(),
         goofys_metrics_addr: metrics_supported.then(|| metrics_address.clone()),
+        goofys_memory_limit_mib: memory_limit_mib,
     };
     let probe = metrics_supported.then_some(MetricsProbe { address: metrics_address });
     let plan = workload::RunPlan {
@@ -336,7 +351,14 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
         format!("fio: {}", fio.map_or("not installed".into(), |fio| first_line_of(&fio, &["--version"]))),
         format!("date: {}", first_line_of(std::path::Path::new("date"), &["-u", "+%Y-%m-%d %H:%M UTC"])),
         "page cache dropped and every client remounted before each cold step; times include close (the object is complete in S3)".into(),
+        format!(
+            "load average (1, 5, 15 min) at start: {load_at_start}; at end: {} (the machine is shared: compare ratios within this run)",
+            load_average()
+        ),
     ];
+    if let Some(limit_mib) = report.goofys_memory_limit_mib {
+        report.setting.push(format!("goofys-rs options: --memory-limit {limit_mib}"));
+    }
     drop(server);
     std::fs::create_dir_all(&args.out)?;
     let name = match args.server {
@@ -351,7 +373,7 @@ fn run(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn first_line_of_help(program: &std::path::Path) -> String {
+fn help_of(program: &std::path::Path) -> String {
     Command::new(program)
         .arg("--help")
         .output()

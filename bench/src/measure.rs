@@ -13,6 +13,7 @@ pub enum Step {
     RandRead4k,
     RandRead1m,
     ParallelRead,
+    ReadersAndWriter,
     CreateSerial,
     CreateParallel,
     Ls,
@@ -23,13 +24,14 @@ pub enum Step {
 }
 
 impl Step {
-    pub const ALL: [Step; 13] = [
+    pub const ALL: [Step; 14] = [
         Step::SeqWrite,
         Step::SeqRead,
         Step::FirstByte,
         Step::RandRead4k,
         Step::RandRead1m,
         Step::ParallelRead,
+        Step::ReadersAndWriter,
         Step::CreateSerial,
         Step::CreateParallel,
         Step::Ls,
@@ -48,6 +50,7 @@ impl Step {
             Step::RandRead4k => "random read 4 KiB",
             Step::RandRead1m => "random read 1 MiB",
             Step::ParallelRead => "parallel readers",
+            Step::ReadersAndWriter => "parallel readers + a writer",
             Step::CreateSerial => "create small files, one by one",
             Step::CreateParallel => "create small files, in parallel",
             Step::Ls => "`ls`, cold",
@@ -60,7 +63,7 @@ impl Step {
 
     pub fn unit(self) -> &'static str {
         match self {
-            Step::SeqWrite | Step::SeqRead | Step::RandRead1m | Step::ParallelRead => "MB/s",
+            Step::SeqWrite | Step::SeqRead | Step::RandRead1m | Step::ParallelRead | Step::ReadersAndWriter => "MB/s",
             Step::FirstByte => "ms",
             Step::RandRead4k => "IOPS",
             _ => "s",

@@ -205,6 +205,21 @@ pub fn big_bytes(key: &str, len_bytes: u64) -> Bytes {
     Bytes::from(object_bytes(key, usize::try_from(len_bytes).expect("fits in memory")))
 }
 
+/// Reads every large file at once; returns the bytes received.
+async fn read_all_at_once(client: &Arc<S3Client>, layout: &Layout) -> anyhow::Result<u64> {
+    let mut readers = JoinSet::new();
+    for key in layout.big_keys() {
+        let client = Arc::clone(client);
+        let size = layout.big_file_bytes;
+        readers.spawn(async move { get_object(&client, &key, size).await });
+    }
+    let mut total = 0;
+    while let Some(read) = readers.join_next().await {
+        total += read??;
+    }
+    Ok(total)
+}
+
 /// The whole workload through the raw client: the ceiling row of the table.
 pub async fn run_workload(
     client: &Arc<S3Client>,
@@ -244,16 +259,15 @@ pub async fn run_workload(
     }
 
     let started = Instant::now();
-    let mut readers = JoinSet::new();
-    for key in layout.big_keys() {
-        let client = Arc::clone(client);
-        readers.spawn(async move { get_object(&client, &key, size).await });
-    }
-    let mut total = 0;
-    while let Some(read) = readers.join_next().await {
-        total += read??;
-    }
+    let total = read_all_at_once(client, layout).await?;
     measurements.throughput(Step::ParallelRead, total, started.elapsed());
+
+    let write_key = format!("{work_dir}/{}", crate::workload::MIXED_WRITE_NAME);
+    let data = big_bytes(&write_key, size);
+    let started = Instant::now();
+    let (read, written) = tokio::join!(read_all_at_once(client, layout), put_object(client, &write_key, data));
+    written?;
+    measurements.throughput(Step::ReadersAndWriter, read? + size, started.elapsed());
 
     let names =
         |dir: &str| (0..layout.small_files).map(|index| format!("{work_dir}/{dir}/f{index}")).collect::<Vec<_>>();

@@ -26,6 +26,8 @@ pub struct Report {
     pub setting: Vec<String>,
     pub clients: BTreeMap<ClientKind, ClientResults>,
     pub notes: Vec<String>,
+    /// The `--memory-limit` goofys-rs ran with, in MiB.
+    pub goofys_memory_limit_mib: Option<u64>,
 }
 
 /// How much faster `ours` is than `theirs` (above 1: ours is faster), whatever the unit.
@@ -198,6 +200,26 @@ impl Report {
                 ));
             }
         }
+        if let (Some(goofys), Some(limit_mib)) = (self.clients.get(&ClientKind::GoofysRs), self.goofys_memory_limit_mib)
+        {
+            let peak_mib = goofys.peak_rss_kib as f64 / 1024.0;
+            let degraded = match (
+                median(ClientKind::GoofysRs, Step::ReadersAndWriter),
+                median(ClientKind::GoofysRs, Step::ParallelRead),
+            ) {
+                (Some(mixed), Some(readers)) => format!(
+                    "; {} {mixed:.0} MB/s, {:.2}× {} alone",
+                    Step::ReadersAndWriter.label(),
+                    mixed / readers,
+                    Step::ParallelRead.label()
+                ),
+                _ => String::new(),
+            };
+            lines.push(format!(
+                "memory: peak RSS {peak_mib:.0} MiB under --memory-limit {limit_mib} MiB ({}){degraded}",
+                if peak_mib < limit_mib as f64 { "met" } else { "missed" }
+            ));
+        }
         if let Some(goofys) = self.clients.get(&ClientKind::GoofysRs)
             && let Some(counts) = goofys.requests.get(&Step::LsLong)
         {
@@ -320,5 +342,27 @@ mod tests {
         assert!(markdown.contains("`ls -l`, cold: 3.33× the fastest peer, s3fs (target ≥ 1.00×: met)"), "{markdown}");
         let svg = report.svg();
         assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    }
+
+    #[test]
+    fn the_memory_target_compares_peak_rss_to_the_limit_and_the_mixed_load_to_readers_alone() {
+        let mut report = Report { goofys_memory_limit_mib: Some(512), ..Report::default() };
+        report.clients.insert(
+            ClientKind::GoofysRs,
+            ClientResults {
+                runs: vec![run(&[(Step::ParallelRead, 400.0), (Step::ReadersAndWriter, 300.0)])],
+                peak_rss_kib: 300 * 1024,
+                ..ClientResults::default()
+            },
+        );
+        let markdown = report.markdown();
+        assert!(
+            markdown.contains(
+                "memory: peak RSS 300 MiB under --memory-limit 512 MiB (met); parallel readers + a writer 300 MB/s, 0.75× parallel readers alone"
+            ),
+            "{markdown}"
+        );
+        report.clients.get_mut(&ClientKind::GoofysRs).unwrap().peak_rss_kib = 600 * 1024;
+        assert!(report.markdown().contains("memory: peak RSS 600 MiB under --memory-limit 512 MiB (missed)"));
     }
 }

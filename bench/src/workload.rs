@@ -29,6 +29,8 @@ use crate::raw;
 const IO_BYTES: usize = 1 << 20;
 /// Threads of the "in parallel" create step.
 const PARALLEL_CREATORS: usize = 32;
+/// The file the readers-and-writer step writes, in the work directory.
+pub const MIXED_WRITE_NAME: &str = "mixed-write";
 /// Samples of time to first byte per run; the run's figure is their median.
 const FIRST_BYTE_SAMPLES: u64 = 5;
 
@@ -55,12 +57,14 @@ pub struct StoredCheck {
 const STORED_TIMEOUT: Duration = Duration::from_secs(300);
 
 impl StoredCheck {
-    /// Waits until the keys under `prefix` number `count` (and, with `size_bytes`, the first
-    /// has that size).
+    /// Waits until the files (keys but directory markers) under `prefix` number `count` (and,
+    /// with `size_bytes`, the first has that size).
     fn wait_for(&self, prefix: &str, count: usize, size_bytes: Option<u64>) -> anyhow::Result<()> {
         let started = Instant::now();
         loop {
-            let stored = self.runtime.block_on(raw::list_objects(&self.client, prefix))?;
+            let mut stored = self.runtime.block_on(raw::list_objects(&self.client, prefix))?;
+            // Directory markers (`dir/`) are the client's business, not the files counted.
+            stored.retain(|(key, _)| !key.ends_with('/'));
             let sized = size_bytes.is_none_or(|size| stored.first().is_some_and(|&(_, len)| len == size));
             if stored.len() == count && sized {
                 return Ok(());
@@ -80,6 +84,8 @@ struct Session<'a> {
     mountpoint: PathBuf,
     mounted: Option<MountedClient>,
     peak_rss_kib: u64,
+    /// Mounts so far: a step that remounts starts the client's counters from zero.
+    mounts: u32,
 }
 
 impl Session<'_> {
@@ -90,6 +96,7 @@ impl Session<'_> {
     fn mount(&mut self) -> anyhow::Result<()> {
         if self.mounted.is_none() {
             self.mounted = Some(self.context.mount(self.kind, &self.mountpoint)?);
+            self.mounts += 1;
         }
         Ok(())
     }
@@ -138,18 +145,20 @@ pub fn run_mounted(
 ) -> RunOutcome {
     let RunPlan { ref layout, random_read_duration, ref write_data } = *plan;
     let mountpoint = context.scratch.join("mnt").join(kind.name());
-    let mut session = Session { kind, context, mountpoint, mounted: None, peak_rss_kib: 0 };
+    let mut session = Session { kind, context, mountpoint, mounted: None, peak_rss_kib: 0, mounts: 0 };
     let mut outcome = RunOutcome::default();
     let work_dir = layout.work_dir(kind.name(), run);
     let verify = run == 1 && kind != ClientKind::NullFuse;
 
     for step in Step::ALL {
-        let before = metrics.and_then(|probe| probe.requests().ok());
-        let result = (|| -> anyhow::Result<()> {
-            session.mount()?;
-            let context = StepContext { layout, work_dir: &work_dir, random_read_duration, write_data, verify, stored };
-            run_step(step, &mut session, &context, &mut outcome)
-        })();
+        if let Err(error) = session.mount() {
+            outcome.notes.push(format!("{}: mounting before {}: {error:#}", kind.name(), step.label()));
+            continue;
+        }
+        // Counters read before the step; a step that remounts (cold) counts from zero.
+        let (before, mounts_before) = (metrics.and_then(|probe| probe.requests().ok()), session.mounts);
+        let context = StepContext { layout, work_dir: &work_dir, random_read_duration, write_data, verify, stored };
+        let result = run_step(step, &mut session, &context, &mut outcome);
         if let Err(error) = result {
             let note = format!("{}: {} failed: {error:#}", kind.name(), step.label());
             eprintln!("{note}");
@@ -163,6 +172,7 @@ pub fn run_mounted(
         if let (Some(probe), Some(before)) = (metrics, before)
             && let Ok(after) = probe.requests()
         {
+            let before = if session.mounts == mounts_before { before } else { BTreeMap::new() };
             outcome.requests.insert(step, MetricsProbe::delta(&before, &after));
         }
     }
@@ -252,6 +262,27 @@ fn run_step(
                 let readers: Vec<_> = paths.iter().map(|path| scope.spawn(move || read_file(path))).collect();
                 readers.into_iter().map(|reader| reader.join().expect("reader thread")).sum::<anyhow::Result<u64>>()
             })?;
+            measurements.throughput(step, total, started.elapsed());
+        }
+        Step::ReadersAndWriter => {
+            // The memory target's load: every large file read at once while a new one is
+            // written; the figure is the bytes read and written over the time to finish both.
+            session.cold()?;
+            let paths: Vec<PathBuf> = layout.big_keys().iter().map(|key| session.path(key)).collect();
+            // (The null filesystem forgets the work directory when it is remounted.)
+            fs::create_dir_all(session.path(work_dir))?;
+            let target = session.path(&format!("{work_dir}/{MIXED_WRITE_NAME}"));
+            let started = Instant::now();
+            let total = std::thread::scope(|scope| {
+                let writer = scope.spawn(|| write_file(&target, write_data).map(|()| write_data.len() as u64));
+                let readers: Vec<_> = paths.iter().map(|path| scope.spawn(move || read_file(path))).collect();
+                let read = readers
+                    .into_iter()
+                    .map(|reader| reader.join().expect("reader thread"))
+                    .sum::<anyhow::Result<u64>>();
+                Ok::<_, anyhow::Error>(read? + writer.join().expect("writer thread")?)
+            })?;
+            wait_stored(format!("{work_dir}/{MIXED_WRITE_NAME}"), 1, Some(write_data.len() as u64))?;
             measurements.throughput(step, total, started.elapsed());
         }
         Step::CreateSerial | Step::CreateParallel => {
