@@ -34,6 +34,12 @@ pub const MIXED_WRITE_NAME: &str = "mixed-write";
 /// Samples of time to first byte per run; the run's figure is their median.
 const FIRST_BYTE_SAMPLES: u64 = 5;
 
+/// Where the time-to-first-byte samples read, spread over a file of `size` bytes (the same
+/// for the raw client, so both pay the server's cold disk alike).
+pub fn first_byte_offsets(size: u64) -> impl Iterator<Item = u64> {
+    (1..=FIRST_BYTE_SAMPLES).map(move |sample| (size / (FIRST_BYTE_SAMPLES + 1) * sample) & !4095)
+}
+
 /// What one run of one mounted client produced.
 #[derive(Debug, Default)]
 pub struct RunOutcome {
@@ -234,9 +240,8 @@ fn run_step(
             let path = session.path(&big_key);
             fs::metadata(&path)?;
             let mut samples = Vec::new();
-            for sample in 0..FIRST_BYTE_SAMPLES {
+            for offset in first_byte_offsets(size) {
                 drop_caches();
-                let offset = (size / (FIRST_BYTE_SAMPLES + 1) * (sample + 1)) & !4095;
                 let started = Instant::now();
                 let file = File::open(&path)?;
                 let mut byte = [0u8; 1];
