@@ -343,3 +343,33 @@ async fn metrics_addr_serves_the_mounts_figures_and_the_unmount_line_sums_them_u
     // The endpoint ends with the mount.
     assert!(std::net::TcpStream::connect(&address).is_err(), "metrics still served after exit");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_reader_reaches_the_mount_in_1_mib_requests_not_128_kib() {
+    let server = SeaweedFs::shared();
+    let (client, bucket) = bucket_with_files(&server, "readahead").await;
+    let body: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    put_object(&client, "big.bin", &body).await;
+    let mnt = Mountpoint::new();
+    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let command = foreground_command(&server, &bucket, &mnt, &["--metrics-addr", &address]);
+    let _process = ForegroundProcess::mount(command, &mnt);
+    let device = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|line| line.split(' ').nth(4) == Some(mnt.arg().as_str()))
+        .and_then(|line| line.split(' ').nth(2).map(str::to_owned))
+        .unwrap();
+    let read_ahead_kb = std::fs::read_to_string(format!("/sys/class/bdi/{device}/read_ahead_kb")).unwrap();
+    assert_eq!(read_ahead_kb.trim(), "1024");
+
+    assert!(std::fs::read(mnt.join("big.bin")).unwrap() == body, "the bytes read differ");
+    let body = tokio::task::spawn_blocking(move || scrape(&address)).await.unwrap();
+    let reads: u64 = body
+        .lines()
+        .find_map(|line| line.strip_prefix("goofys_fuse_ops_total{op=\"read\",outcome=\"ok\"} "))
+        .and_then(|value| value.parse().ok())
+        .unwrap();
+    // 8 MiB in 1 MiB requests (and a last one at the end); at 128 KiB it would be 64.
+    assert!(reads <= 12, "{reads} FUSE reads for 8 MiB");
+}
