@@ -149,6 +149,10 @@ pub(crate) struct Calls {
     timers: BTreeSet<(Instant, CallId)>,
     next_call: u64,
     next_request: u64,
+    /// Attempts sent again after a failure or a missed deadline (counted, for metrics).
+    pub retries: u64,
+    /// Truncated bodies resumed at the next offset.
+    pub resumes: u64,
 }
 
 impl Calls {
@@ -186,11 +190,13 @@ impl Calls {
     /// range: it made progress, so its retry budget starts over.
     pub fn resend_now(&mut self, call_id: CallId, now: Instant, timeout: Duration, out: &mut VecDeque<Output>) {
         self.calls.get_mut(&call_id).expect("resending an unknown call").attempt = 1;
+        self.resumes += 1;
         self.send(call_id, now, timeout, out);
     }
 
     /// Sends the call again after `delay`, as attempt `attempt + 1`.
     pub fn retry_after(&mut self, call_id: CallId, now: Instant, delay: Duration) {
+        self.retries += 1;
         let call = self.calls.get_mut(&call_id).expect("retrying an unknown call");
         self.timers.remove(&(call.state.timer(), call_id));
         call.attempt += 1;

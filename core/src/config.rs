@@ -36,6 +36,9 @@ pub struct CoreConfig {
     /// Largest single ranged GET of the prefetcher; a window is split into GETs of this size,
     /// all in flight together.
     pub read_part_size_bytes: u64,
+    /// Object bytes held or being fetched for all open readers together. Past it, readers get
+    /// only what they ask for (no read-ahead) until buffers drain: slower, never stuck.
+    pub max_read_buffer_bytes: u64,
 
     /// Attempts per S3 request, the first included (goofys and the AWS SDKs retry; 10 here).
     pub retry_max_attempts: u32,
@@ -96,6 +99,7 @@ impl Default for CoreConfig {
             prefetch_initial_window_bytes: 1024 * 1024,
             prefetch_max_window_bytes: 64 * 1024 * 1024,
             read_part_size_bytes: 8 * 1024 * 1024,
+            max_read_buffer_bytes: 1024 * 1024 * 1024,
             retry_max_attempts: 10,
             retry_initial_backoff: Duration::from_millis(100),
             retry_max_backoff: Duration::from_secs(20),

@@ -32,6 +32,7 @@ pub use time::{Instant, UnixNanos};
 pub mod attrs;
 mod calls;
 mod copy;
+pub mod counters;
 mod extents;
 mod fetch;
 mod inode;

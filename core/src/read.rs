@@ -12,7 +12,9 @@
 //!   never mixing versions.
 //! - A body that ends early keeps the bytes that arrived and the GET resumes at the next
 //!   offset (see `Core::handle_truncated_body`); progress restarts its retry budget.
-//! - Memory stays bounded: bytes behind the reader are dropped once no waiting read needs them.
+//! - Memory stays bounded: bytes behind the reader are dropped once no waiting read needs them,
+//!   and read-ahead of all handles together stays within `max_read_buffer_bytes` (past it a
+//!   reader gets what it asks for and no more, until buffers drain).
 
 use std::collections::BTreeMap;
 
@@ -78,6 +80,16 @@ impl FileReader {
     /// Forgets waiting reads (at shutdown, after they were answered).
     pub(crate) fn forget_pending_reads(&mut self) {
         self.pending.clear();
+    }
+
+    /// Bytes of the object held for this handle (arrived, not yet dropped).
+    pub(crate) fn buffered_bytes(&self) -> u64 {
+        self.chunks.values().map(|chunk| chunk.len() as u64).sum()
+    }
+
+    /// Bytes held or on their way for this handle.
+    fn committed_bytes(&self) -> u64 {
+        self.buffered_bytes() + self.inflight.iter().map(|(&start, &(end, _))| end - start).sum::<u64>()
     }
 
     /// The end of the data or fetch that covers `offset`, if any.
@@ -195,26 +207,39 @@ impl Core {
             return self.finish_read(ino, id, offset, reply_end, Bytes::new());
         }
         let config = &self.config;
+        // Read-ahead shares one budget across handles; what it may still add now.
+        let committed_bytes: u64 = self.files.values().map(FileReader::committed_bytes).sum();
+        let read_ahead_allowance_bytes = config.max_read_buffer_bytes.saturating_sub(committed_bytes);
         let reader = self.files.get_mut(&fh).expect("checked above");
 
+        // A read behind the reader's position over bytes that are here or on their way (the
+        // kernel sends readahead and async reads out of order) is served without moving the
+        // stream: it neither grows the window nor counts as a jump.
+        let behind_but_covered = offset < reader.stream.next_offset && reader.covered_until(offset).is_some();
         let stream = &mut reader.stream;
-        let sequential =
-            offset == stream.next_offset || (offset > stream.next_offset && offset < stream.prefetched_until);
-        let fetch_end = if sequential {
+        let sequential = behind_but_covered
+            || offset == stream.next_offset
+            || (offset > stream.next_offset && offset < stream.prefetched_until);
+        let fetch_end = if behind_but_covered {
+            end
+        } else if sequential {
             if stream.sequential_reads > 0 {
                 stream.window_bytes = (stream.window_bytes * 2).min(config.prefetch_max_window_bytes);
             }
             stream.sequential_reads += 1;
-            let fetch_end = end.saturating_add(stream.window_bytes).min(reader.size_bytes);
-            stream.prefetched_until = stream.prefetched_until.max(fetch_end);
-            fetch_end
+            let refill_until = refill_end(stream, end, config.read_part_size_bytes, reader.size_bytes)
+                .min(stream.prefetched_until.max(end).saturating_add(read_ahead_allowance_bytes));
+            stream.prefetched_until = stream.prefetched_until.max(refill_until);
+            refill_until.max(end)
         } else {
             stream.window_bytes = config.prefetch_initial_window_bytes;
             stream.sequential_reads = 0;
             stream.prefetched_until = end;
             end
         };
-        stream.next_offset = end;
+        if !behind_but_covered {
+            stream.next_offset = end;
+        }
         reader.pending.push(PendingRead { id, start: offset, end, reply_end });
         self.waiting.insert(id, Waiting::Read(fh));
 
@@ -458,6 +483,25 @@ impl Core {
             reader.pending.retain(|read| read.id != id);
         }
     }
+}
+
+/// Where a sequential reader's prefetch should reach after a read that ends at `read_end`.
+///
+/// The window is refilled only once half of it has been consumed, and then in whole parts:
+/// topping it up after every kernel read would send one small GET per read (a 128 KiB read
+/// adding 128 KiB at the far end), hundreds of requests where a few large ones do.
+fn refill_end(stream: &Stream, read_end: u64, part_size_bytes: u64, size_bytes: u64) -> u64 {
+    let part_size_bytes = part_size_bytes.max(1);
+    let ahead_bytes = stream.prefetched_until.saturating_sub(read_end);
+    if ahead_bytes > stream.window_bytes / 2 {
+        return stream.prefetched_until.min(size_bytes);
+    }
+    let from = stream.prefetched_until.max(read_end);
+    let target = read_end.saturating_add(stream.window_bytes);
+    let wanted_bytes = target.saturating_sub(from);
+    let whole_parts_bytes =
+        if wanted_bytes >= part_size_bytes { wanted_bytes / part_size_bytes * part_size_bytes } else { wanted_bytes };
+    from.saturating_add(whole_parts_bytes).min(size_bytes)
 }
 
 /// The bytes of `[start, end)` if they have all arrived.

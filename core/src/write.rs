@@ -387,7 +387,7 @@ impl Core {
         self.stream_parts(now, ino);
     }
 
-    fn dirty_bytes_total(&self) -> u64 {
+    pub(crate) fn dirty_bytes_total(&self) -> u64 {
         self.writes.values().map(|file| file.extents.total_bytes()).sum()
     }
 

@@ -52,6 +52,8 @@ pub fn check_fuse_device(device: &Path) -> Result<(), CheckError> {
 /// One line of /proc/self/mountinfo, the parts we need.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MountEntry {
+    /// The device number, `major:minor` (a FUSE mount's backing device info is named so).
+    pub device: String,
     pub mount_point: PathBuf,
     pub fs_type: String,
     pub source: String,
@@ -63,11 +65,13 @@ pub fn parse_mountinfo(text: &str) -> Vec<MountEntry> {
     text.lines()
         .filter_map(|line| {
             let (before, after) = line.split_once(" - ")?;
+            let device = before.split(' ').nth(2)?;
             let mount_point = before.split(' ').nth(4)?;
             let mut after = after.split(' ');
             let fs_type = after.next()?;
             let source = after.next().unwrap_or("");
             Some(MountEntry {
+                device: device.to_owned(),
                 mount_point: PathBuf::from(unescape_mountinfo(mount_point)),
                 fs_type: unescape_mountinfo(fs_type),
                 source: unescape_mountinfo(source),
@@ -218,6 +222,7 @@ mod tests {
         assert_eq!(
             entries[0],
             MountEntry {
+                device: "98:0".into(),
                 mount_point: "/mnt/with space".into(),
                 fs_type: "fuse.goofys-rs".into(),
                 source: "bucket:pre".into()

@@ -16,6 +16,7 @@
 
 use std::ffi::OsString;
 use std::fmt;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -208,6 +209,11 @@ pub struct MountArgs {
     #[arg(long, help_heading = TUNING_OPTIONS)]
     pub no_implicit_dir: bool,
 
+    /// Memory for file data, in MiB: read-ahead buffers plus written data not yet in S3
+    /// [default: a quarter of RAM, from 256 MiB to 4096 MiB]
+    #[arg(long, value_name = "MIB", value_parser = clap::value_parser!(u64).range(64..), help_heading = TUNING_OPTIONS)]
+    pub memory_limit: Option<u64>,
+
     /// Write logs to this file (created owner-only) instead of stderr or syslog
     #[arg(long, value_name = "PATH", help_heading = LOGGING_OPTIONS)]
     pub log_file: Option<PathBuf>,
@@ -219,6 +225,11 @@ pub struct MountArgs {
     /// Log every S3 request and its outcome
     #[arg(long = "debug_s3", help_heading = LOGGING_OPTIONS)]
     pub debug_s3: bool,
+
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (a loopback address such as
+    /// 127.0.0.1:9100)
+    #[arg(long, value_name = "ADDRESS", help_heading = LOGGING_OPTIONS)]
+    pub metrics_addr: Option<SocketAddr>,
 }
 
 /// What the user asked for.

@@ -12,6 +12,8 @@
 //!   go to a thread of their own.
 //! - Unmounting: on `destroy` or a signal the core gets `Shutdown`, finishes what it must and
 //!   says `Done`; the loop then ends.
+//! - Metrics: every S3 request and FUSE reply passes through here, so this loop times them
+//!   (see [`crate::metrics`]) and copies the core's counters now and then.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -25,6 +27,10 @@ use tokio::sync::mpsc;
 use tokio::task::{AbortHandle, JoinSet};
 
 use crate::adapter::{Envelope, PendingReply, file_attr, file_type, fopen_flags, generation};
+use crate::metrics::{Metrics, request_bytes_out};
+
+/// How often the core's counters are copied into the metrics.
+const CORE_COUNTERS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
 
 /// Runs S3 requests. [`goofys_s3::S3Client`] is the real one.
 pub trait S3Executor: Send + Sync + 'static {
@@ -87,12 +93,17 @@ pub async fn run<E: S3Executor>(
     mut requests: mpsc::Receiver<Envelope>,
     invalidations: Option<std_mpsc::Sender<Invalidation>>,
     shutdown: impl Future<Output = ()>,
+    metrics: Arc<Metrics>,
 ) {
     let clock = std::time::Instant::now();
     let now = || goofys_core::Instant::from_nanos(u64::try_from(clock.elapsed().as_nanos()).unwrap_or(u64::MAX));
     let mut replies: HashMap<FuseReqId, PendingReply> = HashMap::new();
     let mut inflight: JoinSet<(S3ReqId, S3Result)> = JoinSet::new();
     let mut aborts: HashMap<S3ReqId, AbortHandle> = HashMap::new();
+    // What each request in flight is, since when: S3 (kind, bytes sent) and FUSE (operation).
+    let mut s3_started: HashMap<S3ReqId, (&'static str, std::time::Instant, u64)> = HashMap::new();
+    let mut fuse_started: HashMap<FuseReqId, (&'static str, std::time::Instant)> = HashMap::new();
+    let mut counters_copied = std::time::Instant::now();
     let mut shutting_down = false;
     let mut requests_open = true;
     tokio::pin!(shutdown);
@@ -105,6 +116,7 @@ pub async fn run<E: S3Executor>(
                 Some(Envelope::Request { id, op, reply }) => {
                     if let Some(reply) = reply {
                         replies.insert(id, reply);
+                        fuse_started.insert(id, (op.name(), std::time::Instant::now()));
                     }
                     Input::Fuse { id, op }
                 }
@@ -118,6 +130,9 @@ pub async fn run<E: S3Executor>(
             Some(joined) = inflight.join_next(), if !inflight.is_empty() => match joined {
                 Ok((id, result)) => {
                     aborts.remove(&id);
+                    if let Some((kind, started, bytes_out)) = s3_started.remove(&id) {
+                        metrics.s3_finished(kind, &result, started.elapsed(), bytes_out);
+                    }
                     Input::S3 { id, result }
                 }
                 // Aborted by a cancel: the core no longer waits for it.
@@ -134,6 +149,8 @@ pub async fn run<E: S3Executor>(
         while let Some(output) = core.poll_output() {
             match output {
                 Output::S3Request { id, request } => {
+                    s3_started
+                        .insert(id, (request.operation_name(), std::time::Instant::now(), request_bytes_out(&request)));
                     let executor = Arc::clone(&executor);
                     let abort = inflight.spawn(async move { (id, executor.execute(request).await) });
                     aborts.insert(id, abort);
@@ -142,9 +159,18 @@ pub async fn run<E: S3Executor>(
                     if let Some(abort) = aborts.remove(&id) {
                         abort.abort();
                     }
+                    if let Some((kind, _, _)) = s3_started.remove(&id) {
+                        metrics.s3_cancelled(kind);
+                    }
                 }
                 Output::FuseReply { id, reply } => match replies.remove(&id) {
-                    Some(pending) => send_reply(pending, reply),
+                    Some(pending) => {
+                        let failed = matches!(reply, FuseReply::Error(_));
+                        send_reply(pending, reply);
+                        if let Some((op, started)) = fuse_started.remove(&id) {
+                            metrics.fuse_replied(op, failed, started.elapsed());
+                        }
+                    }
                     None => tracing::error!(?id, "the core answered a request nobody waits for"),
                 },
                 Output::InvalidateInode { ino } => {
@@ -160,10 +186,15 @@ pub async fn run<E: S3Executor>(
                 Output::Done => done = true,
             }
         }
+        if counters_copied.elapsed() >= CORE_COUNTERS_EVERY {
+            metrics.set_core(core.counters());
+            counters_copied = std::time::Instant::now();
+        }
         if done {
             break;
         }
     }
+    metrics.set_core(core.counters());
     inflight.abort_all();
     // Anything still unanswered (there should be nothing) gets an error, not silence.
     for (_, pending) in replies.drain() {

@@ -18,6 +18,7 @@ pub mod daemon;
 pub mod demo;
 pub mod driver;
 pub mod logging;
+pub mod metrics;
 pub mod mount;
 pub mod mount_helper;
 pub mod plan;

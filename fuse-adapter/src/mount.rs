@@ -10,6 +10,10 @@
 //!   unmounted normally. It is then detached lazily: it disappears from the tree at once, and
 //!   processes still inside get errors. Waiting for them would keep a signalled process alive
 //!   indefinitely, so the wait for the kernel session to end is bounded.
+//! - The kernel reads ahead of a FUSE file at most the backing device's `read_ahead_kb`
+//!   (128 KiB by default), whatever `max_readahead` the filesystem offers, so a sequential
+//!   reader sent 128 KiB requests: eight kernel round trips per MiB. As root, the mount raises
+//!   it to [`crate::adapter::MAX_IO_BYTES`] (as JuiceFS does); otherwise it stays as it is.
 
 use std::future::Future;
 use std::io;
@@ -26,6 +30,7 @@ use tokio::task::JoinHandle;
 
 use crate::adapter::FuseAdapter;
 use crate::driver::{S3Executor, spawn_invalidator};
+use crate::metrics::Metrics;
 
 /// How many kernel requests may wait for the driver before fuser threads block.
 const REQUEST_QUEUE_LEN: usize = 1024;
@@ -95,6 +100,7 @@ pub struct Mount {
     session: BackgroundSession,
     driver: JoinHandle<()>,
     stop: Option<oneshot::Sender<()>>,
+    metrics: Arc<Metrics>,
 }
 
 /// Mounts `options.mountpoint` and starts serving it with `core`, running S3 requests with
@@ -107,13 +113,15 @@ pub fn mount<E: S3Executor>(core: Core, executor: Arc<E>, options: &MountOptions
         .with_context(|| format!("cannot resolve mountpoint {}", options.mountpoint.display()))?;
     let session = fuser::spawn_mount(FuseAdapter::new(tx), &mountpoint, &options.fuser_config())
         .with_context(|| format!("mounting {} failed", mountpoint.display()))?;
+    raise_read_ahead(&mountpoint);
     let invalidations = spawn_invalidator(session.notifier());
     let (stop_tx, stop_rx) = oneshot::channel::<()>();
     let stop = async move {
         let _ = stop_rx.await;
     };
-    let driver = tokio::spawn(crate::driver::run(core, executor, rx, Some(invalidations), stop));
-    Ok(Mount { mountpoint, session, driver, stop: Some(stop_tx) })
+    let metrics = Arc::new(Metrics::default());
+    let driver = tokio::spawn(crate::driver::run(core, executor, rx, Some(invalidations), stop, Arc::clone(&metrics)));
+    Ok(Mount { mountpoint, session, driver, stop: Some(stop_tx), metrics })
 }
 
 impl Mount {
@@ -176,6 +184,11 @@ impl Mount {
         Ok(())
     }
 
+    /// The mount's metrics (S3 requests, FUSE operations, memory).
+    pub fn metrics(&self) -> Arc<Metrics> {
+        Arc::clone(&self.metrics)
+    }
+
     /// The canonical path of the mountpoint.
     pub fn mountpoint(&self) -> &Path {
         &self.mountpoint
@@ -185,6 +198,31 @@ impl Mount {
     pub async fn unmount(self) -> anyhow::Result<()> {
         self.serve_until(std::future::ready(())).await
     }
+}
+
+/// Lets the kernel read ahead of the mount's files in requests of up to
+/// [`crate::adapter::MAX_IO_BYTES`] instead of 128 KiB (needs root to write sysfs; without it,
+/// or if the mount is not found, nothing changes).
+fn raise_read_ahead(mountpoint: &Path) {
+    let Some(entry) = crate::checks::mount_at(mountpoint) else {
+        tracing::debug!(mountpoint = %mountpoint.display(), "mount not in mountinfo: read-ahead left as it is");
+        return;
+    };
+    let setting = PathBuf::from(format!("/sys/class/bdi/{}/read_ahead_kb", entry.device));
+    let wanted_kib = u64::from(crate::adapter::MAX_IO_BYTES) / 1024;
+    match raise_setting(&setting, wanted_kib) {
+        Ok(()) => tracing::debug!(setting = %setting.display(), wanted_kib, "read-ahead raised"),
+        Err(error) => tracing::debug!(setting = %setting.display(), %error, "read-ahead left as it is"),
+    }
+}
+
+/// Writes `wanted` to the number in `path` if it holds less.
+fn raise_setting(path: &Path, wanted: u64) -> io::Result<()> {
+    let current: u64 = std::fs::read_to_string(path)?.trim().parse().map_err(io::Error::other)?;
+    if current < wanted {
+        std::fs::write(path, wanted.to_string())?;
+    }
+    Ok(())
 }
 
 /// How [`unmount_mountpoint`] went.
@@ -229,5 +267,23 @@ fn unmount_mountpoint(mountpoint: &Path) -> io::Result<Unmounted> {
         },
         (false, stderr) if stderr.contains("not found") || stderr.contains("not mounted") => Ok(Unmounted::AlreadyGone),
         (false, stderr) => Err(io::Error::other(crate::checks::one_line(&stderr))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_setting_is_raised_never_lowered() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("read_ahead_kb");
+        std::fs::write(&path, "128\n").unwrap();
+        raise_setting(&path, 1024).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "1024");
+        std::fs::write(&path, "4096\n").unwrap();
+        raise_setting(&path, 1024).unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "4096\n");
+        assert!(raise_setting(&dir.path().join("missing"), 1024).is_err());
     }
 }

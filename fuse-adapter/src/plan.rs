@@ -47,6 +47,8 @@ pub struct HostFacts {
     pub user_allow_other: bool,
     /// The value of [`SSE_C_KEY_ENV`].
     pub sse_c_key_env: Option<SecretArg>,
+    /// Physical memory (MemTotal), for `--memory-limit`'s default.
+    pub memory_bytes: u64,
 }
 
 impl HostFacts {
@@ -59,6 +61,13 @@ impl HostFacts {
             user_allow_other: std::fs::read_to_string("/etc/fuse.conf")
                 .is_ok_and(|text| crate::checks::fuse_conf_allows_other(&text)),
             sse_c_key_env: std::env::var(SSE_C_KEY_ENV).ok().map(SecretArg),
+            memory_bytes: std::fs::read_to_string("/proc/meminfo")
+                .ok()
+                .and_then(|meminfo| {
+                    let line = meminfo.lines().find(|line| line.starts_with("MemTotal:"))?.to_owned();
+                    line.split_whitespace().nth(1)?.parse::<u64>().ok()
+                })
+                .map_or(4 << 30, |kib| kib * 1024),
         }
     }
 }
@@ -82,6 +91,8 @@ pub struct MountPlan {
     pub mount: MountOptions,
     pub foreground: bool,
     pub logging: LogSettings,
+    /// Where Prometheus metrics are served, if asked for (loopback only).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     /// Things the user should know, printed before mounting.
     pub warnings: Vec<String>,
 }
@@ -92,6 +103,13 @@ impl MountPlan {
         let mut warnings = Vec::new();
         let source = args.bucket.clone().ok_or_else(|| usage_error("no bucket given"))?;
         let mountpoint = absolute(args.mountpoint.as_deref().ok_or_else(|| usage_error("no mountpoint given"))?)?;
+        if let Some(address) = args.metrics_addr
+            && !address.ip().is_loopback()
+        {
+            return Err(usage_error(format!(
+                "--metrics-addr {address} is not a loopback address: metrics are served on 127.0.0.1 or [::1] only"
+            )));
+        }
         if args.http_timeout.is_zero() {
             return Err(usage_error("--http-timeout must be more than 0, such as 30s"));
         }
@@ -137,7 +155,9 @@ impl MountPlan {
             s3_request_timeout: args.http_timeout,
             cheap_lookups: args.cheap,
             no_implicit_dirs: args.no_implicit_dir,
-            ..CoreConfig::default()
+            ..memory_budget(
+                args.memory_limit.map_or_else(|| default_memory_limit_bytes(host.memory_bytes), |mib| mib << 20),
+            )
         }
         .with_mount_prefix(&source.prefix);
 
@@ -173,8 +193,29 @@ impl MountPlan {
                 debug_fuse: args.debug_fuse,
                 debug_s3: args.debug_s3,
             },
+            metrics_addr: args.metrics_addr,
             warnings,
         })
+    }
+}
+
+/// `--memory-limit`'s default: a quarter of RAM, from 256 MiB to 4 GiB.
+pub fn default_memory_limit_bytes(memory_bytes: u64) -> u64 {
+    (memory_bytes / 4).clamp(256 << 20, 4 << 30)
+}
+
+/// The core's buffers within `limit_bytes`: half for written data not yet in S3, half for
+/// read-ahead across all open files, and a prefetch window per file no larger than a quarter
+/// of the read half (so several readers share it).
+pub fn memory_budget(limit_bytes: u64) -> CoreConfig {
+    let defaults = CoreConfig::default();
+    let read_bytes = limit_bytes / 2;
+    CoreConfig {
+        max_dirty_bytes: limit_bytes - read_bytes,
+        max_read_buffer_bytes: read_bytes,
+        prefetch_max_window_bytes: defaults.prefetch_max_window_bytes.min(read_bytes / 4),
+        prefetch_initial_window_bytes: defaults.prefetch_initial_window_bytes.min(read_bytes / 4),
+        ..defaults
     }
 }
 
@@ -413,6 +454,7 @@ mod tests {
             fusermount3: Some("/usr/bin/fusermount3".into()),
             user_allow_other: false,
             sse_c_key_env: None,
+            memory_bytes: 8 << 30,
         }
     }
 
@@ -575,5 +617,28 @@ mod tests {
     fn later_kernel_flags_override_earlier_opposites() {
         let flags = plan(&["-o", "nosuid,dev,suid,nodev", "b", "/mnt"], &root_host()).unwrap();
         assert_eq!(flags.mount.extra, [MountOption::Suid, MountOption::NoDev]);
+    }
+
+    #[test]
+    fn memory_limit_splits_between_read_ahead_and_unwritten_data_and_metrics_stay_on_loopback() {
+        let plan = |extra: &[&str]| {
+            let mut argv = vec!["goofys-rs"];
+            argv.extend_from_slice(extra);
+            argv.extend_from_slice(&["bucket", "/mnt"]);
+            match try_parse_args(argv.iter().map(std::ffi::OsString::from)) {
+                Ok(Invocation::Mount(args)) => MountPlan::new(*args, &root_host()),
+                other => panic!("{other:?}"),
+            }
+        };
+        let limited = plan(&["--memory-limit", "256"]).unwrap();
+        assert_eq!(limited.core.max_dirty_bytes + limited.core.max_read_buffer_bytes, 256 << 20);
+        assert_eq!(limited.core.prefetch_max_window_bytes, 32 << 20, "four readers share the read half");
+        let default = plan(&[]).unwrap();
+        assert_eq!(default.core.max_dirty_bytes + default.core.max_read_buffer_bytes, 2 << 30, "a quarter of 8 GiB");
+        assert_eq!(default_memory_limit_bytes(1 << 30), 256 << 20);
+        assert_eq!(default_memory_limit_bytes(64 << 30), 4 << 30);
+        assert!(plan(&["--metrics-addr", "127.0.0.1:9100"]).unwrap().metrics_addr.is_some());
+        let error = plan(&["--metrics-addr", "0.0.0.0:9100"]).unwrap_err();
+        assert!(error.to_string().contains("loopback"), "{error}");
     }
 }

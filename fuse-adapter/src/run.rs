@@ -143,15 +143,25 @@ async fn mount_and_serve(plan: MountPlan, readiness: &mut Option<Readiness>) -> 
         .map_err(|error| before_ready(explain_check_error(&plan, error)))?;
     tracing::info!(bucket = %plan.source, url = %client.bucket_url(), region = %client.region(), "bucket checked");
     let stop = shutdown_signal().map_err(|error| before_ready(format!("cannot listen for signals: {error}")))?;
+    let metrics_listener = match plan.metrics_addr {
+        Some(address) => Some(crate::metrics::bind(address).await.map_err(|error| {
+            before_ready(format!("cannot serve metrics on --metrics-addr {address}: {error}; choose another port"))
+        })?),
+        None => None,
+    };
     let core = Core::new(plan.core.clone(), wall_clock_now(), seed());
     let mounted =
         crate::mount::mount(core, Arc::new(client), &plan.mount).map_err(|error| before_ready(format!("{error:#}")))?;
     tracing::info!(source = %plan.source, mountpoint = %plan.mountpoint.display(), "mounted");
+    let metrics = mounted.metrics();
+    if let Some(listener) = metrics_listener {
+        crate::metrics::serve(listener, std::sync::Arc::clone(&metrics));
+    }
     if let Some(readiness) = readiness.take() {
         readiness.ready();
     }
     mounted.serve_until(stop).await.map_err(|error| Failure::WhileServing(format!("{error:#}")))?;
-    tracing::info!(mountpoint = %plan.mountpoint.display(), "unmounted");
+    tracing::info!(mountpoint = %plan.mountpoint.display(), summary = %metrics.summary(), "unmounted");
     Ok(())
 }
 

@@ -287,3 +287,89 @@ async fn the_log_file_is_owner_only_and_holds_requests_but_no_secret() {
     }
     assert_eq!(process.stderr(), "", "with --log-file nothing goes to stderr");
 }
+
+/// The answer to `GET /metrics` at `address`, body only.
+fn scrape(address: &str) -> String {
+    use std::io::{Read as _, Write as _};
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(stream, "GET /metrics HTTP/1.1\r\nHost: {address}\r\n\r\n").unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.starts_with("HTTP/1.1 200 OK"), "{head}");
+    body.to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_addr_serves_the_mounts_figures_and_the_unmount_line_sums_them_up() {
+    let server = SeaweedFs::shared();
+    let (_client, bucket) = bucket_with_files(&server, "metrics").await;
+    let mnt = Mountpoint::new();
+    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let command = foreground_command(&server, &bucket, &mnt, &["--metrics-addr", &address]);
+    let mut process = ForegroundProcess::mount(command, &mnt);
+    assert_eq!(read(mnt.join("hello.txt")), "hello from s3\n");
+
+    let body = tokio::task::spawn_blocking({
+        let address = address.clone();
+        move || scrape(&address)
+    })
+    .await
+    .unwrap();
+    for wanted in [
+        "goofys_s3_requests_total{kind=\"GetObject\",outcome=\"ok\"} ",
+        "goofys_s3_request_duration_seconds_count{kind=\"GetObject\"} ",
+        "goofys_fuse_ops_total{op=\"read\",outcome=\"ok\"} ",
+        "goofys_fuse_op_duration_seconds_bucket{op=\"lookup\",le=\"+Inf\"} ",
+        "goofys_memory_resident_bytes ",
+    ] {
+        assert!(body.contains(wanted), "missing {wanted} in\n{body}");
+    }
+    let received: u64 = body
+        .lines()
+        .find_map(|line| line.strip_prefix("goofys_s3_received_bytes_total "))
+        .and_then(|value| value.parse().ok())
+        .unwrap();
+    assert!(received >= 14, "hello.txt came from S3: {received} bytes counted");
+
+    process.signal("TERM");
+    assert!(process.wait().success(), "{}", process.stderr());
+    let stderr = process.stderr();
+    let unmounted = stderr.lines().find(|line| line.contains("unmounted")).unwrap_or_else(|| panic!("{stderr}"));
+    assert!(unmounted.contains("S3 requests: "), "{unmounted}");
+    assert!(unmounted.contains("GetObject"), "{unmounted}");
+    assert!(unmounted.contains("FUSE ops: "), "{unmounted}");
+    assert!(unmounted.contains("peak resident memory"), "{unmounted}");
+    // The endpoint ends with the mount.
+    assert!(std::net::TcpStream::connect(&address).is_err(), "metrics still served after exit");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sequential_reader_reaches_the_mount_in_1_mib_requests_not_128_kib() {
+    let server = SeaweedFs::shared();
+    let (client, bucket) = bucket_with_files(&server, "readahead").await;
+    let body: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
+    put_object(&client, "big.bin", &body).await;
+    let mnt = Mountpoint::new();
+    let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
+    let command = foreground_command(&server, &bucket, &mnt, &["--metrics-addr", &address]);
+    let _process = ForegroundProcess::mount(command, &mnt);
+    let device = std::fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .find(|line| line.split(' ').nth(4) == Some(mnt.arg().as_str()))
+        .and_then(|line| line.split(' ').nth(2).map(str::to_owned))
+        .unwrap();
+    let read_ahead_kb = std::fs::read_to_string(format!("/sys/class/bdi/{device}/read_ahead_kb")).unwrap();
+    assert_eq!(read_ahead_kb.trim(), "1024");
+
+    assert!(std::fs::read(mnt.join("big.bin")).unwrap() == body, "the bytes read differ");
+    let body = tokio::task::spawn_blocking(move || scrape(&address)).await.unwrap();
+    let reads: u64 = body
+        .lines()
+        .find_map(|line| line.strip_prefix("goofys_fuse_ops_total{op=\"read\",outcome=\"ok\"} "))
+        .and_then(|value| value.parse().ok())
+        .unwrap();
+    // 8 MiB in 1 MiB requests (and a last one at the end); at 128 KiB it would be 64.
+    assert!(reads <= 12, "{reads} FUSE reads for 8 MiB");
+}
