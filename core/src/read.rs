@@ -487,13 +487,18 @@ impl Core {
 
 /// Where a sequential reader's prefetch should reach after a read that ends at `read_end`.
 ///
-/// The window is refilled only once half of it has been consumed, and then in whole parts:
-/// topping it up after every kernel read would send one small GET per read (a 128 KiB read
-/// adding 128 KiB at the far end), hundreds of requests where a few large ones do.
+/// The window is refilled in whole parts, as soon as a whole part fits (so a full window
+/// keeps `window / part` GETs in flight, as a raw client does), or while it is smaller than two
+/// parts, once half of it has been consumed: topping it up after every kernel read would send
+/// one small GET per read (a 1 MiB read adding 1 MiB at the far end), hundreds of requests
+/// where a few large ones do.
 fn refill_end(stream: &Stream, read_end: u64, part_size_bytes: u64, size_bytes: u64) -> u64 {
     let part_size_bytes = part_size_bytes.max(1);
     let ahead_bytes = stream.prefetched_until.saturating_sub(read_end);
-    if ahead_bytes > stream.window_bytes / 2 {
+    let room_bytes = stream.window_bytes.saturating_sub(ahead_bytes);
+    let room_needed_bytes =
+        if stream.window_bytes >= 2 * part_size_bytes { part_size_bytes } else { stream.window_bytes / 2 };
+    if room_bytes < room_needed_bytes {
         return stream.prefetched_until.min(size_bytes);
     }
     let from = stream.prefetched_until.max(read_end);
