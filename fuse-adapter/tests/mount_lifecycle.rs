@@ -349,7 +349,7 @@ async fn a_sequential_reader_reaches_the_mount_in_1_mib_requests_not_128_kib() {
     let server = SeaweedFs::shared();
     let (client, bucket) = bucket_with_files(&server, "readahead").await;
     let body: Vec<u8> = (0..8u32 << 20).map(|i| (i % 251) as u8).collect();
-    put_object(&client, "big.bin", &body).await;
+    put(&client, "big.bin", body.clone()).await;
     let mnt = Mountpoint::new();
     let address = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().to_string();
     let command = foreground_command(&server, &bucket, &mnt, &["--metrics-addr", &address]);
