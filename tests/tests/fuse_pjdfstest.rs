@@ -35,7 +35,7 @@ const KEY_LENGTH: &str = "S3 keys are at most 1024 bytes and the case builds a p
      mount answers EIO (ENAMETOOLONG would be better: reported)";
 const MTIME_AT_COMMIT: &str = "not yet (core): a new file's mtime is its create time until close, then the commit's \
      time, then S3's Last-Modified; the case sees it move without a write";
-const UNLINK_WHILE_OPEN: &str = "not yet (core, issue 6 in progress): an unlinked file's open handle loses its bytes";
+const UNLINK_WHILE_OPEN: &str = "not yet (core): reads and writes of a file unlinked while open work, but its fstat shows st_nlink 1, not 0";
 
 /// Cases that fail on this mount and why: an exact name, or `*::suffix` for every file type
 /// variant of a case.
