@@ -88,6 +88,8 @@ pub(crate) enum Purpose {
     },
     /// The check and delete of an object unlinked while open (see [`crate::unlinked`]).
     UnlinkedDelete,
+    /// Another try at aborting an upload whose abort failed (see [`crate::leftovers`]).
+    LeftoverAbort,
     /// A step of a namespace change (mkdir, unlink, rmdir, rename) of FUSE request `op`.
     Mutate {
         op: FuseReqId,

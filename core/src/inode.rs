@@ -56,6 +56,9 @@ pub(crate) struct Inode {
     pub posix: PosixAttrs,
     /// A symlink's target, with the version of the object it was read from.
     pub link_target: Option<(ETag, crate::s3_types::Body)>,
+    /// This mount removed the name (unlink, rmdir, or a rename over it) while the kernel or an
+    /// open handle still held the inode: `stat` shows no links.
+    pub unlinked: bool,
 }
 
 /// What an object carries besides its bytes.
@@ -217,6 +220,7 @@ impl InodeTable {
             metadata: config.mount_prefix.is_empty().then(ObjectMetadata::default),
             posix: PosixAttrs::default(),
             link_target: None,
+            unlinked: false,
         };
         InodeTable {
             inodes: BTreeMap::from([(Ino::ROOT, root)]),
@@ -371,6 +375,7 @@ impl InodeTable {
             metadata,
             posix,
             link_target: None,
+            unlinked: false,
         };
         self.inodes.insert(ino, inode);
         ino
@@ -434,6 +439,15 @@ impl InodeTable {
     pub fn detach(&mut self, parent: Ino, name: &str) {
         if let Some(dentry) = self.dentries.remove(&(parent, name.to_owned())) {
             self.remove_if_unreferenced(dentry.ino, false);
+        }
+    }
+
+    /// The inode named `name` in `parent` loses that name for good (this mount removed it).
+    fn mark_unlinked(&mut self, parent: Ino, name: &str) {
+        if let Some(dentry) = self.dentries.get(&(parent, name.to_owned()))
+            && let Some(inode) = self.inodes.get_mut(&dentry.ino)
+        {
+            inode.unlinked = true;
         }
     }
 
@@ -544,16 +558,9 @@ impl InodeTable {
     }
 
     /// A file this mount wrote is in S3 now, as this version. The kernel's pages hold exactly
-    /// its bytes, so they stay valid.
-    pub fn committed(
-        &mut self,
-        ino: Ino,
-        size_bytes: u64,
-        etag: ETag,
-        mtime: UnixNanos,
-        now: Instant,
-        metadata: ObjectMetadata,
-    ) {
+    /// its bytes, so they stay valid. Its modification time stays that of its last change
+    /// (create, write or truncate), which the kernel already holds, not the commit's.
+    pub fn committed(&mut self, ino: Ino, size_bytes: u64, etag: ETag, now: Instant, metadata: ObjectMetadata) {
         let stat_expiry = now + self.stat_cache_ttl;
         let type_expiry = now + self.type_cache_ttl;
         let Some(inode) = self.inodes.get_mut(&ino) else { return };
@@ -562,7 +569,6 @@ impl InodeTable {
         inode.size_bytes = size_bytes;
         inode.kernel_cached_etag = Some(etag.clone());
         inode.etag = Some(etag);
-        inode.mtime = mtime;
         inode.stat_expiry = stat_expiry;
         inode.attrs_asked_at = now;
         let slot = (inode.parent, inode.name.clone());
@@ -639,6 +645,7 @@ impl InodeTable {
         if self.dentries.get(&old_slot).is_some_and(|d| d.ino == ino) {
             self.dentries.remove(&old_slot);
         }
+        self.mark_unlinked(new_parent, new_name);
         self.detach(new_parent, new_name);
         self.negative.remove(&(new_parent, new_name.to_owned()));
         let type_expiry = now + self.type_cache_ttl;
@@ -706,6 +713,7 @@ impl InodeTable {
     /// Forgets what is cached of the name `name` in `parent` and remembers it as missing, even
     /// if it is being written (after this mount deleted it).
     pub fn remove_name(&mut self, parent: Ino, name: &str, now: Instant) {
+        self.mark_unlinked(parent, name);
         self.detach(parent, name);
         if !self.negative_cache_ttl.is_zero() {
             let expiry = now + self.negative_cache_ttl;
@@ -713,16 +721,17 @@ impl InodeTable {
         }
     }
 
-    /// The attributes `stat` shows for an inode.
     /// The attributes `stat` shows for an inode: what its metadata says, else the mount's
     /// defaults (`--file-mode`, `--dir-mode`, `--uid`, `--gid`; a symlink's mode is 0777). Without
     /// metadata times, all three times are the object's Last-Modified; ctime defaults to mtime.
+    /// A file or directory this mount removed while it was held has no links.
     pub fn attr(&self, inode: &Inode, config: &CoreConfig) -> Attr {
-        let (default_perm, nlink, size_bytes) = match inode.kind {
+        let (default_perm, linked_nlink, size_bytes) = match inode.kind {
             FileKind::Directory => (config.dir_mode, 2, 4096),
             FileKind::File => (config.file_mode, 1, inode.size_bytes),
             FileKind::Symlink => (0o777, 1, inode.size_bytes),
         };
+        let nlink = if inode.unlinked { 0 } else { linked_nlink };
         let posix = &inode.posix;
         let mtime = posix.mtime.unwrap_or(inode.mtime);
         Attr {

@@ -36,6 +36,7 @@ pub mod counters;
 mod extents;
 mod fetch;
 mod inode;
+mod leftovers;
 mod links;
 mod lookup;
 mod machine;

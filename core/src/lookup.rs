@@ -110,6 +110,10 @@ impl Core {
             Err(InvalidName::TooLong) => return self.reply_error(id, Errno::ENAMETOOLONG),
             Err(_) => return self.reply_error(id, Errno::ENOENT),
         }
+        if parent_inode.key.len() + name.len() > crate::namespace::KEY_MAX_BYTES {
+            // No object or prefix can be that long.
+            return self.reply_error(id, Errno::ENOENT);
+        }
         match self.inodes.lookup_cached(parent, name, now) {
             CachedLookup::Hit(ino) => self.reply_entry(id, ino),
             CachedLookup::Negative => self.reply_error(id, Errno::ENOENT),

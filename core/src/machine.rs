@@ -21,12 +21,13 @@ use crate::fuse_types::{FileKind, FuseOp, FuseReply, StatFs};
 use crate::ids::{FileHandle, FuseReqId, Ino, S3ReqId};
 use crate::inode::{InodeTable, UpsertEffect};
 use crate::io::{Input, Output};
+use crate::leftovers::LeftoverUpload;
 use crate::lookup::LookupOp;
 use crate::mutate::Mutation;
 use crate::read::FileReader;
 use crate::readdir::DirHandle;
 use crate::retry::{backoff_delay, is_retryable};
-use crate::s3_types::{S3Error, S3Request, S3Result, TransportError};
+use crate::s3_types::{S3Error, S3Request, S3Result, TransportError, UploadId};
 use crate::time::{Instant, UnixNanos};
 use crate::unlinked::PendingUnlink;
 use crate::write::WriteFile;
@@ -67,6 +68,8 @@ pub struct Core {
     pub(crate) next_meta_change: u64,
     /// Objects unlinked while open, by key, deleted when their last handle closes.
     pub(crate) pending_unlinks: BTreeMap<String, PendingUnlink>,
+    /// Multipart uploads whose abort failed, by key and upload id, to abort again later.
+    pub(crate) leftover_uploads: BTreeMap<(String, UploadId), LeftoverUpload>,
     /// One-shot reads requests wait for.
     pub(crate) fetches: BTreeMap<FuseReqId, Fetch>,
     /// The clock and wall time at the first input, to derive wall times.
@@ -105,6 +108,7 @@ impl Core {
             next_meta_change: 0,
             fetches: BTreeMap::new(),
             pending_unlinks: BTreeMap::new(),
+            leftover_uploads: BTreeMap::new(),
             epoch: None,
             mount_wall: wall_now,
             waiting: BTreeMap::new(),
@@ -130,6 +134,7 @@ impl Core {
         }
         self.fire_due_timers(now);
         self.shutdown_grace_over(now);
+        self.send_due_leftover_aborts(now);
         match input {
             Input::Fuse { id, op } => self.handle_fuse(now, id, op),
             Input::S3 { id, result } => self.handle_s3_result(now, id, result),
@@ -149,10 +154,7 @@ impl Core {
     /// When to call [`Core::handle_input`] with [`Input::Timeout`] if nothing else happens.
     pub fn poll_timeout(&self) -> Option<Instant> {
         let grace = self.shutdown_deadline.filter(|_| !self.retries_over);
-        match (self.calls.next_timer(), grace) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.calls.next_timer(), grace, self.next_leftover_abort()].into_iter().flatten().min()
     }
 
     /// Whether any S3 request is in flight or waiting for a retry.
@@ -314,6 +316,7 @@ impl Core {
         attempts: u32,
         result: S3Result,
     ) {
+        self.note_abort_result(now, request, &result);
         match purpose {
             Purpose::LookupHead { op } => self.lookup_head_done(now, op, result),
             Purpose::LookupList { op } => self.lookup_list_done(now, op, result),
@@ -324,6 +327,7 @@ impl Core {
             Purpose::MetaChange { change } => self.meta_change_done(now, change, call_id, attempts, result),
             Purpose::Fetch { op } => self.fetch_done(now, op, call_id, result),
             Purpose::UnlinkedDelete => self.unlinked_delete_done(now, call_id, result),
+            Purpose::LeftoverAbort => {}
             write => self.write_call_done(now, write, call_id, request, attempts, result),
         }
     }
@@ -425,6 +429,11 @@ impl Core {
         }
         self.commit_all(now);
         self.finish_all_unlinks(now);
+        self.send_due_leftover_aborts(now);
+    }
+
+    pub(crate) fn shutting_down(&self) -> bool {
+        self.shutting_down
     }
 
     /// The shutdown grace is over: stop retrying, so what is left ends soon.

@@ -24,7 +24,7 @@ use crate::fuse_types::{FileKind, FuseOp, FuseReply};
 use crate::ids::{FuseReqId, Ino};
 use crate::inode::{CachedLookup, ChildStat, ObjectMetadata, Observation};
 use crate::machine::Core;
-use crate::namespace::{InvalidName, check_name, dir_prefix, file_key};
+use crate::namespace::{InvalidName, KEY_MAX_BYTES, check_name, dir_prefix, file_key};
 use crate::posix::PosixAttrs;
 use crate::s3_types::{ETag, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::time::Instant;
@@ -110,18 +110,30 @@ pub(crate) struct Rename {
 
 impl Core {
     /// Checks a name for a new entry in `parent`.
+    /// A name whose object key would pass S3's limit is `ENAMETOOLONG` (a new directory's
+    /// marker key is one byte longer: see [`Core::valid_new_dir_name`]).
     pub(crate) fn valid_new_name(&self, parent: Ino, name: &OsStr) -> Result<String, Errno> {
-        match self.inodes.get(parent) {
+        let parent_key_bytes = match self.inodes.get(parent) {
             None => return Err(Errno::ENOENT),
             Some(inode) if inode.kind != FileKind::Directory => return Err(Errno::ENOTDIR),
-            Some(_) => {}
-        }
+            Some(inode) => inode.key.len(),
+        };
         let name = name.to_str().ok_or(Errno::EINVAL)?;
         match check_name(name) {
+            Ok(()) if parent_key_bytes + name.len() > KEY_MAX_BYTES => Err(Errno::ENAMETOOLONG),
             Ok(()) => Ok(name.to_owned()),
             Err(InvalidName::TooLong) => Err(Errno::ENAMETOOLONG),
             Err(_) => Err(Errno::EINVAL),
         }
+    }
+
+    /// [`Core::valid_new_name`] for a directory, whose key prefix ends in `/`.
+    fn valid_new_dir_name(&self, parent: Ino, name: &OsStr) -> Result<String, Errno> {
+        let name = self.valid_new_name(parent, name)?;
+        if dir_prefix(&self.parent_key(parent), &name).len() > KEY_MAX_BYTES {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        Ok(name)
     }
 
     fn parent_key(&self, parent: Ino) -> String {
@@ -209,7 +221,7 @@ impl Core {
     // ---- mkdir ----------------------------------------------------------------------------
 
     pub(crate) fn mkdir(&mut self, now: Instant, id: FuseReqId, parent: Ino, name: &OsStr, attrs: PosixAttrs) {
-        let name = match self.valid_new_name(parent, name) {
+        let name = match self.valid_new_dir_name(parent, name) {
             Ok(name) => name,
             Err(errno) => return self.reply_error(id, errno),
         };

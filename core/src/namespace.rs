@@ -16,6 +16,10 @@ use std::fmt;
 /// The longest file name, in bytes, the mount shows (Linux `NAME_MAX`).
 pub const NAME_MAX_BYTES: usize = 255;
 
+/// The longest object key, in bytes, S3 accepts: a path whose key would be longer cannot be
+/// created (`ENAMETOOLONG`) and cannot exist (`ENOENT`, without asking S3).
+pub const KEY_MAX_BYTES: usize = 1024;
+
 /// Why a key component cannot be a file name.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum InvalidName {

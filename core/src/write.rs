@@ -1311,7 +1311,6 @@ impl Core {
 
     /// Records the commit's outcome, answers its waiters and runs what waited for it.
     fn settle_commit(&mut self, now: Instant, ino: Ino, outcome: Result<ETag, Errno>) {
-        let wall = self.wall_time(now);
         let file = self.writes.get_mut(&ino).expect("a write state");
         let commit = file.commit.take().expect("a commit");
         file.upload = None;
@@ -1325,7 +1324,7 @@ impl Core {
                 file.dirty = file.size_bytes != size || file.metadata_to_write() != commit.metadata;
                 file.unreported_failure = None;
                 file.write_id = format!("{:016x}", self.rng.next_u64());
-                self.inodes.committed(ino, size, etag.clone(), wall, now, commit.metadata);
+                self.inodes.committed(ino, size, etag.clone(), now, commit.metadata);
                 self.inodes.make_ancestors_real(ino);
                 self.rebase_readers(now, ino, etag, size);
                 FuseReply::Empty

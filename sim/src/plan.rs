@@ -115,9 +115,32 @@ impl PlanDriver {
     /// Lets the work that goes on after replies (retries, deferred deletes, hints) finish:
     /// answers and fires timers until no S3 call is left.
     pub fn settle(&mut self) {
+        self.run_background(|driver| driver.core.has_calls_in_progress());
+    }
+
+    /// Lets `duration` of simulated time pass with no FUSE request: timers due meanwhile
+    /// fire, and what they send is answered.
+    pub fn wait(&mut self, duration: Duration) {
+        let until = self.now + duration;
+        let _ = writeln!(self.plan, "{} wait {duration:?}", self.clock());
+        self.run_background(|driver| driver.core.poll_timeout().is_some_and(|at| at <= until));
+        self.now = self.now.max(until);
+    }
+
+    /// Unmounts: the core finishes what it has to (commits, deferred deletes, aborts) and
+    /// says `Done`.
+    pub fn unmount(&mut self) {
+        let _ = writeln!(self.plan, "{} unmount", self.clock());
+        let mut ignored = None;
+        self.feed(Input::Shutdown, &mut ignored, FuseReqId(0));
+        self.run_background(|driver| driver.core.has_calls_in_progress());
+    }
+
+    /// Answers requests and fires timers while `more` says there is more to do.
+    fn run_background(&mut self, more: impl Fn(&PlanDriver) -> bool) {
         let nobody = FuseReqId(0);
         let mut ignored = None;
-        while self.core.has_calls_in_progress() {
+        while !self.pending.is_empty() || more(self) {
             if !self.pending.is_empty() {
                 let (s3_id, request) = self.pending.remove(0);
                 if let Some(result) = self.execute(&request) {

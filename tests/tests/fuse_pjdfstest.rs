@@ -31,11 +31,8 @@ const HARD_LINKS: &str = "a key is one name: link(2) is EPERM, and the case make
 const DIRECTORY_NLINK: &str = "a directory's link count would need a listing of its subdirectories: it is always 2";
 const PARENT_TIMES: &str = "a directory's times live on its marker object: keeping them would rewrite the marker at \
      every entry created or removed in it (and a new directory shows the mount's time)";
-const KEY_LENGTH: &str = "S3 keys are at most 1024 bytes and the case builds a path of PATH_MAX (4096) bytes; the \
-     mount answers EIO (ENAMETOOLONG would be better: reported)";
-const MTIME_AT_COMMIT: &str = "not yet (core): a new file's mtime is its create time until close, then the commit's \
-     time, then S3's Last-Modified; the case sees it move without a write";
-const UNLINK_WHILE_OPEN: &str = "not yet (core): reads and writes of a file unlinked while open work, but its fstat shows st_nlink 1, not 0";
+const KEY_LENGTH: &str = "S3 keys are at most 1024 bytes and the case builds a path of PATH_MAX (4096) bytes: the \
+     mount answers ENAMETOOLONG at the first name whose key would pass 1024 bytes";
 
 /// Cases that fail on this mount and why: an exact name, or `*::suffix` for every file type
 /// variant of a case.
@@ -67,9 +64,6 @@ const EXPECTED_FAILURES: &[(&str, &str)] = &[
     ("symlink::enametoolong_path", KEY_LENGTH),
     ("truncate::enametoolong_path", KEY_LENGTH),
     ("unlink::enametoolong_path", KEY_LENGTH),
-    ("truncate::unchanged_ctime_failed", MTIME_AT_COMMIT),
-    ("utimensat::utime_omit", MTIME_AT_COMMIT),
-    ("unlink::open_file_not_freed", UNLINK_WHILE_OPEN),
 ];
 
 /// Cases whose outcome is not asserted, and why.

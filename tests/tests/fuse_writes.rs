@@ -413,7 +413,6 @@ fn wait_for_streamed_parts(proxy: &goofys_tests::fault_proxy::FaultProxy, parts:
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: an upload whose abort failed (server down) is left behind for good"]
 async fn an_upload_that_failed_while_the_server_was_down_is_aborted_once_it_is_back() {
     let server = SeaweedFs::shared();
     let ProxiedBucket { proxy, direct: client, proxied } = ProxiedBucket::new(&server, "fuse-down").await;

@@ -382,16 +382,32 @@ fn a_file_unlinked_while_open_reads_on_until_its_last_close_then_goes() {
     let dir = ino_of(&mut driver, Ino::ROOT, "d");
     let ino = ino_of(&mut driver, dir, "open.txt");
     let fh = goofys_tests::plan_ops::open(&mut driver, ino, OpenFlags::O_RDONLY);
+    assert_eq!(attr_of(driver.run(FuseOp::GetAttr { ino, fh: Some(fh) })).nlink, 1);
     let unlink = FuseOp::Unlink { parent: dir, name: "open.txt".into() };
     assert_eq!(driver.run(unlink.clone()), FuseReply::Empty);
     assert_eq!(lookup(&mut driver, dir, "open.txt"), FuseReply::Error(Errno::ENOENT));
     assert!(list_plus(&mut driver, dir).is_empty(), "the name is gone from listings");
     assert_eq!(goofys_tests::plan_ops::read(&mut driver, ino, fh, 6, 8), b"readable");
-    assert_eq!(attr_of(driver.run(FuseOp::GetAttr { ino, fh: Some(fh) })).size_bytes, 14);
+    let attr = attr_of(driver.run(FuseOp::GetAttr { ino, fh: Some(fh) }));
+    assert_eq!((attr.size_bytes, attr.nlink), (14, 0), "fstat of an unlinked file shows no links");
     assert!(driver.model.object("d/open.txt").is_some(), "kept while a handle holds it");
     assert_eq!(driver.run(unlink), FuseReply::Error(Errno::ENOENT));
     assert_eq!(driver.run(FuseOp::Release { ino, fh }), FuseReply::Empty);
     assert!(driver.model.object("d/open.txt").is_none(), "deleted at the last close\n{}", driver.plan());
+}
+
+/// The kernel keeps the attributes a write gave it; the commit at close must not move the
+/// modification time under it (pjdfstest's `utimensat::utime_omit` saw it move).
+#[test]
+fn a_new_files_mtime_is_its_last_write_not_its_commit() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "f");
+    write(&mut driver, ino, fh, 0, b"bytes");
+    let written = attr_of(driver.run(FuseOp::GetAttr { ino, fh: Some(fh) }));
+    driver.wait(std::time::Duration::from_secs(5));
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    let committed = attr_of(driver.run(FuseOp::GetAttr { ino, fh: None }));
+    assert_eq!((committed.size_bytes, committed.mtime, committed.ctime), (5, written.mtime, written.mtime));
 }
 
 #[test]

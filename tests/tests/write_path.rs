@@ -269,6 +269,45 @@ fn a_failed_commit_reaches_close_as_an_errno_and_leaves_no_upload() {
     assert!(object(&driver, "f").is_none());
 }
 
+/// A multipart commit the store fails (it refuses parts after two) and whose abort it refuses
+/// as well: the upload stays, remembered as a leftover.
+fn fail_a_commit_and_its_abort() -> PlanDriver {
+    let mut driver = small_parts();
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "f");
+    driver.refuse("UploadPart", 2);
+    driver.refuse("AbortMultipartUpload", 0);
+    write(&mut driver, ino, fh, 0, &pattern(300 * KIB, 7));
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Error(Errno::EACCES), "{}", driver.plan());
+    assert_eq!(driver.model.uploads_in_progress(), 1, "the store refused the abort");
+    assert_eq!(driver.core.leftover_upload_count(), 1);
+    driver
+}
+
+/// An upload whose abort failed for good (the store refused it) is aborted again later, on
+/// a timer, once the store takes it.
+#[test]
+fn an_upload_whose_abort_failed_is_aborted_again_later() {
+    let mut driver = fail_a_commit_and_its_abort();
+
+    // Refused again at the first retry; the store takes the one after.
+    driver.wait(std::time::Duration::from_secs(31));
+    assert_eq!(driver.model.uploads_in_progress(), 1);
+    driver.refuse("AbortMultipartUpload", u32::MAX);
+    driver.wait(std::time::Duration::from_secs(61));
+    assert_eq!(driver.model.uploads_in_progress(), 0, "{}", driver.plan());
+    assert_eq!(driver.core.leftover_upload_count(), 0);
+    assert_eq!(driver.plan().matches("-> AbortMultipartUpload").count(), 3, "{}", driver.plan());
+}
+
+/// Unmounting does not wait for a leftover abort's timer: it sends it at once.
+#[test]
+fn an_upload_whose_abort_failed_is_aborted_at_unmount() {
+    let mut driver = fail_a_commit_and_its_abort();
+    driver.refuse("AbortMultipartUpload", u32::MAX);
+    driver.unmount();
+    assert_eq!(driver.model.uploads_in_progress(), 0, "{}", driver.plan());
+}
+
 #[test]
 fn mkdir_rmdir_and_unlink_follow_posix_errors() {
     let mut driver = PlanDriver::new(CoreConfig::default());
@@ -460,4 +499,39 @@ fn without_implicit_directories_a_lookup_heads_the_marker_instead_of_listing() {
     assert!(matches!(marked, FuseReply::Entry(e) if e.attr.kind == FileKind::Directory), "{marked:?}");
     assert_eq!(lookup(&mut driver, Ino::ROOT, "implicit"), FuseReply::Error(Errno::ENOENT));
     assert_eq!(driver.plan().matches("-> ListObjectsV2").count(), 0, "{}", driver.plan());
+}
+
+/// S3 keys end at 1024 bytes: a new name whose key would pass that is ENAMETOOLONG (not an
+/// S3 error turned EIO), and looking such a name up is ENOENT without asking S3.
+#[test]
+fn a_name_whose_key_would_pass_1024_bytes_cannot_be_created_or_found() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let mkdir = |parent: Ino, name: String| FuseOp::Mkdir { parent, name: name.into(), mode: 0o755, uid: 0, gid: 0 };
+    let mut dir = Ino::ROOT;
+    for level in 0..5u8 {
+        // Five levels of 200-byte names: the key prefix is 5 × 201 = 1005 bytes.
+        dir = match driver.run(mkdir(dir, char::from(b'a' + level).to_string().repeat(200))) {
+            FuseReply::Entry(entry) => entry.attr.ino,
+            other => panic!("mkdir: {other:?}"),
+        };
+    }
+    let (file, fh) = create(&mut driver, dir, &"f".repeat(19));
+    write(&mut driver, file, fh, 0, b"at the limit");
+    assert_eq!(close(&mut driver, file, fh), FuseReply::Empty);
+    let longest_key = format!(
+        "{}{}",
+        (0..5u8).map(|l| char::from(b'a' + l).to_string().repeat(200) + "/").collect::<String>(),
+        "f".repeat(19)
+    );
+    assert_eq!(longest_key.len(), 1024);
+    assert_eq!(object(&driver, &longest_key).as_deref(), Some(&b"at the limit"[..]));
+
+    let flags = OpenFlags(OpenFlags::O_WRONLY | OpenFlags::O_CREAT);
+    let create_op = FuseOp::Create { parent: dir, name: "g".repeat(20).into(), mode: 0o644, uid: 0, gid: 0, flags };
+    assert_eq!(driver.run(create_op), FuseReply::Error(Errno::ENAMETOOLONG));
+    assert!(matches!(driver.run(mkdir(dir, "d".repeat(18))), FuseReply::Entry(_)), "a 1024-byte marker key");
+    assert_eq!(driver.run(mkdir(dir, "e".repeat(19))), FuseReply::Error(Errno::ENAMETOOLONG));
+    let requests_before = driver.plan().matches("-> ").count();
+    assert_eq!(lookup(&mut driver, dir, &"h".repeat(20)), FuseReply::Error(Errno::ENOENT));
+    assert_eq!(driver.plan().matches("-> ").count(), requests_before, "no S3 request\n{}", driver.plan());
 }
