@@ -3,10 +3,11 @@
 //! Problems this module solves:
 //! - Streaming a large object fast needs several large ranged GETs in flight ahead of the
 //!   reader; a random reader must not pay for bytes it will never read. A read that continues
-//!   where the last one ended (or lands in what is already being fetched) is sequential and
-//!   doubles the prefetch window, from `prefetch_initial_window_bytes` up to
-//!   `prefetch_max_window_bytes`, split into GETs of at most `read_part_size_bytes`. Any other
-//!   read is random: the window resets and only the requested bytes are fetched.
+//!   where the last one ended (or lands in what is already being fetched, or skips forward by
+//!   at most `prefetch_initial_window_bytes`) is sequential and doubles the prefetch window,
+//!   from `prefetch_initial_window_bytes` up to `prefetch_max_window_bytes`, split into GETs of
+//!   at most `read_part_size_bytes`. Any other read is random: the window resets and only the
+//!   requested bytes are fetched.
 //! - Every GET carries `If-Match` with the ETag seen at open. If the object changed, S3 answers
 //!   412 (404 if it was deleted) and every read of the handle fails with ESTALE from then on,
 //!   never mixing versions.
@@ -217,8 +218,14 @@ impl Core {
         // stream: it neither grows the window nor counts as a jump.
         let behind_but_covered = offset < reader.stream.next_offset && reader.covered_until(offset).is_some();
         let stream = &mut reader.stream;
+        // A short skip forward is still a stream: the kernel asks only for the pages it does
+        // not hold, so reading back a file just written in unaligned pieces (tar's 10 KiB
+        // records) skips the whole pages it kept.
+        let short_skip =
+            offset > stream.next_offset && offset - stream.next_offset <= config.prefetch_initial_window_bytes;
         let sequential = behind_but_covered
             || offset == stream.next_offset
+            || short_skip
             || (offset > stream.next_offset && offset < stream.prefetched_until);
         let fetch_end = if behind_but_covered {
             end

@@ -129,6 +129,45 @@ fn a_random_read_fetches_only_what_it_needs() {
     assert_eq!(h.data(id), file.slice((20 * MIB) as usize..(20 * MIB + 4096) as usize));
 }
 
+/// The kernel reads back a file it wrote in unaligned pieces one partly cached page at a time:
+/// 4 KiB reads at rising offsets with whole pages skipped between them. They are a stream with
+/// short skips, served by a few prefetch GETs, not one GET per page.
+#[test]
+fn page_reads_that_skip_a_few_pages_forward_stream_with_a_few_gets() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content((9 * MIB) as usize);
+    let (ino, fh) = h.open_file("tarred", &file);
+    let mut gets = 0;
+    let mut offset = 4 * KIB;
+    while offset + 4 * KIB <= 9 * MIB {
+        let id = h.read(ino, fh, offset, 4096);
+        for (s3_id, request) in h.take_requests() {
+            gets += 1;
+            h.s3(s3_id, get_reply(&file, range_of(&request), "v1"));
+        }
+        assert_eq!(h.data(id), file.slice(offset as usize..(offset + 4 * KIB) as usize));
+        // tar's 10 KiB records leave every second or third page partly written.
+        offset += if (offset / (4 * KIB)).is_multiple_of(2) { 8 * KIB } else { 12 * KIB };
+    }
+    assert!(gets <= 12, "{gets} GETs for 9 MiB read page by page with skips");
+}
+
+/// Reads further apart than the first prefetch window stay random: only their bytes are asked.
+#[test]
+fn reads_that_jump_further_than_the_first_window_fetch_only_their_bytes() {
+    let config = CoreConfig { prefetch_initial_window_bytes: MIB, ..CoreConfig::default() };
+    let mut h = Harness::new(config);
+    let file = content((50 * MIB) as usize);
+    let (ino, fh) = h.open_file("f", &file);
+    for offset in [3 * MIB, 5 * MIB, 7 * MIB] {
+        let id = h.read(ino, fh, offset, 4096);
+        let (s3_id, request) = h.take_one_request();
+        assert_eq!((range_of(&request).start, range_of(&request).len_bytes()), (offset, 4096));
+        h.s3(s3_id, get_reply(&file, range_of(&request), "v1"));
+        assert_eq!(h.data(id).len(), 4096);
+    }
+}
+
 #[test]
 fn a_read_past_the_end_is_empty_and_a_read_across_it_is_short() {
     let mut h = Harness::new(CoreConfig::default());
