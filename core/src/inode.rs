@@ -59,6 +59,9 @@ pub(crate) struct Inode {
     /// This mount removed the name (unlink, rmdir, or a rename over it) while the kernel or an
     /// open handle still held the inode: `stat` shows no links.
     pub unlinked: bool,
+    /// A directory's names are all known here until then (it was created by this mount, or
+    /// listed whole): a name with no entry does not exist, without asking S3.
+    pub names_complete_until: Instant,
 }
 
 /// What an object carries besides its bytes.
@@ -221,6 +224,7 @@ impl InodeTable {
             posix: PosixAttrs::default(),
             link_target: None,
             unlinked: false,
+            names_complete_until: Instant::ZERO,
         };
         InodeTable {
             inodes: BTreeMap::from([(Ino::ROOT, root)]),
@@ -254,7 +258,8 @@ impl InodeTable {
             return CachedLookup::Negative;
         }
         let Some(dentry) = self.dentries.get(&slot) else {
-            return CachedLookup::Miss;
+            let names_complete = self.inodes.get(&parent).is_some_and(|dir| now < dir.names_complete_until);
+            return if names_complete { CachedLookup::Negative } else { CachedLookup::Miss };
         };
         match self.inodes.get(&dentry.ino) {
             Some(inode) if inode.writing => CachedLookup::Hit(dentry.ino),
@@ -376,6 +381,7 @@ impl InodeTable {
             posix,
             link_target: None,
             unlinked: false,
+            names_complete_until: Instant::ZERO,
         };
         self.inodes.insert(ino, inode);
         ino
@@ -448,6 +454,21 @@ impl InodeTable {
             && let Some(inode) = self.inodes.get_mut(&dentry.ino)
         {
             inode.unlinked = true;
+        }
+    }
+
+    /// Every name in directory `dir` is known as of `asked_at` (it was just created here, or a
+    /// listing asked then went through it whole). Lookups of other names are `ENOENT` without
+    /// asking S3 for as long as both the type cache and the negative cache would trust it.
+    pub fn names_complete(&mut self, dir: Ino, asked_at: Instant) {
+        let ttl = self.type_cache_ttl.min(self.negative_cache_ttl);
+        if ttl.is_zero() {
+            return;
+        }
+        if let Some(inode) = self.inodes.get_mut(&dir)
+            && inode.kind == FileKind::Directory
+        {
+            inode.names_complete_until = inode.names_complete_until.max(asked_at + ttl);
         }
     }
 
@@ -602,6 +623,7 @@ impl InodeTable {
         self.negative.remove(&(parent, name.to_owned()));
         let ino = self.insert_inode(parent, name, ChildStat::Directory, Observation::local(now));
         self.inodes.get_mut(&ino).expect("just inserted").writing = true;
+        self.names_complete(ino, now);
         self.dentries
             .insert((parent, name.to_owned()), Dentry { ino, type_expiry: now + self.type_cache_ttl, asked_at: now });
         ino
@@ -706,6 +728,11 @@ impl InodeTable {
     /// Forgets everything cached of the name `name` in `parent`, including that it was missing
     /// (something else now holds it in S3), so the next lookup asks S3.
     pub fn forget_name(&mut self, parent: Ino, name: &str) {
+        // Something this mount did not make holds the name: the directory's names are no
+        // longer all known.
+        if let Some(dir) = self.inodes.get_mut(&parent) {
+            dir.names_complete_until = Instant::ZERO;
+        }
         self.detach(parent, name);
         self.negative.remove(&(parent, name.to_owned()));
     }

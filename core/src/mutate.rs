@@ -337,6 +337,9 @@ impl Core {
                         };
                         let gives_posix = !metadata.posix().is_empty();
                         self.inodes.set_marker(ino, etag, std::mem::take(metadata));
+                        // The kernel looked the name up before mkdir and found nothing: the new
+                        // directory is empty.
+                        self.inodes.names_complete(ino, now);
                         if gives_posix {
                             self.hint_parent(now, ino);
                         }

@@ -192,6 +192,9 @@ pub(crate) struct DirHandle {
     state: ListingState,
     /// When the page being fetched was first asked for.
     page_asked_at: Instant,
+    /// When the first page was asked for: a listing gone through whole knows every name as of
+    /// then.
+    listing_asked_at: Instant,
     /// No page has arrived yet.
     first_page: bool,
     confirm: Option<Confirm>,
@@ -239,6 +242,7 @@ impl Core {
                 merger: ListingMerger::default(),
                 state,
                 page_asked_at: now,
+                listing_asked_at: now,
                 first_page: true,
                 confirm: None,
                 waiting: Vec::new(),
@@ -496,7 +500,11 @@ impl Core {
                 let request = self.list_request(&prefix, next_token.clone());
                 ListingState::Fetching(self.start_call(now, Purpose::ListPage { fh }, request))
             }
-            None => ListingState::Complete,
+            None => {
+                let listing_asked_at = self.dirs[&fh].listing_asked_at;
+                self.inodes.names_complete(ino, listing_asked_at);
+                ListingState::Complete
+            }
         };
         let dir = self.dirs.get_mut(&fh).expect("dir exists");
         dir.state = state;

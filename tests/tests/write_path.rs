@@ -321,6 +321,11 @@ fn mkdir_rmdir_and_unlink_follow_posix_errors() {
     assert!(driver.model.object("d/").is_some(), "mkdir writes a marker");
     driver.put("d/inner", &b"x"[..]);
     assert_eq!(driver.run(FuseOp::Rmdir { parent: Ino::ROOT, name: "d".into() }), FuseReply::Error(Errno::ENOTEMPTY));
+    // Another client's file in a directory this mount just made is seen once the type and
+    // negative caches expire (the mount knows every name of the new directory until then).
+    assert_eq!(lookup(&mut driver, dir, "inner"), FuseReply::Error(Errno::ENOENT));
+    driver.wait(std::time::Duration::from_secs(61));
+    assert!(matches!(lookup(&mut driver, dir, "inner"), FuseReply::Entry(_)));
     assert_eq!(driver.run(FuseOp::Unlink { parent: dir, name: "inner".into() }), FuseReply::Empty);
     assert!(driver.model.object("d/inner").is_none());
     assert_eq!(driver.run(FuseOp::Unlink { parent: dir, name: "inner".into() }), FuseReply::Error(Errno::ENOENT));
@@ -534,4 +539,40 @@ fn a_name_whose_key_would_pass_1024_bytes_cannot_be_created_or_found() {
     let requests_before = driver.plan().matches("-> ").count();
     assert_eq!(lookup(&mut driver, dir, &"h".repeat(20)), FuseReply::Error(Errno::ENOENT));
     assert_eq!(driver.plan().matches("-> ").count(), requests_before, "no S3 request\n{}", driver.plan());
+}
+
+/// What `tar x` or `cp -r` into a new directory costs: the kernel looks every new name up
+/// before creating it, and in a directory this mount made (or listed whole) the answer comes
+/// from the inode table: no HEAD or LIST per file, only its PUT.
+#[test]
+fn creating_files_in_a_new_or_fully_listed_directory_asks_s3_nothing_but_the_puts() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let dir = match driver.run(FuseOp::Mkdir { parent: Ino::ROOT, name: "new".into(), mode: 0o755, uid: 0, gid: 0 }) {
+        FuseReply::Entry(entry) => entry.attr.ino,
+        other => panic!("mkdir: {other:?}"),
+    };
+    let asked = |driver: &PlanDriver, operation: &str| driver.plan().matches(&format!("-> {operation}")).count();
+    let (heads, lists) = (asked(&driver, "HeadObject"), asked(&driver, "ListObjectsV2"));
+    for index in 0..10 {
+        let name = format!("f{index}");
+        assert_eq!(lookup(&mut driver, dir, &name), FuseReply::Error(Errno::ENOENT));
+        let (ino, fh) = create(&mut driver, dir, &name);
+        write(&mut driver, ino, fh, 0, b"small");
+        assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    }
+    assert_eq!((asked(&driver, "HeadObject"), asked(&driver, "ListObjectsV2")), (heads, lists), "{}", driver.plan());
+    assert_eq!(asked(&driver, "PutObject"), 11, "the marker and ten files");
+
+    // A directory another client filled, once listed whole.
+    driver.put("old/a", &b"a"[..]);
+    driver.put("old/b", &b"b"[..]);
+    let old = ino_of(&mut driver, Ino::ROOT, "old");
+    let FuseReply::Opened { fh, .. } = driver.run(FuseOp::OpenDir { ino: old }) else { panic!("opendir") };
+    let listed = driver.run(FuseOp::ReadDir { ino: old, fh, offset: 0, size_bytes: 1 << 20, plus: false });
+    assert!(matches!(&listed, FuseReply::Dir(entries) if entries.len() == 4), "{listed:?}");
+    assert_eq!(driver.run(FuseOp::ReleaseDir { ino: old, fh }), FuseReply::Empty);
+    let requests = driver.plan().matches("-> ").count();
+    assert_eq!(lookup(&mut driver, old, "c"), FuseReply::Error(Errno::ENOENT));
+    assert!(matches!(lookup(&mut driver, old, "a"), FuseReply::Entry(_)));
+    assert_eq!(driver.plan().matches("-> ").count(), requests, "{}", driver.plan());
 }
