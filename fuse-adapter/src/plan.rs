@@ -204,14 +204,15 @@ pub fn default_memory_limit_bytes(memory_bytes: u64) -> u64 {
     (memory_bytes / 4).clamp(256 << 20, 4 << 30)
 }
 
-/// The core's buffers within `limit_bytes`: half for written data not yet in S3, half for
-/// read-ahead across all open files, and a prefetch window per file no larger than a quarter
-/// of the read half (so several readers share it).
+/// The core's buffers within `limit_bytes`: 3/8 for written data not yet in S3, 3/8 for
+/// read-ahead across all open files, and a quarter left for what the core does not count (the
+/// process, tokio, HTTP buffers, parts on their way out); a prefetch window per file is no
+/// larger than a quarter of the read share (so several readers share it).
 pub fn memory_budget(limit_bytes: u64) -> CoreConfig {
     let defaults = CoreConfig::default();
-    let read_bytes = limit_bytes / 2;
+    let read_bytes = limit_bytes / 8 * 3;
     CoreConfig {
-        max_dirty_bytes: limit_bytes - read_bytes,
+        max_dirty_bytes: read_bytes,
         max_read_buffer_bytes: read_bytes,
         prefetch_max_window_bytes: defaults.prefetch_max_window_bytes.min(read_bytes / 4),
         prefetch_initial_window_bytes: defaults.prefetch_initial_window_bytes.min(read_bytes / 4),
@@ -631,10 +632,14 @@ mod tests {
             }
         };
         let limited = plan(&["--memory-limit", "256"]).unwrap();
-        assert_eq!(limited.core.max_dirty_bytes + limited.core.max_read_buffer_bytes, 256 << 20);
-        assert_eq!(limited.core.prefetch_max_window_bytes, 32 << 20, "four readers share the read half");
+        assert_eq!(limited.core.max_dirty_bytes + limited.core.max_read_buffer_bytes, 192 << 20, "a quarter is headroom");
+        assert_eq!(limited.core.prefetch_max_window_bytes, 24 << 20, "four readers share the read share");
         let default = plan(&[]).unwrap();
-        assert_eq!(default.core.max_dirty_bytes + default.core.max_read_buffer_bytes, 2 << 30, "a quarter of 8 GiB");
+        assert_eq!(
+            default.core.max_dirty_bytes + default.core.max_read_buffer_bytes,
+            (2 << 30) / 4 * 3,
+            "three quarters of a quarter of 8 GiB"
+        );
         assert_eq!(default_memory_limit_bytes(1 << 30), 256 << 20);
         assert_eq!(default_memory_limit_bytes(64 << 30), 4 << 30);
         assert!(plan(&["--metrics-addr", "127.0.0.1:9100"]).unwrap().metrics_addr.is_some());

@@ -29,6 +29,7 @@ use crate::plan::{HostFacts, MountPlan};
 
 /// Runs what the command line asked for.
 pub fn run(invocation: Invocation) -> ExitCode {
+    return_large_buffers_to_the_system();
     match invocation {
         Invocation::FakeMount => ExitCode::SUCCESS,
         Invocation::Mount(args) => run_mount(*args),
@@ -37,6 +38,23 @@ pub fn run(invocation: Invocation) -> ExitCode {
         #[cfg(not(feature = "demo"))]
         Invocation::Demo(_) => {
             fail("this goofys-rs was built without the `demo` feature; build it with default features")
+        }
+    }
+}
+
+/// Read-ahead parts and upload parts are megabytes each, allocated on one thread and freed on
+/// another. glibc serves them from its heaps once its dynamic mmap threshold has risen past
+/// their size, and freed heap memory rarely goes back: the process' RSS would grow past
+/// `--memory-limit` though the core's buffers stay within it. A fixed threshold of 1 MiB keeps
+/// every large buffer in its own mapping, unmapped when freed.
+#[allow(unsafe_code)]
+fn return_large_buffers_to_the_system() {
+    #[cfg(target_env = "gnu")]
+    {
+        const LARGE_BUFFER_BYTES: libc::c_int = 1 << 20;
+        // SAFETY: mallopt only sets an allocator parameter; it is called before any thread starts.
+        unsafe {
+            libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES);
         }
     }
 }
