@@ -6,9 +6,11 @@
 //!   `x-amz-meta-name`, with the name lowercased (so `user.Foo` and `user.foo` are one
 //!   attribute) and limited to header-token characters (others: `EINVAL`).
 //! - Metadata values are header text; xattr values are bytes. A value that is printable ASCII
-//!   without surrounding spaces is kept as it is (plain S3 tools read it); any other is kept as
-//!   an RFC 2047 encoded word, `=?UTF-8?B?<base64>?=`, the form S3 itself uses for values that
-//!   are not ASCII, and decoded back to the same bytes.
+//!   without surrounding spaces is kept as it is (plain S3 tools read it); other UTF-8 text is
+//!   kept as an RFC 2047 encoded word, `=?UTF-8?B?<base64>?=`, the form S3 itself uses for
+//!   values that are not ASCII; bytes that are not UTF-8 (binary values) as
+//!   `goofys-base64:<base64>`, since a server may decode an encoded word and refuse one that
+//!   is not UTF-8 (s3s does). Both decode back to the same bytes.
 //! - S3 keeps at most 2 KiB of user metadata per object: a change beyond it fails with `E2BIG`
 //!   and changes nothing (see [`crate::attrs`]).
 //! - `s3.etag` and `s3.storage-class` can be read but not set (`EPERM`) and are not listed, so
@@ -38,6 +40,7 @@ pub const STORAGE_CLASS_XATTR: &str = "s3.storage-class";
 const USER_PREFIX: &str = "user.";
 const ENCODED_PREFIX: &str = "=?UTF-8?B?";
 const ENCODED_SUFFIX: &str = "?=";
+const BINARY_PREFIX: &str = "goofys-base64:";
 
 /// What an xattr name refers to.
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -76,11 +79,14 @@ pub(crate) fn encode_xattr_value(value: &[u8]) -> String {
     let plain = value.iter().all(|&b| (0x20..0x7f).contains(&b))
         && value.first().is_none_or(|&b| b != b' ')
         && value.last().is_none_or(|&b| b != b' ')
-        && !value.starts_with(ENCODED_PREFIX.as_bytes());
+        && !value.starts_with(ENCODED_PREFIX.as_bytes())
+        && !value.starts_with(BINARY_PREFIX.as_bytes());
     if plain {
         String::from_utf8(value.to_vec()).expect("printable ASCII")
-    } else {
+    } else if std::str::from_utf8(value).is_ok() {
         format!("{ENCODED_PREFIX}{}{ENCODED_SUFFIX}", BASE64.encode(value))
+    } else {
+        format!("{BINARY_PREFIX}{}", BASE64.encode(value))
     }
 }
 
@@ -88,6 +94,7 @@ pub(crate) fn encode_xattr_value(value: &[u8]) -> String {
 pub(crate) fn decode_xattr_value(text: &str) -> Vec<u8> {
     text.strip_prefix(ENCODED_PREFIX)
         .and_then(|rest| rest.strip_suffix(ENCODED_SUFFIX))
+        .or_else(|| text.strip_prefix(BINARY_PREFIX))
         .and_then(|encoded| BASE64.decode(encoded).ok())
         .unwrap_or_else(|| text.as_bytes().to_vec())
 }
@@ -247,12 +254,23 @@ mod tests {
 
     #[test]
     fn values_round_trip_and_plain_ascii_stays_readable() {
-        for value in [&b"blue"[..], b"", b" padded ", "héllo".as_bytes(), &[0, 255, 10, 13], b"=?UTF-8?B?x?="] {
+        let values = [
+            &b"blue"[..],
+            b"",
+            b" padded ",
+            "héllo".as_bytes(),
+            &[0, 255, 10, 13],
+            b"=?UTF-8?B?x?=",
+            b"goofys-base64:AA==",
+        ];
+        for value in values {
             let text = encode_xattr_value(value);
             assert!(text.bytes().all(|b| (0x20..0x7f).contains(&b)), "{text:?} is header text");
             assert_eq!(decode_xattr_value(&text), value, "{text:?}");
         }
         assert_eq!(encode_xattr_value(b"blue"), "blue");
         assert_eq!(encode_xattr_value("é".as_bytes()), "=?UTF-8?B?w6k=?=");
+        assert_eq!(encode_xattr_value(&[0, 255]), "goofys-base64:AP8=", "binary is not an encoded word");
+        assert_eq!(decode_xattr_value("=?UTF-8?B?AP8=?="), [0, 255], "as written before binary had its own form");
     }
 }

@@ -632,7 +632,11 @@ mod tests {
             }
         };
         let limited = plan(&["--memory-limit", "256"]).unwrap();
-        assert_eq!(limited.core.max_dirty_bytes + limited.core.max_read_buffer_bytes, 192 << 20, "a quarter is headroom");
+        assert_eq!(
+            limited.core.max_dirty_bytes + limited.core.max_read_buffer_bytes,
+            192 << 20,
+            "a quarter is headroom"
+        );
         assert_eq!(limited.core.prefetch_max_window_bytes, 24 << 20, "four readers share the read share");
         let default = plan(&[]).unwrap();
         assert_eq!(

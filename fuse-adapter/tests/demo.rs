@@ -76,6 +76,19 @@ fn the_demo_mounts_sample_objects_and_ctrl_c_cleans_everything_up() {
     assert!(mountpoint.join("moved-docs/semantics.md").is_file());
     std::fs::remove_dir_all(mountpoint.join("moved-docs")).unwrap();
     assert!(!mountpoint.join("moved-docs").exists());
+    // Extended attributes through the embedded server (s3s), which decodes RFC 2047 words:
+    // binary values, UTF-8 text and plain ASCII come back byte for byte.
+    let readme = mountpoint.join("README.txt");
+    for (name, value_arg, expected) in [
+        ("user.binary", "0sAP8KDQ==", &[0u8, 255, 10, 13][..]),
+        ("user.text", "0saMOpbGxv", "héllo".as_bytes()),
+        ("user.plain", "0sYmx1ZQ==", b"blue"),
+    ] {
+        let set = Command::new("setfattr").args(["-n", name, "-v", value_arg]).arg(&readme).output().unwrap();
+        assert!(set.status.success(), "setfattr {name}: {}", String::from_utf8_lossy(&set.stderr));
+        let got = Command::new("getfattr").args(["--only-values", "-n", name]).arg(&readme).output().unwrap();
+        assert_eq!(got.stdout, expected, "getfattr {name}: {}", String::from_utf8_lossy(&got.stderr));
+    }
 
     demo.signal("INT");
     let status = demo.wait();
