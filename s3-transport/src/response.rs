@@ -8,7 +8,9 @@
 //! fail after the reply has started; that is an error, reported with the status 200 it came
 //! with and the code from the body. Listing keys arrive url-encoded because we ask for
 //! `encoding-type=url`; they are decoded only when the reply says it encoded them, since some
-//! servers ignore the parameter.
+//! servers ignore the parameter. A listed key that does not decode to UTF-8 (no S3 key can be
+//! such; a broken or hostile server can send one) is left out of the page with a warning, so
+//! one bad key cannot make a whole directory unlistable.
 
 use bytes::Bytes;
 use goofys_core::s3_types::{
@@ -149,13 +151,17 @@ fn get_output(status: StatusCode, headers: &HeaderMap, body: Bytes) -> S3Result 
     }))
 }
 
-/// A listed key or prefix, decoded when the reply says it was url-encoded.
-fn listed_name(text: &str, url_encoded: bool) -> Result<String, S3Error> {
-    if url_encoded {
-        decode_listed(text).ok_or_else(|| malformed(format_args!("undecodable key `{text}`")))
-    } else {
-        Ok(text.to_owned())
+/// A listed key or prefix, decoded when the reply says it was url-encoded; `None` (and a
+/// warning) when it does not decode to UTF-8.
+fn listed_name(text: &str, url_encoded: bool) -> Option<String> {
+    if !url_encoded {
+        return Some(text.to_owned());
     }
+    let decoded = decode_listed(text);
+    if decoded.is_none() {
+        tracing::warn!(key = text, "the server listed a key that is not UTF-8; leaving it out");
+    }
+    decoded
 }
 
 fn parse_list_page(root: &Element) -> S3Result {
@@ -167,8 +173,9 @@ fn parse_list_page(root: &Element) -> S3Result {
     for contents in root.children_named("Contents") {
         let size_text = required_text(contents, "Size")?;
         let modified_text = required_text(contents, "LastModified")?;
+        let Some(key) = listed_name(required_text(contents, "Key")?, url_encoded) else { continue };
         page.objects.push(ObjectSummary {
-            key: listed_name(required_text(contents, "Key")?, url_encoded)?,
+            key,
             size_bytes: size_text.trim().parse().map_err(|_| malformed(format_args!("Size `{size_text}`")))?,
             etag: etag_element(contents)?,
             last_modified: parse_timestamp(modified_text, aws_smithy_types::date_time::Format::DateTime)
@@ -176,7 +183,7 @@ fn parse_list_page(root: &Element) -> S3Result {
         });
     }
     for common in root.children_named("CommonPrefixes") {
-        page.common_prefixes.push(listed_name(required_text(common, "Prefix")?, url_encoded)?);
+        page.common_prefixes.extend(listed_name(required_text(common, "Prefix")?, url_encoded));
     }
     if root.child_text("IsTruncated").map(str::trim) == Some("true") {
         let token = required_text(root, "NextContinuationToken")?;
@@ -190,15 +197,14 @@ fn parse_uploads(root: &Element) -> S3Result {
         return Err(malformed(format_args!("<{}> instead of <ListMultipartUploadsResult>", root.name)));
     }
     let url_encoded = root.child_text("EncodingType") == Some("url");
-    let uploads = root
-        .children_named("Upload")
-        .map(|upload| {
-            Ok(MultipartUploadSummary {
-                key: listed_name(required_text(upload, "Key")?, url_encoded)?,
-                upload_id: UploadId(required_text(upload, "UploadId")?.to_owned()),
-            })
-        })
-        .collect::<Result<_, S3Error>>()?;
+    let mut uploads = Vec::new();
+    for upload in root.children_named("Upload") {
+        let upload_id = UploadId(required_text(upload, "UploadId")?.to_owned());
+        // An upload of a key that is not UTF-8 cannot be one of ours.
+        if let Some(key) = listed_name(required_text(upload, "Key")?, url_encoded) {
+            uploads.push(MultipartUploadSummary { key, upload_id });
+        }
+    }
     Ok(S3Response::ListMultipartUploads { uploads })
 }
 
@@ -366,6 +372,27 @@ mod tests {
         };
         assert_eq!(page.objects[0].key, "a+b%20c");
         assert_eq!(page.next_continuation_token, None);
+    }
+
+    #[test]
+    fn a_listed_key_or_prefix_that_is_not_utf8_is_left_out_not_the_whole_page() {
+        let page = parse(
+            &list(),
+            200,
+            &[],
+            r#"<ListBucketResult><IsTruncated>false</IsTruncated><EncodingType>url</EncodingType>
+<Contents><Key>d/bad%FF%FE</Key><LastModified>2024-01-01T00:00:00Z</LastModified><ETag>"x"</ETag><Size>1</Size></Contents>
+<Contents><Key>d/good%C3%A9</Key><LastModified>2024-01-01T00:00:00Z</LastModified><ETag>"y"</ETag><Size>2</Size></Contents>
+<CommonPrefixes><Prefix>d/%C0%AF/</Prefix></CommonPrefixes>
+<CommonPrefixes><Prefix>d/sub/</Prefix></CommonPrefixes>
+</ListBucketResult>"#,
+        );
+        let Ok(S3Response::ListObjectsV2(page)) = page else {
+            panic!("{page:?}");
+        };
+        let keys: Vec<&str> = page.objects.iter().map(|object| object.key.as_str()).collect();
+        assert_eq!(keys, ["d/good\u{e9}"]);
+        assert_eq!(page.common_prefixes, ["d/sub/"]);
     }
 
     #[test]
