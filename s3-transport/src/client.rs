@@ -182,13 +182,20 @@ impl S3Client {
             max_keys: 1,
         };
         let mut last_error = None;
-        // A wrong region costs one attempt; the reply names the right one.
-        for _attempt in 0..3 {
+        // A wrong region costs one attempt; the reply names the right one. A passing fault
+        // (a reset, a 5xx, throttling) costs one attempt after a short pause; a refused
+        // connection or a timeout is answered at once (the endpoint is wrong or down).
+        for attempt in 0..BUCKET_CHECK_ATTEMPTS {
             let region_before = self.region();
             match self.execute(&probe).await {
                 Ok(_) => return Ok(()),
                 Err(error) if is_wrong_region(&error) && self.region() != region_before => {
                     tracing::info!(region = %self.region(), "the bucket is in another region; retrying there");
+                    last_error = Some(error);
+                }
+                Err(error) if is_passing_fault(&error) => {
+                    tracing::info!(%error, "checking the bucket failed; trying again");
+                    tokio::time::sleep(BUCKET_CHECK_PAUSE * (1 << attempt)).await;
                     last_error = Some(error);
                 }
                 Err(error) => return Err(self.explain(error)),
@@ -378,6 +385,17 @@ fn is_wrong_region_code(code: &S3ErrorCode) -> bool {
 
 fn is_wrong_region(error: &S3Error) -> bool {
     matches!(error, S3Error::Service(ServiceError { code, .. }) if is_wrong_region_code(code))
+}
+
+/// Attempts of the bucket check at mount, and the pause after the first failed one (doubling).
+const BUCKET_CHECK_ATTEMPTS: u32 = 5;
+const BUCKET_CHECK_PAUSE: Duration = Duration::from_millis(100);
+
+/// A failure the core would retry that says nothing about the endpoint being wrong or down:
+/// a reset or cut-short answer, a 5xx, throttling.
+fn is_passing_fault(error: &S3Error) -> bool {
+    let says_unreachable = matches!(error, S3Error::Transport(TransportError::Connect(_) | TransportError::Timeout));
+    goofys_core::retry::is_retryable(error) && !says_unreachable
 }
 
 /// Every error in `error`'s chain, including those wrapped inside `io::Error`s (whose
@@ -604,6 +622,22 @@ mod tests {
         assert!(messages[2].contains("access key id is unknown"), "{}", messages[2]);
         assert!(messages[3].contains("denied") && messages[3].contains("--profile"), "{}", messages[3]);
         assert!(messages.iter().all(|m| !m.contains('\n')));
+    }
+
+    #[tokio::test]
+    async fn check_bucket_outlasts_a_reset_a_500_and_throttling_on_a_flaky_network() {
+        let empty_listing =
+            b"<ListBucketResult><IsTruncated>false</IsTruncated><KeyCount>0</KeyCount></ListBucketResult>";
+        let server = ScriptedServer::start(vec![
+            ScriptedReply::Send { bytes: vec![], close: true },
+            ScriptedReply::ok("500 Internal Server Error", &[], b"<Error><Code>InternalError</Code></Error>"),
+            ScriptedReply::ok("503 Slow Down", &[], b"<Error><Code>SlowDown</Code></Error>"),
+            ScriptedReply::ok("200 OK", &[], empty_listing),
+        ])
+        .await;
+        let client = client_for(&server, TransportConfig::default()).await;
+        assert_eq!(client.check_bucket("").await, Ok(()));
+        assert_eq!(server.request_heads().len(), 4);
     }
 
     #[tokio::test]
