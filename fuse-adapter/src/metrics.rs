@@ -64,6 +64,34 @@ impl Histogram {
     }
 }
 
+/// A counter family labelled by a name (`label`) and an outcome, in Prometheus' text format.
+fn write_outcome_counters(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    counts: &BTreeMap<(&'static str, &'static str), u64>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for ((value, outcome), count) in counts {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\",outcome=\"{outcome}\"}} {count}");
+    }
+}
+
+/// A histogram family labelled by `label`, in Prometheus' text format.
+fn write_histograms(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    histograms: &BTreeMap<&'static str, Histogram>,
+) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+    for (value, histogram) in histograms {
+        histogram.render(out, name, &format!("{label}=\"{value}\""));
+    }
+}
+
 #[derive(Debug, Default)]
 struct Figures {
     /// (kind, outcome) → count.
@@ -147,16 +175,22 @@ impl Metrics {
     pub fn prometheus_text(&self) -> String {
         let figures = self.figures();
         let mut out = String::new();
-        let _ = writeln!(out, "# HELP goofys_s3_requests_total S3 requests (attempts) by kind and outcome.");
-        let _ = writeln!(out, "# TYPE goofys_s3_requests_total counter");
-        for ((kind, outcome), count) in &figures.s3_requests {
-            let _ = writeln!(out, "goofys_s3_requests_total{{kind=\"{kind}\",outcome=\"{outcome}\"}} {count}");
-        }
-        let _ = writeln!(out, "# HELP goofys_s3_request_duration_seconds Latency of S3 requests that got an answer.");
-        let _ = writeln!(out, "# TYPE goofys_s3_request_duration_seconds histogram");
-        for (kind, histogram) in &figures.s3_latency {
-            histogram.render(&mut out, "goofys_s3_request_duration_seconds", &format!("kind=\"{kind}\""));
-        }
+        let s3_requests = "goofys_s3_requests_total";
+        write_outcome_counters(
+            &mut out,
+            s3_requests,
+            "S3 requests (attempts) by kind and outcome.",
+            "kind",
+            &figures.s3_requests,
+        );
+        let s3_latency = "goofys_s3_request_duration_seconds";
+        write_histograms(
+            &mut out,
+            s3_latency,
+            "Latency of S3 requests that got an answer.",
+            "kind",
+            &figures.s3_latency,
+        );
         let counters = [
             ("goofys_s3_retries_total", "S3 attempts sent again after a retryable failure.", figures.core.retries),
             ("goofys_s3_resumed_bodies_total", "Truncated GET bodies resumed.", figures.core.resumed_bodies),
@@ -166,16 +200,16 @@ impl Metrics {
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         }
-        let _ = writeln!(out, "# HELP goofys_fuse_ops_total FUSE requests answered, by operation and outcome.");
-        let _ = writeln!(out, "# TYPE goofys_fuse_ops_total counter");
-        for ((op, outcome), count) in &figures.fuse_ops {
-            let _ = writeln!(out, "goofys_fuse_ops_total{{op=\"{op}\",outcome=\"{outcome}\"}} {count}");
-        }
-        let _ = writeln!(out, "# HELP goofys_fuse_op_duration_seconds Time from a FUSE request to its reply.");
-        let _ = writeln!(out, "# TYPE goofys_fuse_op_duration_seconds histogram");
-        for (op, histogram) in &figures.fuse_latency {
-            histogram.render(&mut out, "goofys_fuse_op_duration_seconds", &format!("op=\"{op}\""));
-        }
+        let fuse_ops = "goofys_fuse_ops_total";
+        write_outcome_counters(
+            &mut out,
+            fuse_ops,
+            "FUSE requests answered, by operation and outcome.",
+            "op",
+            &figures.fuse_ops,
+        );
+        let fuse_latency = "goofys_fuse_op_duration_seconds";
+        write_histograms(&mut out, fuse_latency, "Time from a FUSE request to its reply.", "op", &figures.fuse_latency);
         let gauges = [
             ("goofys_memory_resident_bytes", "Resident memory of the process.", resident_bytes()),
             ("goofys_read_buffer_bytes", "Object bytes held for open readers.", figures.core.read_buffer_bytes),
