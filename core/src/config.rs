@@ -130,6 +130,17 @@ impl CoreConfig {
 }
 
 impl CoreConfig {
+    /// The longest one S3 request can take before its caller hears the outcome: every attempt
+    /// timing out, with the longest backoff between them. A FUSE call that waits on one
+    /// request returns within this, whatever the network does.
+    pub fn request_retry_budget(&self) -> Duration {
+        let attempts = self.retry_max_attempts.max(1);
+        let backoffs: Duration = (1..attempts)
+            .map(|attempt| crate::retry::backoff_cap(attempt, self.retry_initial_backoff, self.retry_max_backoff))
+            .sum();
+        self.s3_request_timeout.saturating_mul(attempts) + backoffs
+    }
+
     /// Size of part `part_number` (from 1) of a multipart upload, by the schedule.
     pub fn write_part_size(&self, part_number: u32) -> u64 {
         let step = (part_number.saturating_sub(1) / self.write_part_size_step_parts.max(1)).min(40);
@@ -152,6 +163,23 @@ pub fn normalize_mount_prefix(prefix: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_retry_budget_is_every_attempt_timing_out_plus_the_longest_backoffs() {
+        let config = CoreConfig {
+            retry_max_attempts: 4,
+            retry_initial_backoff: Duration::from_millis(100),
+            retry_max_backoff: Duration::from_millis(300),
+            s3_request_timeout: Duration::from_secs(2),
+            ..CoreConfig::default()
+        };
+        // 4 attempts of 2 s, backoffs of at most 100, 200 and 300 (capped) ms between them.
+        assert_eq!(config.request_retry_budget(), Duration::from_millis(8_600));
+        let once = CoreConfig { retry_max_attempts: 1, ..config };
+        assert_eq!(once.request_retry_budget(), Duration::from_secs(2));
+        // The defaults: 10 x 30 s, and 0.1 + 0.2 + ... + 12.8 s then 20 s between them.
+        assert_eq!(CoreConfig::default().request_retry_budget(), Duration::from_millis(300_000 + 25_500 + 20_000));
+    }
 
     #[test]
     fn the_part_size_schedule_reaches_five_tebibytes_within_ten_thousand_parts() {

@@ -41,13 +41,18 @@ pub fn is_retryable(error: &S3Error) -> bool {
 /// `[0, min(max_backoff, initial_backoff * 2^(attempt - 1))]`, where `attempt` is the number of
 /// the attempt that just failed (1 for the first).
 pub fn backoff_delay(attempt: u32, initial_backoff: Duration, max_backoff: Duration, rng: &mut impl Rng) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(32);
-    let cap = initial_backoff.saturating_mul(1u32 << exponent.min(31)).min(max_backoff);
+    let cap = backoff_cap(attempt, initial_backoff, max_backoff);
     let cap_nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
     if cap_nanos == 0 {
         return Duration::ZERO;
     }
     Duration::from_nanos(rng.next_u64() % (cap_nanos + 1))
+}
+
+/// The longest backoff after attempt `attempt` failed (see [`backoff_delay`]).
+pub fn backoff_cap(attempt: u32, initial_backoff: Duration, max_backoff: Duration) -> Duration {
+    let exponent = attempt.saturating_sub(1).min(31);
+    initial_backoff.saturating_mul(1u32 << exponent).min(max_backoff)
 }
 
 #[cfg(test)]

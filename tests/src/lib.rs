@@ -1,13 +1,16 @@
 //! Integration tests of goofys-rs, and the harness they share: real servers started on
 //! 127.0.0.1 for the duration of a test binary ([`seaweedfs`]), a fault-injecting proxy in front
-//! of them ([`fault_proxy`]), in-process FUSE mounts ([`mount`]), the `goofys-rs` binary and its
-//! mountpoints ([`binary`]), direct bucket access by another S3 client ([`bucket`]), and what
-//! tests that use files need ([`files`]).
+//! of them ([`fault_proxy`], failing requests as a [`fault_schedule`] says), in-process FUSE
+//! mounts ([`mount`]), the `goofys-rs` binary and its mountpoints ([`binary`]), direct bucket
+//! access by another S3 client ([`bucket`]), what tests that use files need ([`files`]), and the
+//! soak's worker ([`soak`]).
 
 pub mod binary;
 pub mod bucket;
 pub mod fault_proxy;
+pub mod fault_schedule;
 pub mod files;
 pub mod mount;
 pub mod plan_ops;
 pub mod seaweedfs;
+pub mod soak;

@@ -1,23 +1,29 @@
 //! End-to-end: a real FUSE mount of a bucket on a real S3 server (SeaweedFS on 127.0.0.1),
-//! used through the ordinary file API, as `ls`, `stat` and `cat` would.
+//! used through the ordinary file API, as `ls`, `stat` and `cat` would, on a clean network and
+//! through a proxy that fails one request in ten (`clean::*`, `under_faults::*`); and, under
+//! faults, every call returning within the configured retry budget.
 
 use std::sync::Arc;
 
+use std::time::{Duration, Instant};
+
 use goofys_core::CoreConfig;
 use goofys_tests::bucket::{get, put};
+use goofys_tests::fault_proxy::{Network, ProxiedBucket};
+use goofys_tests::files::{assert_same_bytes, pattern};
 use goofys_tests::mount::TestMount;
 use goofys_tests::seaweedfs::SeaweedFs;
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_mounted_bucket_lists_stats_and_reads_like_a_directory_tree() {
+async fn a_mounted_bucket_lists_stats_and_reads_like_a_directory_tree(network: Network) {
     let server = SeaweedFs::shared();
-    let client = Arc::new(server.new_bucket("fuse-tree").await);
+    let bucket = ProxiedBucket::on(&server, "fuse-tree", network).await;
+    let client = Arc::clone(&bucket.direct);
     put(&client, "top.txt", &b"hello\n"[..]).await;
     put(&client, "dir/a.txt", &b"aaa"[..]).await;
     put(&client, "dir/sub/deep.bin", vec![7u8; 3 * 1024 * 1024 + 17]).await;
     put(&client, "marker/", &b""[..]).await;
 
-    let mount = TestMount::new(Arc::clone(&client), CoreConfig::default());
+    let mount = TestMount::new(Arc::clone(&bucket.proxied), network.core_config(CoreConfig::default()));
     let root = mount.path().to_owned();
     tokio::task::spawn_blocking(move || {
         let mut names: Vec<String> =
@@ -37,14 +43,15 @@ async fn a_mounted_bucket_lists_stats_and_reads_like_a_directory_tree() {
     .await
     .unwrap();
     mount.unmount().await;
+    bucket.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn files_written_through_the_mount_reach_the_bucket_and_namespace_changes_work() {
+async fn files_written_through_the_mount_reach_the_bucket_and_namespace_changes_work(network: Network) {
     let server = SeaweedFs::shared();
-    let client = Arc::new(server.new_bucket("fuse-write").await);
+    let bucket = ProxiedBucket::on(&server, "fuse-write", network).await;
+    let client = Arc::clone(&bucket.direct);
     put(&client, "existing.txt", &b"line 1\n"[..]).await;
-    let mount = TestMount::new(Arc::clone(&client), CoreConfig::default());
+    let mount = TestMount::new(Arc::clone(&bucket.proxied), network.core_config(CoreConfig::default()));
     let root = mount.path().to_owned();
     let big: Vec<u8> = (0..20 * 1024 * 1024 + 3).map(|i: u32| (i % 251) as u8).collect();
     let expected_big = big.clone();
@@ -77,6 +84,7 @@ async fn files_written_through_the_mount_reach_the_bucket_and_namespace_changes_
     .await
     .unwrap();
     mount.unmount().await;
+    bucket.finish().await;
 
     assert_eq!(get(&client, "big.bin").await.as_deref(), Some(&expected_big[..]));
     assert_eq!(get(&client, "existing.txt").await.as_deref(), Some(&b"line 1\nline 2\n"[..]));
@@ -88,3 +96,100 @@ async fn files_written_through_the_mount_reach_the_bucket_and_namespace_changes_
 fn libc_enotempty() -> i32 {
     39
 }
+
+/// One call of [`every_call_returns_within_the_retry_budget_under_faults`], and how long it took.
+#[derive(Debug)]
+struct TimedCall {
+    what: String,
+    took: Duration,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_call_returns_within_the_retry_budget_under_faults() {
+    let network = Network::Faulty { seed: 77 };
+    let server = SeaweedFs::shared();
+    let bucket = ProxiedBucket::on(&server, "fuse-budget", network).await;
+    let client = Arc::clone(&bucket.direct);
+    let stored: Vec<Vec<u8>> = (0..20).map(|i| pattern(200 + i, 1000 + 40_000 * i as usize)).collect();
+    for (i, bytes) in stored.iter().enumerate() {
+        put(&client, &format!("in/{i}.bin"), bytes.clone()).await;
+    }
+    let config = network.core_config(CoreConfig::default());
+    let budget = config.request_retry_budget();
+    let mount = TestMount::new(Arc::clone(&bucket.proxied), config);
+
+    // Each call waits on at most one S3 request at a time, except close of a new file (one PUT)
+    // and rename (a copy, then a delete): two budgets for those.
+    let expected_reads = stored.clone();
+    let calls = mount
+        .use_files(move |root| {
+            let mut calls = Vec::new();
+            let mut timed = |what: String, call: &mut dyn FnMut()| {
+                let started = Instant::now();
+                call();
+                calls.push(TimedCall { what, took: started.elapsed() });
+            };
+            for round in 0..3 {
+                timed(format!("readdir in/ (round {round})"), &mut || {
+                    assert_eq!(std::fs::read_dir(root.join("in")).unwrap().count(), 20);
+                });
+                for (i, expected) in expected_reads.iter().enumerate() {
+                    let path = root.join(format!("in/{i}.bin"));
+                    timed(format!("stat in/{i}.bin"), &mut || {
+                        assert_eq!(std::fs::metadata(&path).unwrap().len(), expected.len() as u64);
+                    });
+                    timed(format!("read in/{i}.bin"), &mut || {
+                        assert_same_bytes(&format!("in/{i}.bin"), &std::fs::read(&path).unwrap(), expected);
+                    });
+                    let new = root.join(format!("out/{round}-{i}.bin"));
+                    if i == 0 {
+                        timed(format!("mkdir out (round {round})"), &mut || {
+                            std::fs::create_dir_all(root.join("out")).unwrap();
+                        });
+                    }
+                    timed(format!("write and close {}", new.display()), &mut || {
+                        std::fs::write(&new, expected).unwrap();
+                    });
+                    let renamed = new.with_extension("moved");
+                    timed(format!("rename {}", new.display()), &mut || {
+                        std::fs::rename(&new, &renamed).unwrap();
+                    });
+                    if i % 2 == 0 {
+                        timed(format!("unlink {}", renamed.display()), &mut || {
+                            std::fs::remove_file(&renamed).unwrap();
+                        });
+                    }
+                }
+            }
+            calls
+        })
+        .await;
+    mount.unmount().await;
+    bucket.finish().await;
+
+    let slowest = calls.iter().max_by_key(|call| call.took).expect("calls were made");
+    let mut took: Vec<Duration> = calls.iter().map(|call| call.took).collect();
+    took.sort();
+    eprintln!(
+        "{} calls: median {:?}, 99th percentile {:?}, slowest {:?} ({}); one request's retry budget {budget:?}",
+        calls.len(),
+        took[took.len() / 2],
+        took[took.len() * 99 / 100],
+        slowest.took,
+        slowest.what
+    );
+    for call in &calls {
+        assert!(call.took <= budget * 2, "{} took {:?}, past twice the retry budget {budget:?}", call.what, call.took);
+    }
+    for round in 0..3 {
+        for (i, expected) in stored.iter().enumerate().filter(|(i, _)| i % 2 == 1) {
+            let key = format!("out/{round}-{i}.moved");
+            assert_same_bytes(&key, &get(&client, &key).await.unwrap_or_default(), expected);
+        }
+    }
+}
+
+goofys_tests::on_both_networks!(
+    a_mounted_bucket_lists_stats_and_reads_like_a_directory_tree,
+    files_written_through_the_mount_reach_the_bucket_and_namespace_changes_work,
+);
