@@ -417,6 +417,15 @@ impl Network {
     /// kept short; a loaded machine still answers any request of the tests well within it.
     pub const FAULTY_REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
+    /// A faulty network seeded from a test's name, so each test meets its own faults, the same
+    /// in every run.
+    pub fn faulty_for(test_name: &str) -> Network {
+        let seed = test_name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
+        });
+        Network::Faulty { seed }
+    }
+
     /// The fault schedule of this network, if it fails requests; a stall outlasts the mount's
     /// request timeout.
     pub fn schedule(self) -> Option<FaultSchedule> {
@@ -461,7 +470,7 @@ macro_rules! on_both_networks {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
-                    super::$test(Network::Faulty { seed: 20261206 }).await;
+                    super::$test(Network::faulty_for(stringify!($test))).await;
                 }
             )*
         }

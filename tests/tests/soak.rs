@@ -8,7 +8,7 @@
 //! default; run it for an hour with:
 //!
 //! ```sh
-//! GOOFYS_SOAK_SECONDS=3600 cargo test --release -p goofys-tests --test soak -- --ignored --nocapture
+//! GOOFYS_SOAK_SECONDS=3600 cargo test -p goofys-tests --test soak -- --ignored --nocapture
 //! ```
 //!
 //! (`GOOFYS_SOAK_WORKERS`, default 4, and `GOOFYS_SOAK_SEED`, default 1, change the mix.)
@@ -142,7 +142,7 @@ async fn soak_for_a_short_while() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "long: GOOFYS_SOAK_SECONDS=3600 cargo test --release -p goofys-tests --test soak -- --ignored --nocapture"]
+#[ignore = "long: GOOFYS_SOAK_SECONDS=3600 cargo test -p goofys-tests --test soak -- --ignored --nocapture"]
 async fn soak_for_goofys_soak_seconds() {
     let run_for = Duration::from_secs(env_number("GOOFYS_SOAK_SECONDS", 600));
     soak(run_for, env_number("GOOFYS_SOAK_WORKERS", 4), env_number("GOOFYS_SOAK_SEED", 1)).await;
