@@ -420,9 +420,9 @@ impl Network {
     /// A faulty network seeded from a test's name, so each test meets its own faults, the same
     /// in every run.
     pub fn faulty_for(test_name: &str) -> Network {
-        let seed = test_name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-        });
+        let seed = test_name
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
         Network::Faulty { seed }
     }
 

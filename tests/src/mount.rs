@@ -9,6 +9,9 @@ use goofys_core::{Core, CoreConfig, UnixNanos};
 use goofys_fuse::mount::{Mount, MountOptions, mount};
 use goofys_s3::S3Client;
 
+/// The file-system name of test mounts, followed by the test process's id.
+const TEST_FS_NAME: &str = "goofys-rs-test-";
+
 /// A mounted bucket. Use the filesystem under [`TestMount::path`] from blocking code
 /// (`tokio::task::spawn_blocking`): the mount is served by the test's runtime.
 #[derive(Debug)]
@@ -31,10 +34,19 @@ impl TestMount {
 
     /// Mounts with `options`; their mountpoint and file-system name are the test's own.
     fn with_options(client: Arc<S3Client>, config: CoreConfig, options: MountOptions) -> TestMount {
+        remove_dead_test_mounts();
         let dir = tempfile::tempdir().expect("a temporary mountpoint");
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_nanos() as i64;
         let core = Core::new(config, UnixNanos(wall), 1);
-        let options = MountOptions { mountpoint: dir.path().to_owned(), fs_name: "goofys-rs-test".into(), ..options };
+        // If the test process is killed, fusermount3 removes the mount (auto_unmount needs
+        // allow_root or allow_other), so no dead mount outlives a test.
+        let options = MountOptions {
+            mountpoint: dir.path().to_owned(),
+            fs_name: format!("{TEST_FS_NAME}{}", std::process::id()),
+            allow_root: !options.allow_other,
+            auto_unmount: true,
+            ..options
+        };
         let mount = mount(core, client, &options).expect("mounting the test bucket");
         TestMount { mount: Some(mount), dir }
     }
@@ -74,4 +86,40 @@ impl Drop for TestMount {
             let _ = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(self.dir.path()).status();
         }
     }
+}
+
+/// Removes the mounts of test processes that were killed. `auto_unmount` does not always do it:
+/// a test process killed while one of its threads waits on its own mount cannot finish dying
+/// (nobody is left to answer that request), and keeps the mount alive. Aborting the FUSE
+/// connection ends the wait; the mount is then detached.
+fn remove_dead_test_mounts() {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    for line in mountinfo.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let Some(source) = line.split_once(" - ").and_then(|(_, after)| after.split(' ').nth(1)) else { continue };
+        let Some(pid) = source.strip_prefix(TEST_FS_NAME).and_then(|pid| pid.parse::<u32>().ok()) else { continue };
+        if pid == std::process::id() || process_is_alive(pid) {
+            continue;
+        }
+        let (Some(device), Some(mountpoint)) = (fields.get(2), fields.get(4)) else { continue };
+        if let Some((_, minor)) = device.split_once(':') {
+            let connections = Path::new("/sys/fs/fuse/connections");
+            if connections.read_dir().is_ok_and(|mut entries| entries.next().is_none()) {
+                // The FUSE control file system is not mounted yet (root can mount it).
+                let _ = std::process::Command::new("mount").args(["-t", "fusectl", "none"]).arg(connections).status();
+            }
+            let _ = std::fs::write(connections.join(minor).join("abort"), "1");
+        }
+        let mountpoint = mountpoint.replace("\\040", " ");
+        let _ = std::process::Command::new("fusermount3").args(["-u", "-z"]).arg(&mountpoint).status();
+        eprintln!("removed the mount on {mountpoint} left by killed test process {pid}");
+    }
+}
+
+/// Whether process `pid` runs and is not a zombie.
+fn process_is_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    // The state follows the command name, which is in parentheses and may hold spaces.
+    let state = stat.rsplit_once(')').and_then(|(_, rest)| rest.split_whitespace().next());
+    !matches!(state, Some("Z" | "X"))
 }

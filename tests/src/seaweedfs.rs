@@ -122,6 +122,7 @@ impl SeaweedFs {
 
     /// Starts `weed mini` on fresh ports without waiting for it.
     fn spawn(weed: &Path) -> SeaweedFs {
+        remove_stale_data_dirs();
         let data_dir =
             tempfile::Builder::new().prefix("goofys-weed-").tempdir().expect("cannot make a temporary data directory");
         let identities = format!(
@@ -299,6 +300,30 @@ impl Drop for SeaweedFs {
             for kind in ["master-grpc", "volume-grpc", "filer", "filer-grpc", "s3", "s3-grpc", "admin-grpc"] {
                 let _ = std::fs::remove_file(format!("/tmp/seaweedfs-{kind}-{port}.sock"));
             }
+        }
+    }
+}
+
+/// Removes the data directories of servers whose test process was killed (a test that ends
+/// removes its own): those whose `weed` is gone, or that never recorded one and are over an hour
+/// old.
+fn remove_stale_data_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let is_data_dir = entry.file_name().to_string_lossy().starts_with("goofys-weed-");
+        if !is_data_dir || !path.join("store").is_dir() {
+            continue;
+        }
+        let weed_running = match std::fs::read_to_string(path.join("weed.pid")) {
+            Ok(pid) => Path::new("/proc").join(pid.trim()).exists(),
+            Err(_) => {
+                let age = entry.metadata().and_then(|meta| meta.modified()).ok().and_then(|at| at.elapsed().ok());
+                age.is_none_or(|age| age < Duration::from_secs(3600))
+            }
+        };
+        if !weed_running {
+            let _ = std::fs::remove_dir_all(&path);
         }
     }
 }
