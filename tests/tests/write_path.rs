@@ -269,6 +269,42 @@ fn a_failed_commit_reaches_close_as_an_errno_and_leaves_no_upload() {
     assert!(object(&driver, "f").is_none());
 }
 
+/// A file whose close failed keeps its bytes in memory and is written again at unmount: a
+/// failure that passes loses nothing, and the close that failed said so (the bucket may then
+/// hold the old content or the new, never a mix).
+#[test]
+fn a_file_whose_close_failed_is_written_at_unmount_once_the_store_takes_it() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "f");
+    driver.refuse("PutObject", 0);
+    write(&mut driver, ino, fh, 0, b"kept in memory");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Error(Errno::EACCES), "{}", driver.plan());
+    assert!(object(&driver, "f").is_none());
+    driver.refuse("PutObject", u32::MAX);
+    driver.unmount();
+    assert_eq!(object(&driver, "f").as_deref(), Some(&b"kept in memory"[..]), "{}", driver.plan());
+}
+
+/// The same file is written again while the mount runs: the release after the failed close
+/// tries once more (the store still refuses: nobody waits, so the next flush reports it), and
+/// the flush after that writes it.
+#[test]
+fn a_file_whose_close_failed_is_written_by_a_later_flush() {
+    let mut driver = PlanDriver::new(CoreConfig::default());
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "f");
+    driver.refuse("PutObject", 0);
+    write(&mut driver, ino, fh, 0, b"kept in memory");
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Error(Errno::EACCES), "{}", driver.plan());
+    driver.refuse("PutObject", u32::MAX);
+    let fh = open(&mut driver, ino, OpenFlags::O_RDWR);
+    assert_eq!(read(&mut driver, ino, fh, 0, 100), b"kept in memory");
+    let reported = driver.run(FuseOp::Flush { ino, fh });
+    assert_eq!(reported, FuseReply::Error(Errno::EACCES), "the release's failure, reported once");
+    assert_eq!(driver.run(FuseOp::Flush { ino, fh }), FuseReply::Empty, "{}", driver.plan());
+    assert_eq!(object(&driver, "f").as_deref(), Some(&b"kept in memory"[..]), "{}", driver.plan());
+    assert_eq!(driver.run(FuseOp::Release { ino, fh }), FuseReply::Empty);
+}
+
 /// A multipart commit the store fails (it refuses parts after two) and whose abort it refuses
 /// as well: the upload stays, remembered as a leftover.
 fn fail_a_commit_and_its_abort() -> PlanDriver {
