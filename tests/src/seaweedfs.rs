@@ -211,6 +211,23 @@ impl SeaweedFs {
         self.data_dir.path()
     }
 
+    /// Asks the server to reclaim the space of overwritten and deleted objects (a vacuum of
+    /// its volumes): SeaweedFS keeps them on disk until then, so a long run that rewrites files
+    /// (the soak) would otherwise fill the disk. Blocks until the vacuum is done.
+    pub fn reclaim_space(&self) -> std::io::Result<()> {
+        let master_port = self.ports[0];
+        let mut stream = TcpStream::connect(("127.0.0.1", master_port))?;
+        stream.set_read_timeout(Some(Duration::from_secs(300)))?;
+        let request = "GET /vol/vacuum?garbageThreshold=0.1 HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n";
+        stream.write_all(request.as_bytes())?;
+        let mut answer = String::new();
+        std::io::Read::read_to_string(&mut stream, &mut answer)?;
+        match answer.split(' ').nth(1) {
+            Some("200") => Ok(()),
+            _ => Err(std::io::Error::other(format!("the vacuum was refused: {}", answer.lines().next().unwrap_or("")))),
+        }
+    }
+
     /// The last lines of the server's log, for failure messages.
     pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(self.data_dir.path().join("weed.log")).unwrap_or_default();

@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use goofys_core::CoreConfig;
@@ -26,6 +27,8 @@ use goofys_tests::seaweedfs::SeaweedFs;
 use goofys_tests::soak::{LedgerSummary, digest};
 
 const WORKER: &str = env!("CARGO_BIN_EXE_soak-worker");
+/// How often the server reclaims the space of overwritten objects during the soak.
+const VACUUM_EVERY: Duration = Duration::from_secs(240);
 
 fn env_number(name: &str, default: u64) -> u64 {
     std::env::var(name)
@@ -53,6 +56,22 @@ async fn soak(run_for: Duration, workers: u64, seed: u64) {
     let mount = TestMount::new(Arc::clone(&bucket.proxied), network.core_config(CoreConfig::default()));
     let ledgers = tempfile::tempdir().unwrap();
     let started = Instant::now();
+    // SeaweedFS keeps overwritten and deleted objects until a vacuum: one every few minutes
+    // keeps an hour's soak from filling the disk.
+    let (vacuuming, stop_vacuum) = (Arc::clone(&server), Arc::new(AtomicBool::new(false)));
+    let stopped = Arc::clone(&stop_vacuum);
+    let vacuum = tokio::task::spawn_blocking(move || {
+        let mut last = Instant::now();
+        while !stopped.load(Ordering::Relaxed) {
+            std::thread::sleep(Duration::from_millis(200));
+            if last.elapsed() >= VACUUM_EVERY {
+                if let Err(error) = vacuuming.reclaim_space() {
+                    eprintln!("soak: the server's vacuum failed: {error}");
+                }
+                last = Instant::now();
+            }
+        }
+    });
 
     let ledger_dir = ledgers.path().to_owned();
     let outputs = mount
@@ -75,6 +94,11 @@ async fn soak(run_for: Duration, workers: u64, seed: u64) {
         assert!(output.status.success(), "worker {worker} failed: {output:?}");
     }
     let worked = started.elapsed();
+    stop_vacuum.store(true, Ordering::Relaxed);
+    vacuum.await.expect("the vacuum task");
+    // One more, before the bucket is checked: a vacuum must keep every live object.
+    let vacuuming = Arc::clone(&server);
+    tokio::task::spawn_blocking(move || vacuuming.reclaim_space()).await.unwrap().expect("a vacuum of the server");
     mount.unmount().await;
     let unmounted = started.elapsed();
 
