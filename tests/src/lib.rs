@@ -1,13 +1,16 @@
 //! Integration tests of goofys-rs, and the harness they share: real servers started on
 //! 127.0.0.1 for the duration of a test binary ([`seaweedfs`]), a fault-injecting proxy in front
 //! of them ([`fault_proxy`]), in-process FUSE mounts ([`mount`]), the `goofys-rs` binary and its
-//! mountpoints ([`binary`]), direct bucket access by another S3 client ([`bucket`]), and what
-//! tests that use files need ([`files`]).
+//! mountpoints ([`binary`]), direct bucket access by another S3 client ([`bucket`]), a hand-made
+//! bucket for keys no real server stores ([`listing_server`]), what tests that use files
+//! need ([`files`]), and a fuzz runner for stable Rust ([`fuzz_runner`]).
 
 pub mod binary;
 pub mod bucket;
 pub mod fault_proxy;
 pub mod files;
+pub mod fuzz_runner;
+pub mod listing_server;
 pub mod mount;
 pub mod plan_ops;
 pub mod seaweedfs;
