@@ -244,5 +244,7 @@ async fn a_directory_of_100_000_keys_lists_whole_in_bounded_memory() {
     );
     assert_eq!(listed, (KEYS + 2, KEYS), "ls -f shows every key plus . and ..; find every file");
     assert!(peak_kib < PEAK_RSS_KIB_MAX, "peak RSS {peak_kib} KiB for 100,000 entries");
-    assert_eq!(server.requests_of("HeadObject"), 0, "a listing costs no HEAD");
+    // The lookup of `many` itself may send one HEAD (raced by its one-key listing); the
+    // 100,000 entries cost none.
+    assert!(server.requests_of("HeadObject") <= 1, "{} HEADs for a listing", server.requests_of("HeadObject"));
 }

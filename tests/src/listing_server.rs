@@ -215,9 +215,13 @@ fn list(bucket: &Bucket, query: &BTreeMap<String, Vec<u8>>) -> Reply {
         }
         count += 1;
     }
+    // (`max-keys=0` lists nothing and is not truncated: there is no token to continue from.)
     let next = match (truncated, last) {
         (true, Some(last)) => format!("<NextContinuationToken>{}</NextContinuationToken>", hex_encode(&last)),
-        _ => String::new(),
+        _ => {
+            truncated = false;
+            String::new()
+        }
     };
     let delimiter_element = delimiter.map(|d| format!("<Delimiter>{}</Delimiter>", url_encode(&d))).unwrap_or_default();
     xml(format!(
