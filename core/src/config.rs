@@ -146,6 +146,24 @@ impl CoreConfig {
         let step = (part_number.saturating_sub(1) / self.write_part_size_step_parts.max(1)).min(40);
         self.write_part_size_bytes.saturating_mul(1u64 << step)
     }
+
+    /// Largest file this mount can write: `max_object_size_bytes`, or less when
+    /// `multipart_max_parts` parts of the schedule hold less (small parts). A write or
+    /// truncate past it fails with EFBIG at once, instead of a commit that would need part
+    /// `multipart_max_parts + 1` and be refused by the store at close.
+    pub fn max_file_size_bytes(&self) -> u64 {
+        let step_parts = self.write_part_size_step_parts.max(1);
+        let mut parts_left = self.multipart_max_parts;
+        let mut first_part = 1u32;
+        let mut capacity = 0u64;
+        while parts_left > 0 && capacity < self.max_object_size_bytes {
+            let parts = parts_left.min(step_parts);
+            capacity = capacity.saturating_add(self.write_part_size(first_part).saturating_mul(u64::from(parts)));
+            parts_left -= parts;
+            first_part = first_part.saturating_add(parts);
+        }
+        capacity.min(self.max_object_size_bytes)
+    }
 }
 
 /// See [`CoreConfig::with_mount_prefix`].
@@ -190,6 +208,19 @@ mod tests {
         assert!(config.write_part_size(10_000) <= 5 << 30, "a part is at most 5 GiB");
         let total: u64 = (1..=config.multipart_max_parts).map(|n| config.write_part_size(n)).sum();
         assert!(total >= 5 << 40, "10,000 parts hold {total} bytes");
+        assert_eq!(config.max_file_size_bytes(), 5 << 40, "the store's limit is the mount's");
+    }
+
+    #[test]
+    fn with_small_parts_the_largest_file_is_what_ten_thousand_parts_hold() {
+        let config = CoreConfig { write_part_size_bytes: 1, write_part_size_step_parts: 1000, ..CoreConfig::default() };
+        let total: u64 = (1..=config.multipart_max_parts).map(|n| config.write_part_size(n)).sum();
+        assert_eq!(total, 1000 * 1023, "1, 2, 4 ... 512 bytes, 1,000 parts each");
+        assert_eq!(config.max_file_size_bytes(), total);
+        let capped = CoreConfig { max_object_size_bytes: 1000, ..config.clone() };
+        assert_eq!(capped.max_file_size_bytes(), 1000);
+        let one_step = CoreConfig { write_part_size_step_parts: 1, multipart_max_parts: 3, ..config };
+        assert_eq!(one_step.max_file_size_bytes(), 1 + 2 + 4);
     }
 
     #[test]

@@ -351,7 +351,7 @@ impl Core {
             return self.reply_error(id, Errno::EBADF);
         }
         let (ino, append) = (handle.ino, handle.append);
-        let max_object_size = self.config.max_object_size_bytes;
+        let max_file_size = self.config.max_file_size_bytes();
         let Some(file) = self.writes.get_mut(&ino) else {
             return self.reply_error(id, Errno::EBADF);
         };
@@ -361,7 +361,7 @@ impl Core {
         let offset = if append { file.size_bytes } else { offset };
         let len = data.len() as u64;
         let end = offset.saturating_add(len);
-        if end > max_object_size {
+        if end > max_file_size {
             return self.reply_error(id, Errno::EFBIG);
         }
         if file.commit.is_some() {
@@ -466,7 +466,7 @@ impl Core {
         if inode.kind == FileKind::Directory {
             return self.reply_error(id, Errno::EISDIR);
         }
-        if size > self.config.max_object_size_bytes {
+        if size > self.config.max_file_size_bytes() {
             return self.reply_error(id, Errno::EFBIG);
         }
         let op = FuseOp::SetAttr { ino, fh: None, changes };

@@ -22,6 +22,7 @@ pub mod config;
 pub mod connector;
 pub mod credentials;
 pub mod endpoint;
+pub mod fuzz;
 pub mod key_encoding;
 pub mod request;
 pub mod response;
