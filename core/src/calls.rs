@@ -132,6 +132,8 @@ pub(crate) struct Call {
     pub request: S3Request,
     /// The attempt in flight or about to be sent, counting from 1.
     pub attempt: u32,
+    /// Body bytes of the attempt in flight have arrived (a streamed GET made progress).
+    pub progressed: bool,
     state: CallState,
 }
 
@@ -170,7 +172,7 @@ impl Calls {
         let call_id = CallId(self.next_call);
         self.next_call += 1;
         let placeholder = CallState::Backoff { until: now };
-        self.calls.insert(call_id, Call { purpose, request, attempt: 1, state: placeholder });
+        self.calls.insert(call_id, Call { purpose, request, attempt: 1, progressed: false, state: placeholder });
         self.send(call_id, now, timeout, out);
         call_id
     }
@@ -183,6 +185,7 @@ impl Calls {
         self.timers.remove(&(call.state.timer(), call_id));
         let deadline = now + timeout;
         call.state = CallState::InFlight { id, deadline };
+        call.progressed = false;
         self.timers.insert((deadline, call_id));
         self.by_request.insert(id, call_id);
         out.push_back(Output::S3Request { id, request: call.request.clone() });
@@ -223,6 +226,11 @@ impl Calls {
         let call = self.calls.get(&call_id).expect("request of an unknown call");
         self.timers.remove(&(call.state.timer(), call_id));
         Some(call_id)
+    }
+
+    /// The call whose attempt in flight is `id`, which goes on (a body chunk arrived).
+    pub fn in_flight(&self, id: S3ReqId) -> Option<CallId> {
+        self.by_request.get(&id).copied()
     }
 
     pub fn get(&self, call_id: CallId) -> Option<&Call> {

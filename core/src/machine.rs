@@ -4,11 +4,13 @@
 //! - One entry point for every input, with the due timers fired first, so a driver that is
 //!   late with [`Input::Timeout`] cannot reorder events.
 //! - Routing each S3 result to whatever waits for it, through the call table, and deciding
-//!   between resume (truncated GET), retry with backoff, and failure.
+//!   between taking a GET body in pieces (streamed, or cut short and resumed), retry with
+//!   backoff, and failure.
 //! - Exactly one reply per FUSE request, including after interrupts and at shutdown.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+use bytes::Bytes;
 use rand_core::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 
@@ -27,7 +29,9 @@ use crate::mutate::Mutation;
 use crate::read::FileReader;
 use crate::readdir::DirHandle;
 use crate::retry::{backoff_delay, is_retryable};
-use crate::s3_types::{S3Error, S3Request, S3Result, TransportError, UploadId};
+use crate::s3_types::{
+    Body, GetObjectOutput, ObjectMeta, S3Error, S3Request, S3Response, S3Result, TransportError, UploadId,
+};
 use crate::time::{Instant, UnixNanos};
 use crate::unlinked::PendingUnlink;
 use crate::write::WriteFile;
@@ -43,6 +47,23 @@ pub(crate) enum Waiting {
     ReadDir(FileHandle),
     /// A request waiting for a one-shot read (see [`crate::fetch`]).
     Fetch,
+}
+
+/// Bytes of a ranged GET's body, from `start` in the object, with the object's metadata when
+/// the reply carried it.
+struct GetBody {
+    start: u64,
+    data: Bytes,
+    meta: Option<ObjectMeta>,
+}
+
+/// Whether more of a GET's body may follow.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum BodyEnd {
+    /// A chunk of a body still streaming.
+    More,
+    /// The reply is over (whole, or cut short).
+    Ended,
 }
 
 /// The goofys-rs filesystem as a pure state machine. See the crate docs for the contract.
@@ -138,6 +159,7 @@ impl Core {
         match input {
             Input::Fuse { id, op } => self.handle_fuse(now, id, op),
             Input::S3 { id, result } => self.handle_s3_result(now, id, result),
+            Input::S3BodyChunk { id, output } => self.handle_body_chunk(now, id, output),
             Input::Timeout => {}
             Input::Interrupt { id } => self.handle_interrupt(id),
             Input::Shutdown => self.begin_shutdown(now),
@@ -235,43 +257,92 @@ impl Core {
             tracing::trace!(?id, "ignoring a result nobody waits for");
             return;
         };
+        if let Some(wanted_start) = self.streamable_get_start(call_id) {
+            match result {
+                Ok(S3Response::GetObject(output)) => {
+                    let body = GetBody { start: output.range_start, data: output.body.0, meta: Some(output.meta) };
+                    return self.handle_get_body(now, call_id, body, BodyEnd::Ended);
+                }
+                Err(S3Error::Transport(TransportError::Truncated { received })) => {
+                    let body = GetBody { start: wanted_start, data: received.0, meta: None };
+                    return self.handle_get_body(now, call_id, body, BodyEnd::Ended);
+                }
+                _ => {}
+            }
+        }
         match result {
             Ok(response) => {
                 let call = self.calls.finish(call_id).expect("accepted call exists");
                 self.deliver(now, call_id, call.purpose, &call.request, call.attempt, Ok(response));
             }
-            Err(S3Error::Transport(TransportError::Truncated { received })) if !received.is_empty() => {
-                self.handle_truncated_body(now, call_id, received.0.clone());
-            }
             Err(error) => self.handle_call_error(now, call_id, error),
         }
     }
 
-    /// A GET body ended early: keep what arrived and ask for the rest, from where it stopped.
-    fn handle_truncated_body(&mut self, now: Instant, call_id: CallId, received: bytes::Bytes) {
-        let call = self.calls.get_mut(call_id).expect("accepted call exists");
-        let purpose = call.purpose;
-        let S3Request::GetObject { range: Some(range), .. } = &mut call.request else {
-            let error = S3Error::Transport(TransportError::Truncated { received: received.into() });
-            self.handle_call_error(now, call_id, error);
+    /// A chunk of a streamed GET body: the request goes on.
+    fn handle_body_chunk(&mut self, now: Instant, id: S3ReqId, output: GetObjectOutput) {
+        let Some(call_id) = self.calls.in_flight(id) else {
+            tracing::trace!(?id, "ignoring a body chunk nobody waits for");
             return;
         };
-        let (range_start, range_end) = (range.start, range.end);
-        let received_bytes = (received.len() as u64).min(range.len_bytes());
-        let resume_at = range.start + received_bytes;
-        if resume_at < range.end {
-            range.start = resume_at;
-            tracing::debug!(?call_id, resume_at, "GET body truncated; resuming");
-            self.calls.resend_now(call_id, now, self.config.s3_request_timeout, &mut self.outputs);
-        } else {
-            self.calls.finish(call_id);
+        if self.streamable_get_start(call_id).is_none() {
+            debug_assert!(false, "a body chunk of a request that cannot be streamed");
+            tracing::error!(?id, "ignoring a body chunk of a request that is not a ranged GET of a file");
+            return;
         }
-        let data = received.slice(..received_bytes as usize);
+        let body = GetBody { start: output.range_start, data: output.body.0, meta: Some(output.meta) };
+        self.handle_get_body(now, call_id, body, BodyEnd::More);
+    }
+
+    /// Where the bytes still wanted by a ranged GET for a read or a commit start: such GETs take
+    /// their bodies in pieces (streamed, or cut short and resumed).
+    fn streamable_get_start(&self, call_id: CallId) -> Option<u64> {
+        let call = self.calls.get(call_id)?;
+        match (&call.purpose, &call.request) {
+            (Purpose::ReadRange { .. } | Purpose::WriteGet { .. }, S3Request::GetObject { range: Some(range), .. }) => {
+                Some(range.start)
+            }
+            _ => None,
+        }
+    }
+
+    /// Bytes of a ranged GET arrived: a chunk of a body still streaming, the whole (rest of
+    /// the) body, or what came before it was cut short. The call's range moves past them, so a
+    /// retry asks only for what is missing. A body that ends before the range does is resumed
+    /// at once from where it stopped if this attempt brought bytes (progress restarts the retry
+    /// budget), or retried with backoff if it brought none; bytes outside what is still wanted
+    /// are never delivered.
+    fn handle_get_body(&mut self, now: Instant, call_id: CallId, body: GetBody, end: BodyEnd) {
+        let call = self.calls.get_mut(call_id).expect("a streamable call exists");
+        let purpose = call.purpose;
+        let S3Request::GetObject { range: Some(range), .. } = &mut call.request else {
+            unreachable!("checked by streamable_get_start")
+        };
+        let (wanted_start, range_end) = (range.start, range.end);
+        let body_end = body.start + body.data.len() as u64;
+        let useful = if body.start <= wanted_start && body_end > wanted_start {
+            body.data.slice((wanted_start - body.start) as usize..(body_end.min(range_end) - body.start) as usize)
+        } else {
+            if !body.data.is_empty() && body.start > wanted_start {
+                tracing::warn!(?call_id, body_start = body.start, wanted_start, "GET body skipped bytes; ignoring it");
+            }
+            Bytes::new()
+        };
+        let arrived_until = wanted_start + useful.len() as u64;
+        range.start = arrived_until;
+        call.progressed |= !useful.is_empty();
+        let complete = arrived_until >= range_end;
+        if complete {
+            self.calls.finish(call_id);
+        } else if end == BodyEnd::Ended {
+            // Resumed at once if this attempt brought bytes, else retried after a backoff.
+            let error = S3Error::Transport(TransportError::Truncated { received: Body::default() });
+            self.handle_call_error(now, call_id, error);
+        }
         match purpose {
-            Purpose::ReadRange { fh } => self.read_data_arrived(now, fh, call_id, range_start, data, None),
-            Purpose::WriteGet { ino, part } => {
-                let complete = resume_at >= range_end;
-                self.write_data_arrived(now, ino, part, call_id, range_start, data, complete, range_end)
+            Purpose::ReadRange { fh } => self.read_data_arrived(now, fh, call_id, wanted_start, useful, body.meta),
+            Purpose::WriteGet { ino, part } if complete || !useful.is_empty() => {
+                self.write_data_arrived(now, ino, part, call_id, wanted_start, useful, complete, range_end)
             }
             _ => {}
         }
@@ -282,6 +353,14 @@ impl Core {
         let Some(call) = self.calls.get(call_id) else {
             return;
         };
+        if call.progressed && is_retryable(&error) && !self.retries_over {
+            // Body bytes arrived in this attempt (a streamed GET that then stalled or broke): it
+            // resumes at once from where it stopped, with a fresh retry budget, as a body cut
+            // short does.
+            tracing::debug!(?call_id, %error, "GET body stopped after progress; resuming");
+            self.calls.resend_now(call_id, now, self.config.s3_request_timeout, &mut self.outputs);
+            return;
+        }
         if is_retryable(&error) && call.attempt < self.config.retry_max_attempts && !self.retries_over {
             let delay = backoff_delay(
                 call.attempt,

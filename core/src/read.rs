@@ -11,8 +11,11 @@
 //! - Every GET carries `If-Match` with the ETag seen at open. If the object changed, S3 answers
 //!   412 (404 if it was deleted) and every read of the handle fails with ESTALE from then on,
 //!   never mixing versions.
-//! - A body that ends early keeps the bytes that arrived and the GET resumes at the next
-//!   offset (see `Core::handle_truncated_body`); progress restarts its retry budget.
+//! - A GET body may arrive in chunks (a streaming transport hands frames on as they come):
+//!   each chunk is kept as it is and answers the reads it completes, so a reader does not wait
+//!   for the last byte of an 8 MiB part. A body that ends early keeps the bytes that arrived
+//!   and the GET resumes at the next offset (see `Core::handle_get_body`); progress restarts
+//!   its retry budget.
 //! - Memory stays bounded: bytes behind the reader are dropped once no waiting read needs them,
 //!   and read-ahead of all handles together stays within `max_read_buffer_bytes` (past it a
 //!   reader gets what it asks for and no more, until buffers drain).
@@ -71,6 +74,9 @@ pub(crate) struct FileReader {
     stale: bool,
     /// Bytes that arrived, by offset, never overlapping.
     chunks: BTreeMap<u64, Bytes>,
+    /// The total length of `chunks` (a streamed body arrives in many small chunks, and the
+    /// budget is checked at every read).
+    chunk_bytes: u64,
     /// Ranges being fetched: start → (end, call).
     inflight: BTreeMap<u64, (u64, CallId)>,
     pending: Vec<PendingRead>,
@@ -85,7 +91,21 @@ impl FileReader {
 
     /// Bytes of the object held for this handle (arrived, not yet dropped).
     pub(crate) fn buffered_bytes(&self) -> u64 {
-        self.chunks.values().map(|chunk| chunk.len() as u64).sum()
+        self.chunk_bytes
+    }
+
+    /// Keeps bytes that arrived from `start`.
+    fn insert_chunk(&mut self, start: u64, bytes: Bytes) {
+        self.chunk_bytes += bytes.len() as u64;
+        if let Some(replaced) = self.chunks.insert(start, bytes) {
+            self.chunk_bytes -= replaced.len() as u64;
+        }
+    }
+
+    /// Drops every byte that arrived.
+    fn clear_chunks(&mut self) {
+        self.chunks.clear();
+        self.chunk_bytes = 0;
     }
 
     /// Bytes held or on their way for this handle.
@@ -134,15 +154,28 @@ impl FileReader {
 
     /// Drops bytes that no waiting read needs and that are not ahead of the reader within the
     /// prefetch window.
+    ///
+    /// Only chunks wholly behind the reader or past the window are looked at: this runs at every
+    /// chunk of a streamed body, and the window may hold thousands of chunks.
     fn evict(&mut self, keep_ahead_bytes: u64) {
         let ahead_start = self.stream.next_offset;
         let ahead_end = ahead_start.saturating_add(keep_ahead_bytes);
-        let pending = &self.pending;
-        self.chunks.retain(|&start, bytes| {
-            let end = start + bytes.len() as u64;
-            let ahead = end > ahead_start && start < ahead_end;
-            ahead || pending.iter().any(|read| read.start < end && start < read.end)
-        });
+        let behind =
+            self.chunks.range(..ahead_start).filter(|&(&start, bytes)| start + bytes.len() as u64 <= ahead_start);
+        let beyond = self.chunks.range(ahead_end..);
+        let unneeded: Vec<u64> = behind
+            .chain(beyond)
+            .filter(|&(&start, bytes)| {
+                let end = start + bytes.len() as u64;
+                !self.pending.iter().any(|read| read.start < end && start < read.end)
+            })
+            .map(|(&start, _)| start)
+            .collect();
+        for start in unneeded {
+            if let Some(dropped) = self.chunks.remove(&start) {
+                self.chunk_bytes -= dropped.len() as u64;
+            }
+        }
     }
 }
 
@@ -174,6 +207,7 @@ impl Core {
             append,
             stale: false,
             chunks: BTreeMap::new(),
+            chunk_bytes: 0,
             inflight: BTreeMap::new(),
             pending: Vec::new(),
             stream: Stream { next_offset: 0, window_bytes: initial_window, prefetched_until: 0, sequential_reads: 0 },
@@ -366,6 +400,9 @@ impl Core {
             // A server that ignored If-Match: the bytes are of another version.
             return self.mark_stale(fh);
         }
+        if data.is_empty() {
+            return;
+        }
         let Some((&fetch_start, &(fetch_end, _))) = reader.inflight.iter().find(|&(_, &(_, call))| call == call_id)
         else {
             return;
@@ -375,7 +412,7 @@ impl Core {
         let useful_end = data_end.min(fetch_end);
         if data_start <= fetch_start && useful_end > fetch_start {
             let slice = data.slice((fetch_start - data_start) as usize..(useful_end - data_start) as usize);
-            reader.chunks.insert(fetch_start, slice);
+            reader.insert_chunk(fetch_start, slice);
             if useful_end < fetch_end {
                 reader.inflight.insert(useful_end, (fetch_end, call_id));
             }
@@ -423,7 +460,7 @@ impl Core {
         let reader = self.files.get_mut(&fh).expect("reader exists");
         tracing::info!(key = %reader.key, "object changed while open; reads fail with ESTALE");
         reader.stale = true;
-        reader.chunks.clear();
+        reader.clear_chunks();
         let ino = reader.ino;
         let calls: Vec<CallId> = reader.inflight.values().map(|&(_, call)| call).collect();
         reader.inflight.clear();
@@ -465,7 +502,7 @@ impl Core {
             let reader = self.files.get_mut(&fh).expect("listed");
             let calls: Vec<CallId> = reader.inflight.values().map(|&(_, call)| call).collect();
             reader.inflight.clear();
-            reader.chunks.clear();
+            reader.clear_chunks();
             reader.etag = Some(etag.clone());
             reader.size_bytes = size_bytes;
             // What was unwritten when these reads were planned is in the object now.
@@ -516,24 +553,37 @@ fn refill_end(stream: &Stream, read_end: u64, part_size_bytes: u64, size_bytes: 
     from.saturating_add(whole_parts_bytes).min(size_bytes)
 }
 
-/// The bytes of `[start, end)` if they have all arrived.
+/// The bytes of `[start, end)` if they have all arrived: a slice when one chunk holds them,
+/// else one copy (checked first, so a read still waiting for chunks of a streamed body costs no
+/// copy each time one arrives).
 fn assemble(chunks: &BTreeMap<u64, Bytes>, start: u64, end: u64) -> Option<Bytes> {
     let (&first_start, first) = chunks.range(..=start).next_back()?;
     let first_end = first_start + first.len() as u64;
     if first_end >= end {
         return Some(first.slice((start - first_start) as usize..(end - first_start) as usize));
     }
-    let mut out = BytesMut::with_capacity((end - start) as usize);
-    let mut at = start;
-    while at < end {
-        let (&chunk_start, chunk) = chunks.range(..=at).next_back()?;
-        let chunk_end = chunk_start + chunk.len() as u64;
-        if chunk_end <= at {
-            return None;
-        }
-        let take_end = chunk_end.min(end);
-        out.extend_from_slice(&chunk[(at - chunk_start) as usize..(take_end - chunk_start) as usize]);
-        at = take_end;
+    let pieces = || {
+        let mut at = start;
+        std::iter::from_fn(move || {
+            if at >= end {
+                return None;
+            }
+            let (&chunk_start, chunk) = chunks.range(..=at).next_back()?;
+            let chunk_end = chunk_start + chunk.len() as u64;
+            if chunk_end <= at {
+                return None;
+            }
+            let take_end = chunk_end.min(end);
+            let piece = &chunk[(at - chunk_start) as usize..(take_end - chunk_start) as usize];
+            at = take_end;
+            Some(piece)
+        })
+    };
+    let covered_bytes: u64 = pieces().map(|piece| piece.len() as u64).sum();
+    if covered_bytes < end - start {
+        return None;
     }
+    let mut out = BytesMut::with_capacity((end - start) as usize);
+    pieces().for_each(|piece| out.extend_from_slice(piece));
     Some(out.freeze())
 }

@@ -5,7 +5,7 @@ mod harness;
 use std::time::Duration;
 
 use goofys_core::fuse_types::{FuseOp, FuseReply};
-use goofys_core::s3_types::{Body, ETag, S3Error, S3ErrorCode, S3Request, TransportError};
+use goofys_core::s3_types::{Body, ByteRange, ETag, S3Error, S3ErrorCode, S3Request, TransportError};
 use goofys_core::{CoreConfig, Errno, Ino, Input, Output};
 use harness::*;
 
@@ -397,4 +397,94 @@ fn regression_a_resumed_get_gets_a_fresh_retry_budget() {
     let (s3_id, request) = h.take_one_request();
     h.s3(s3_id, get_reply(&file, range_of(&request), "v1"));
     assert_eq!(h.data(id), file);
+}
+
+#[test]
+fn a_streamed_body_answers_reads_before_the_whole_get_arrived() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content((4 * MIB) as usize);
+    let (ino, fh) = h.open_file("f", &file);
+    let first = h.read(ino, fh, 0, 4096);
+    let (s3_id, request) = h.take_one_request();
+    let range = range_of(&request);
+    assert!(range.len_bytes() >= 64 * KIB, "the first read asks for more than it needs");
+    h.s3_chunk(s3_id, &file, 0, 16 * KIB, "v1");
+    assert_eq!(h.data(first), file.slice(0..4096), "answered from the first chunk");
+    let second = h.read(ino, fh, 4096, 8192);
+    assert_eq!(h.data(second), file.slice(4096..12_288), "answered from what arrived, no new GET");
+    let third = h.read(ino, fh, 12_288, 8192);
+    assert!(h.take_reply(third).is_none(), "waits for the bytes it needs");
+    h.s3_chunk(s3_id, &file, 16 * KIB, 40 * KIB, "v1");
+    assert_eq!(h.data(third), file.slice(12_288..20_480), "a read across two chunks");
+    h.s3_chunk(s3_id, &file, 40 * KIB, range.end, "v1");
+    h.s3_streamed_end(s3_id, &file, range.end, "v1");
+    let resent: Vec<_> = h.take_requests().into_iter().filter(|(id, _)| *id == s3_id).collect();
+    assert!(resent.is_empty());
+    let fourth = h.read(ino, fh, 20_480, 4096);
+    assert_eq!(h.data(fourth), file.slice(20_480..24_576));
+    assert!(
+        h.take_requests().iter().all(|(_, request)| range_of(request).start >= range.end),
+        "nothing that arrived is asked for again"
+    );
+}
+
+#[test]
+fn a_streamed_body_cut_short_resumes_from_where_it_stopped() {
+    let mut h = Harness::new(CoreConfig { prefetch_initial_window_bytes: 0, ..CoreConfig::default() });
+    let file = content(100_000);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 0, 100_000);
+    let (s3_id, _) = h.take_one_request();
+    h.s3_chunk(s3_id, &file, 0, 30_000, "v1");
+    h.s3(s3_id, Err(S3Error::Transport(TransportError::Truncated { received: Body::default() })));
+    let (resumed_id, resumed) = h.take_one_request();
+    assert_eq!((range_of(&resumed).start, range_of(&resumed).end), (30_000, 100_000), "resumed at once, from 30,000");
+    h.s3_chunk(resumed_id, &file, 30_000, 70_000, "v1");
+    h.s3(resumed_id, get_reply(&file, ByteRange::new(70_000, 100_000), "v1"));
+    assert_eq!(h.data(id), file);
+    assert_eq!(h.core.counters().resumed_bodies, 1);
+}
+
+#[test]
+fn a_streamed_body_that_stops_coming_fails_the_read_with_eio_after_the_retries_never_wrong_bytes() {
+    let config = CoreConfig { prefetch_initial_window_bytes: 0, retry_max_attempts: 3, ..CoreConfig::default() };
+    let mut h = Harness::new(config);
+    let file = content(100_000);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 0, 100_000);
+    let (mut s3_id, _) = h.take_one_request();
+    h.s3_chunk(s3_id, &file, 0, 10_000, "v1");
+    // The deadline passes: the attempt is cancelled and resumed at once from where the body
+    // stopped, with a fresh retry budget (it made progress).
+    h.advance_to_timer();
+    assert_eq!(h.take_cancels(), vec![s3_id]);
+    let (resumed_id, resumed) = h.take_one_request();
+    assert_eq!(range_of(&resumed).start, 10_000);
+    // A late chunk of the abandoned attempt, even one holding other bytes, is ignored.
+    let other = content(200_000).slice(50_000..150_000);
+    h.s3_chunk(s3_id, &other, 10_000, 20_000, "v1");
+    s3_id = resumed_id;
+    for attempt in 1..=3 {
+        if attempt > 1 {
+            h.advance_to_timer();
+            let (next_id, request) = h.take_one_request();
+            assert_eq!(range_of(&request).start, 10_000, "attempt {attempt} asks only for what is missing");
+            s3_id = next_id;
+        }
+        h.s3(s3_id, Err(S3Error::Transport(TransportError::Truncated { received: Body::default() })));
+    }
+    assert_eq!(h.reply(id), FuseReply::Error(Errno::EIO));
+    let again = h.read(ino, fh, 0, 10_000);
+    assert_eq!(h.data(again), file.slice(0..10_000), "what did arrive is still right");
+}
+
+#[test]
+fn a_streamed_chunk_of_another_version_fails_reads_with_estale() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(10_000);
+    let (ino, fh) = h.open_file("f", &file);
+    let id = h.read(ino, fh, 0, 4096);
+    let (s3_id, _) = h.take_one_request();
+    h.s3_chunk(s3_id, &file, 0, 5000, "v2");
+    assert_eq!(h.reply(id), FuseReply::Error(Errno::ESTALE));
 }

@@ -7,6 +7,9 @@
 //!   is the only place the core is touched, so the core needs no locks.
 //! - Cancelled S3 requests are aborted; results of aborted or finished requests that still
 //!   arrive are harmless (the core ignores unknown ids).
+//! - A ranged GET's body reaches the core frame by frame as it arrives, so reads are answered
+//!   before the whole part is here. Each request's task sends its chunks and then its result
+//!   through one channel, so the core sees them in order.
 //! - Kernel-cache invalidations must not be sent from the task that answers requests: the
 //!   kernel may hold a lock that a pending request needs, and waiting on it would deadlock. They
 //!   go to a thread of their own.
@@ -21,10 +24,10 @@ use std::sync::Arc;
 use std::sync::mpsc as std_mpsc;
 
 use goofys_core::fuse_types::FuseReply;
-use goofys_core::s3_types::{S3Request, S3Result};
+use goofys_core::s3_types::{GetObjectOutput, S3Request, S3Result};
 use goofys_core::{Core, Errno, FuseReqId, Input, Output, S3ReqId};
 use tokio::sync::mpsc;
-use tokio::task::{AbortHandle, JoinSet};
+use tokio::task::AbortHandle;
 
 use crate::adapter::{Envelope, PendingReply, file_attr, file_type, fopen_flags, generation};
 use crate::metrics::{Metrics, request_bytes_out};
@@ -34,13 +37,25 @@ const CORE_COUNTERS_EVERY: std::time::Duration = std::time::Duration::from_milli
 
 /// Runs S3 requests. [`goofys_s3::S3Client`] is the real one.
 pub trait S3Executor: Send + Sync + 'static {
-    fn execute(&self, request: S3Request) -> impl Future<Output = S3Result> + Send;
+    /// Sends `request` once. A ranged GET may hand its body to `on_body_chunk` as it arrives;
+    /// the result then carries only what was not handed on (see [`Input::S3BodyChunk`]).
+    fn execute(
+        &self,
+        request: S3Request,
+        on_body_chunk: goofys_s3::BodyChunkSink<'_>,
+    ) -> impl Future<Output = S3Result> + Send;
 }
 
 impl S3Executor for goofys_s3::S3Client {
-    async fn execute(&self, request: S3Request) -> S3Result {
-        goofys_s3::S3Client::execute(self, &request).await
+    async fn execute(&self, request: S3Request, on_body_chunk: goofys_s3::BodyChunkSink<'_>) -> S3Result {
+        goofys_s3::S3Client::execute_streaming(self, &request, on_body_chunk).await
     }
+}
+
+/// What a request's task reports, in order: chunks of its body, then its result.
+enum S3Event {
+    BodyChunk(S3ReqId, GetObjectOutput),
+    Finished(S3ReqId, S3Result),
 }
 
 /// A kernel-cache invalidation, sent from its own thread.
@@ -98,7 +113,7 @@ pub async fn run<E: S3Executor>(
     let clock = std::time::Instant::now();
     let now = || goofys_core::Instant::from_nanos(u64::try_from(clock.elapsed().as_nanos()).unwrap_or(u64::MAX));
     let mut replies: HashMap<FuseReqId, PendingReply> = HashMap::new();
-    let mut inflight: JoinSet<(S3ReqId, S3Result)> = JoinSet::new();
+    let (s3_events_tx, mut s3_events) = mpsc::unbounded_channel::<S3Event>();
     let mut aborts: HashMap<S3ReqId, AbortHandle> = HashMap::new();
     // What each request in flight is, since when: S3 (kind, bytes sent) and FUSE (operation).
     let mut s3_started: HashMap<S3ReqId, (&'static str, std::time::Instant, u64)> = HashMap::new();
@@ -127,16 +142,19 @@ pub async fn run<E: S3Executor>(
                     Input::Shutdown
                 }
             },
-            Some(joined) = inflight.join_next(), if !inflight.is_empty() => match joined {
-                Ok((id, result)) => {
+            // The driver holds a sender, so the channel never closes.
+            Some(event) = s3_events.recv() => match event {
+                S3Event::BodyChunk(id, output) => {
+                    metrics.s3_body_arrived(output.body.len_bytes());
+                    Input::S3BodyChunk { id, output }
+                }
+                S3Event::Finished(id, result) => {
                     aborts.remove(&id);
                     if let Some((kind, started, bytes_out)) = s3_started.remove(&id) {
                         metrics.s3_finished(kind, &result, started.elapsed(), bytes_out);
                     }
                     Input::S3 { id, result }
                 }
-                // Aborted by a cancel: the core no longer waits for it.
-                Err(_) => continue,
             },
             () = &mut shutdown, if !shutting_down => {
                 shutting_down = true;
@@ -152,8 +170,15 @@ pub async fn run<E: S3Executor>(
                     s3_started
                         .insert(id, (request.operation_name(), std::time::Instant::now(), request_bytes_out(&request)));
                     let executor = Arc::clone(&executor);
-                    let abort = inflight.spawn(async move { (id, executor.execute(request).await) });
-                    aborts.insert(id, abort);
+                    let events = s3_events_tx.clone();
+                    let task = tokio::spawn(async move {
+                        let chunk_events = events.clone();
+                        let mut on_body_chunk =
+                            move |output: GetObjectOutput| drop(chunk_events.send(S3Event::BodyChunk(id, output)));
+                        let result = executor.execute(request, &mut on_body_chunk).await;
+                        drop(events.send(S3Event::Finished(id, result)));
+                    });
+                    aborts.insert(id, task.abort_handle());
                 }
                 Output::CancelS3 { id } => {
                     if let Some(abort) = aborts.remove(&id) {
@@ -195,7 +220,9 @@ pub async fn run<E: S3Executor>(
         }
     }
     metrics.set_core(core.counters());
-    inflight.abort_all();
+    for abort in aborts.values() {
+        abort.abort();
+    }
     // Anything still unanswered (there should be nothing) gets an error, not silence.
     for (_, pending) in replies.drain() {
         pending.error(Errno::EIO);

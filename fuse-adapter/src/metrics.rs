@@ -154,6 +154,11 @@ impl Metrics {
         figures.s3_bytes_out += bytes_out;
     }
 
+    /// Bytes of a streamed GET body arrived (its result then carries none).
+    pub fn s3_body_arrived(&self, bytes: u64) {
+        self.figures().s3_bytes_in += bytes;
+    }
+
     /// An S3 request the core no longer wanted was aborted.
     pub fn s3_cancelled(&self, kind: &'static str) {
         *self.figures().s3_requests.entry((kind, "cancelled")).or_default() += 1;

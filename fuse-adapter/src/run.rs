@@ -42,16 +42,17 @@ pub fn run(invocation: Invocation) -> ExitCode {
     }
 }
 
-/// Read-ahead parts and upload parts are megabytes each, allocated on one thread and freed on
-/// another. glibc serves them from its heaps once its dynamic mmap threshold has risen past
-/// their size, and freed heap memory rarely goes back: the process' RSS would grow past
-/// `--memory-limit` though the core's buffers stay within it. A fixed threshold of 1 MiB keeps
-/// every large buffer in its own mapping, unmapped when freed.
+/// Read-ahead (the transport's read buffers, whose frames the core keeps) and upload parts are
+/// large, allocated on one thread and freed on another. glibc serves them from its heaps once
+/// its dynamic mmap threshold has risen past their size, and freed heap memory rarely goes
+/// back: the process' RSS would grow past `--memory-limit` though the core's buffers stay
+/// within it. A fixed threshold at the read buffers' size keeps every large buffer in its own
+/// mapping, unmapped when freed.
 #[allow(unsafe_code)]
 fn return_large_buffers_to_the_system() {
     #[cfg(target_env = "gnu")]
     {
-        const LARGE_BUFFER_BYTES: libc::c_int = 1 << 20;
+        const LARGE_BUFFER_BYTES: libc::c_int = goofys_s3::connector::READ_BUFFER_BYTES as libc::c_int;
         // SAFETY: mallopt only sets an allocator parameter; it is called before any thread starts.
         unsafe {
             libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES);

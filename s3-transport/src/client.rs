@@ -6,6 +6,11 @@
 //! [`TransportError::Truncated`] carrying what did arrive. Nothing is retried: the core owns
 //! retry policy, where it is deterministic and simulated.
 //!
+//! A ranged GET's body can be streamed instead of collected
+//! ([`S3Client::execute_streaming`]): each frame is handed on as it comes off the wire, without a
+//! copy, so the core answers reads before the last byte of a part arrived and no body is held
+//! twice (frames and the collected buffer).
+//!
 //! The bucket's region is learnt from replies: when the configuration names none, the first
 //! reply carrying `x-amz-bucket-region` (AWS sends it with the 301 of a wrong region) switches
 //! the region for later requests. [`S3Client::check_bucket`] uses this at mount, and turns the
@@ -16,7 +21,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use goofys_core::s3_types::{S3Error, S3ErrorCode, S3Request, S3Result, ServiceError, TransportError};
+use goofys_core::s3_types::{
+    Body, GetObjectOutput, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, ServiceError, TransportError,
+};
 use http::{HeaderMap, Method, StatusCode};
 use http_body_util::{BodyExt as _, Full};
 use hyper::body::Incoming;
@@ -27,7 +34,7 @@ use crate::connector::{ConnectorError, HttpClient, build_http_client};
 use crate::credentials::{CredentialLoadError, Signer, error_chain};
 use crate::endpoint::{BucketEndpoint, DEFAULT_REGION, EndpointError};
 use crate::request::{BuildError, build_request};
-use crate::response::{BUCKET_REGION_HEADER, parse_response};
+use crate::response::{BUCKET_REGION_HEADER, get_head, parse_response};
 use crate::signing::{PayloadSigning, sign_request};
 
 /// Bodies larger than this are not preallocated in full from Content-Length: a lying or huge
@@ -77,6 +84,20 @@ struct Reply {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
+    /// A GET whose body was streamed: the result, with no bytes (they were handed on) and
+    /// `range_start` where the body ended.
+    streamed: Option<GetObjectOutput>,
+}
+
+/// Takes the frames of a streamed GET body, each from its offset in the object.
+pub type BodyChunkSink<'a> = &'a mut (dyn FnMut(GetObjectOutput) + Send);
+
+/// Where a reply's body goes.
+enum BodyDestination<'a> {
+    /// Read whole into one buffer.
+    Collect,
+    /// A successful reply's body is handed on frame by frame.
+    Stream(BodyChunkSink<'a>),
 }
 
 /// Executes S3 requests for one bucket. Cheap to share: wrap it in an `Arc` and call
@@ -128,14 +149,35 @@ impl S3Client {
 
     /// Sends `request` once and returns its typed result.
     pub async fn execute(&self, request: &S3Request) -> S3Result {
+        self.execute_to(request, BodyDestination::Collect).await
+    }
+
+    /// Sends `request` once. The body of a successful ranged GetObject goes to `on_body_chunk`
+    /// frame by frame as it arrives, and the result then holds no bytes: a whole body gives a
+    /// `GetObject` whose empty body starts where the streamed one ended, a cut-short body a
+    /// [`TransportError::Truncated`] with nothing received. Any other request is as
+    /// [`execute`](S3Client::execute).
+    pub async fn execute_streaming(&self, request: &S3Request, on_body_chunk: BodyChunkSink<'_>) -> S3Result {
+        let destination = if matches!(request, S3Request::GetObject { range: Some(_), .. }) {
+            BodyDestination::Stream(on_body_chunk)
+        } else {
+            BodyDestination::Collect
+        };
+        self.execute_to(request, destination).await
+    }
+
+    async fn execute_to(&self, request: &S3Request, destination: BodyDestination<'_>) -> S3Result {
         let span = tracing::debug_span!("s3", op = request.operation_name());
         async {
             let started = Instant::now();
             let endpoint = self.current_endpoint();
             let http_request = build_request(request, &self.config, &endpoint).map_err(rejected_before_sending)?;
-            let reply = self.send(http_request, &endpoint).await;
+            let reply = self.send(http_request, &endpoint, destination).await;
             let elapsed_ms = started.elapsed().as_millis();
-            let result = reply.and_then(|reply| parse_response(request, reply.status, &reply.headers, reply.body));
+            let result = reply.and_then(|reply| match reply.streamed {
+                Some(output) => Ok(S3Response::GetObject(output)),
+                None => parse_response(request, reply.status, &reply.headers, reply.body),
+            });
             match &result {
                 Ok(_) => tracing::debug!(elapsed_ms, "ok"),
                 Err(error) => tracing::debug!(elapsed_ms, %error, "failed"),
@@ -157,7 +199,7 @@ impl S3Client {
             .parse()
             .map_err(|e| S3Error::Transport(TransportError::Other(format!("bucket URL: {e}"))))?;
         request.headers_mut().insert(http::header::CONTENT_LENGTH, http::HeaderValue::from(0));
-        let reply = self.send(request, &endpoint).await?;
+        let reply = self.send(request, &endpoint, BodyDestination::Collect).await?;
         if reply.status.is_success() {
             return Ok(());
         }
@@ -248,7 +290,12 @@ impl S3Client {
     }
 
     /// Signs and sends one request within the request timeout, and reads the whole reply.
-    async fn send(&self, mut request: http::Request<Bytes>, endpoint: &BucketEndpoint) -> Result<Reply, S3Error> {
+    async fn send(
+        &self,
+        mut request: http::Request<Bytes>,
+        endpoint: &BucketEndpoint,
+        destination: BodyDestination<'_>,
+    ) -> Result<Reply, S3Error> {
         if let Signer::Signed(cache) = &self.signer {
             let credentials = cache.credentials(SystemTime::now()).await.map_err(|error| {
                 S3Error::Transport(TransportError::Other(format!(
@@ -267,14 +314,18 @@ impl S3Client {
         }
         tracing::trace!(method = %request.method(), uri = %request.uri(), "sending");
         let timeout = Duration::from_millis(self.config.request_timeout_ms);
-        let reply = tokio::time::timeout(timeout, self.exchange(request))
+        let reply = tokio::time::timeout(timeout, self.exchange(request, destination))
             .await
             .map_err(|_elapsed| S3Error::Transport(TransportError::Timeout))??;
         self.learn_region(&reply.headers);
         Ok(reply)
     }
 
-    async fn exchange(&self, request: http::Request<Bytes>) -> Result<Reply, S3Error> {
+    async fn exchange(
+        &self,
+        request: http::Request<Bytes>,
+        destination: BodyDestination<'_>,
+    ) -> Result<Reply, S3Error> {
         let is_head = request.method() == Method::HEAD;
         let (parts, body) = request.into_parts();
         let response = self
@@ -284,18 +335,29 @@ impl S3Client {
             .map_err(|error| classify_request_error(&error))?;
         let (parts, incoming) = response.into_parts();
         let has_body = !is_head && parts.status != StatusCode::NO_CONTENT && parts.status != StatusCode::NOT_MODIFIED;
-        let body = if has_body {
-            let declared_len_bytes = parts
-                .headers
-                .get(http::header::CONTENT_LENGTH)
-                .and_then(|value| value.to_str().ok())
-                .and_then(|text| text.parse::<u64>().ok());
-            collect_body(incoming, declared_len_bytes).await?
-        } else {
-            Bytes::new()
+        let declared_len_bytes = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|text| text.parse::<u64>().ok());
+        let mut streamed = None;
+        let body = match destination {
+            // A whole-object reply needs its length for the object's size.
+            BodyDestination::Stream(on_body_chunk)
+                if has_body
+                    && parts.status.is_success()
+                    && (parts.status == StatusCode::PARTIAL_CONTENT || declared_len_bytes.is_some()) =>
+            {
+                let (meta, range_start) = get_head(parts.status, &parts.headers, declared_len_bytes.unwrap_or(0))?;
+                let end = stream_body(incoming, declared_len_bytes, &meta, range_start, on_body_chunk).await?;
+                streamed = Some(GetObjectOutput { meta, range_start: end, body: Body::default() });
+                Bytes::new()
+            }
+            _ if has_body => collect_body(incoming, declared_len_bytes).await?,
+            _ => Bytes::new(),
         };
         tracing::trace!(status = parts.status.as_u16(), body_bytes = body.len(), "received");
-        Ok(Reply { status: parts.status, headers: parts.headers, body })
+        Ok(Reply { status: parts.status, headers: parts.headers, body, streamed })
     }
 
     /// Switches to the region a reply names, unless the configuration fixed one.
@@ -358,6 +420,39 @@ async fn collect_body(mut body: Incoming, declared_len_bytes: Option<u64>) -> Re
             Err(S3Error::Transport(TransportError::Truncated { received: received.into() }))
         }
         _ => Ok(received),
+    }
+}
+
+/// Hands a GET body on frame by frame (no copy), each chunk from its offset in the object;
+/// returns the offset where it ended. An error or an early end after `declared_len_bytes` was
+/// promised is a truncation with nothing received: every byte that arrived was handed on.
+async fn stream_body(
+    mut body: Incoming,
+    declared_len_bytes: Option<u64>,
+    meta: &goofys_core::s3_types::ObjectMeta,
+    range_start: u64,
+    on_body_chunk: BodyChunkSink<'_>,
+) -> Result<u64, S3Error> {
+    let truncated = || S3Error::Transport(TransportError::Truncated { received: Body::default() });
+    let mut at = range_start;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|error| {
+            tracing::debug!(error = %error_chain(&error), received_bytes = at - range_start, "reply body cut short");
+            truncated()
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        if data.is_empty() {
+            continue;
+        }
+        let chunk_start = at;
+        at += data.len() as u64;
+        on_body_chunk(GetObjectOutput { meta: meta.clone(), range_start: chunk_start, body: data.into() });
+    }
+    match declared_len_bytes {
+        Some(declared) if at - range_start < declared => Err(truncated()),
+        _ => Ok(at),
     }
 }
 
@@ -492,6 +587,56 @@ mod tests {
             result,
             Err(S3Error::Transport(TransportError::Truncated { received: Body::from(b"0123456789".as_slice()) }))
         );
+    }
+
+    fn ranged_get(start: u64, end: u64) -> S3Request {
+        S3Request::GetObject { key: "k".into(), range: Some(ByteRange::new(start, end)), if_match: None }
+    }
+
+    /// Streams `request`, returning the chunks handed on (as offset and bytes) and the result.
+    async fn stream(client: &S3Client, request: &S3Request) -> (Vec<(u64, Vec<u8>)>, S3Result) {
+        let mut chunks = Vec::new();
+        let mut on_body_chunk = |output: GetObjectOutput| chunks.push((output.range_start, output.body.to_vec()));
+        let result = client.execute_streaming(request, &mut on_body_chunk).await;
+        (chunks, result)
+    }
+
+    #[tokio::test]
+    async fn a_streamed_ranged_get_hands_its_body_on_and_ends_with_no_bytes_left() {
+        let headers = [("etag", "\"e\""), ("content-range", "bytes 100-109/1000")];
+        let server =
+            ScriptedServer::start(vec![ScriptedReply::ok("206 Partial Content", &headers, b"0123456789")]).await;
+        let client = client_for(&server, TransportConfig::default()).await;
+        let (chunks, result) = stream(&client, &ranged_get(100, 110)).await;
+        let streamed: Vec<u8> = chunks.iter().flat_map(|(_, bytes)| bytes.clone()).collect();
+        assert_eq!(streamed, b"0123456789");
+        assert_eq!(chunks[0].0, 100, "chunks carry their offsets in the object");
+        let Ok(S3Response::GetObject(output)) = result else { panic!("expected a GET result, got {result:?}") };
+        assert_eq!((output.range_start, output.body.len(), output.meta.size_bytes), (110, 0, 1000));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_cut_short_is_truncated_after_handing_on_what_arrived() {
+        let server = ScriptedServer::start(vec![ScriptedReply::Send {
+            bytes: b"HTTP/1.1 206 Partial Content\r\ncontent-length: 100\r\netag: \"e\"\r\ncontent-range: bytes 0-99/100\r\n\r\n0123456789".to_vec(),
+            close: true,
+        }])
+        .await;
+        let client = client_for(&server, TransportConfig::default()).await;
+        let (chunks, result) = stream(&client, &ranged_get(0, 100)).await;
+        let streamed: Vec<u8> = chunks.into_iter().flat_map(|(_, bytes)| bytes).collect();
+        assert_eq!(streamed, b"0123456789");
+        assert_eq!(result, Err(S3Error::Transport(TransportError::Truncated { received: Body::default() })));
+    }
+
+    #[tokio::test]
+    async fn a_streamed_error_reply_is_collected_and_parsed_as_usual() {
+        let body = b"<Error><Code>PreconditionFailed</Code></Error>";
+        let server = ScriptedServer::start(vec![ScriptedReply::ok("412 Precondition Failed", &[], body)]).await;
+        let client = client_for(&server, TransportConfig::default()).await;
+        let (chunks, result) = stream(&client, &ranged_get(0, 100)).await;
+        assert!(chunks.is_empty());
+        assert!(matches!(result, Err(S3Error::Service(service)) if service.code == S3ErrorCode::PreconditionFailed));
     }
 
     #[tokio::test]

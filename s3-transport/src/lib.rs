@@ -32,7 +32,7 @@ pub mod xml;
 #[cfg(test)]
 mod test_support;
 
-pub use client::{BucketCheckError, ClientBuildError, S3Client};
+pub use client::{BodyChunkSink, BucketCheckError, ClientBuildError, S3Client};
 pub use config::{
     AddressingStyle, CredentialSource, ServerSideEncryption, SseCustomerKey, SseKeyError, TransportConfig,
 };

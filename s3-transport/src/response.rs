@@ -136,19 +136,23 @@ fn parse_content_range(text: &str) -> Option<(u64, u64)> {
 }
 
 fn get_output(status: StatusCode, headers: &HeaderMap, body: Bytes) -> S3Result {
+    let (meta, range_start) = get_head(status, headers, body.len() as u64)?;
+    Ok(S3Response::GetObject(GetObjectOutput { meta, range_start, body: body.into() }))
+}
+
+/// What the headers of a successful GetObject reply say: the object's metadata and the offset
+/// of the body's first byte (for a ranged reply, from Content-Range). `body_len_bytes` is the
+/// body's length (Content-Length when the body is streamed): a whole-object reply's size.
+pub fn get_head(status: StatusCode, headers: &HeaderMap, body_len_bytes: u64) -> Result<(ObjectMeta, u64), S3Error> {
     let (range_start, total_size_bytes) = if status == StatusCode::PARTIAL_CONTENT {
         let text = header_text(headers, CONTENT_RANGE).ok_or_else(|| malformed("206 without Content-Range"))?;
         let (first, total) =
             parse_content_range(text).ok_or_else(|| malformed(format_args!("Content-Range `{text}`")))?;
         (first, Some(total))
     } else {
-        (0, Some(body.len() as u64))
+        (0, Some(body_len_bytes))
     };
-    Ok(S3Response::GetObject(GetObjectOutput {
-        meta: object_meta(headers, total_size_bytes)?,
-        range_start,
-        body: body.into(),
-    }))
+    Ok((object_meta(headers, total_size_bytes)?, range_start))
 }
 
 /// A listed key or prefix, decoded when the reply says it was url-encoded; `None` (and a

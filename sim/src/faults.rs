@@ -8,7 +8,8 @@
 //! - a connection reset before the request reached S3, or after S3 applied it (the ambiguous
 //!   case that catches non-idempotent retries);
 //! - a GET body cut short;
-//! - a stall: no answer at all, until the core's request timeout fires.
+//! - a stall: no answer at all, until the core's request timeout fires (a ranged GET may have
+//!   streamed part of its body first).
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;

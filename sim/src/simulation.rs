@@ -20,7 +20,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use goofys_core::fuse_types::{FileKind, FuseOp, FuseReply, OpenFlags};
 use goofys_core::namespace::{dir_prefix, file_key};
-use goofys_core::s3_types::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, TransportError};
+use goofys_core::s3_types::{GetObjectOutput, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, TransportError};
 use goofys_core::{Core, FileHandle, FuseReqId, Ino, Input, Instant, Output, S3ReqId, UnixNanos};
 
 use crate::checker::{self, ListingSoFar};
@@ -35,6 +35,13 @@ mod own_changes;
 
 /// Wall-clock time of the simulation's start.
 const EPOCH: UnixNanos = UnixNanos::from_secs(1_700_000_000);
+
+/// How often a ranged GET streams part of its body as chunks before its result.
+const STREAMED_GET_PER_MILLION: u32 = 500_000;
+
+fn is_ranged_get(request: &S3Request) -> bool {
+    matches!(request, S3Request::GetObject { range: Some(_), .. })
+}
 
 /// How a finished run went.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -104,6 +111,8 @@ enum Event {
     S3Arrive { id: S3ReqId, request: S3Request, decision: FaultDecision },
     /// An S3 result reaches the core.
     S3Respond { id: S3ReqId, result: S3Result },
+    /// A chunk of a streamed GET body reaches the core, before its result.
+    S3BodyChunk { id: S3ReqId, output: GetObjectOutput },
     /// The kernel interrupts a FUSE request.
     Interrupt(FuseReqId),
     /// The final walk of the liveness phase starts.
@@ -462,6 +471,7 @@ impl<'a> Sim<'a> {
                 Ok(())
             }
             Event::S3Respond { id, result } => self.core_input(Input::S3 { id, result }),
+            Event::S3BodyChunk { id, output } => self.core_input(Input::S3BodyChunk { id, output }),
             Event::Interrupt(id) => match self.outstanding.get_mut(&id) {
                 Some(outstanding) => {
                     outstanding.interrupted = true;
@@ -509,7 +519,8 @@ impl<'a> Sim<'a> {
                 self.s3_requests += 1;
                 let decision = self.injector.decide(&request, self.now, &mut self.rng);
                 match decision.kind {
-                    FaultKind::Stall => {}
+                    // A stalled ranged GET may stream part of its body first.
+                    FaultKind::Stall if !is_ranged_get(&request) => {}
                     FaultKind::ResetBeforeApply => {
                         let result = Err(S3Error::Transport(TransportError::ConnectionReset));
                         self.schedule(self.now + decision.request_latency, Event::S3Respond { id, result });
@@ -544,6 +555,10 @@ impl<'a> Sim<'a> {
             }
             return;
         }
+        // Ranged GETs stream part of their bodies, as the real transport does, so reads are
+        // answered from chunks and a cut-short or stalled body has delivered some already.
+        let streamed = is_ranged_get(&request) && self.rng.chance(STREAMED_GET_PER_MILLION);
+        let latency = decision.response_latency;
         let result = match decision.kind {
             FaultKind::SlowDown => Err(S3Error::service(503, S3ErrorCode::SlowDown)),
             FaultKind::InternalError => Err(S3Error::service(500, S3ErrorCode::InternalError)),
@@ -552,16 +567,57 @@ impl<'a> Sim<'a> {
                 Err(S3Error::Transport(TransportError::ConnectionReset))
             }
             FaultKind::TruncateBody { per_million } => match self.apply_to_model(&request) {
-                Ok(S3Response::GetObject(output)) if !output.body.is_empty() => {
+                Ok(S3Response::GetObject(mut output)) if !output.body.is_empty() => {
                     let len = output.body.len() as u64;
                     let cut = (len * u64::from(per_million) / 1_000_000).min(len - 1) as usize;
-                    Err(S3Error::Transport(TransportError::Truncated { received: output.body.slice(..cut).into() }))
+                    output.body = output.body.slice(..cut).into();
+                    if streamed {
+                        output = self.stream_body(id, output, latency);
+                    }
+                    Err(S3Error::Transport(TransportError::Truncated { received: output.body }))
                 }
                 other => other,
             },
-            FaultKind::None | FaultKind::Stall | FaultKind::ResetBeforeApply => self.apply_to_model(&request),
+            FaultKind::Stall => {
+                // Only ranged GETs arrive when stalled: part of the body, then silence until the
+                // core's deadline.
+                if let Ok(S3Response::GetObject(mut output)) = self.apply_to_model(&request) {
+                    let cut = self.rng.below(output.body.len() as u64 + 1) as usize;
+                    output.body = output.body.slice(..cut).into();
+                    self.stream_body(id, output, latency);
+                }
+                return;
+            }
+            FaultKind::None | FaultKind::ResetBeforeApply => match self.apply_to_model(&request) {
+                Ok(S3Response::GetObject(output)) if streamed => {
+                    Ok(S3Response::GetObject(self.stream_body(id, output, latency)))
+                }
+                other => other,
+            },
         };
         self.schedule(self.now + decision.response_latency, Event::S3Respond { id, result });
+    }
+
+    /// Sends the first pieces of a GET body (one to three, at random places, possibly empty) as
+    /// chunks within `latency`; returns the rest.
+    fn stream_body(&mut self, id: S3ReqId, mut output: GetObjectOutput, latency: Duration) -> GetObjectOutput {
+        let pieces = self.rng.between(1, 3) as u32;
+        let len = output.body.len() as u64;
+        let mut cuts: Vec<usize> = (0..pieces).map(|_| self.rng.below(len + 1) as usize).collect();
+        cuts.sort_unstable();
+        let mut at = 0;
+        for (number, cut) in (1..).zip(cuts) {
+            let chunk = GetObjectOutput {
+                meta: output.meta.clone(),
+                range_start: output.range_start + at as u64,
+                body: output.body.slice(at..cut).into(),
+            };
+            self.schedule(self.now + latency * number / (pieces + 1), Event::S3BodyChunk { id, output: chunk });
+            at = cut;
+        }
+        output.range_start += at as u64;
+        output.body = output.body.slice(at..).into();
+        output
     }
 
     /// Applies a request to the bucket and records what it changed in the history.

@@ -50,6 +50,23 @@ impl Harness {
         self.input(Input::S3 { id, result });
     }
 
+    /// Streams `content[start..end)` of version `etag` as a chunk of GET `id`'s body.
+    pub fn s3_chunk(&mut self, id: S3ReqId, content: &Bytes, start: u64, end: u64, etag: &str) {
+        let output = GetObjectOutput {
+            meta: meta(content.len() as u64, etag),
+            range_start: start,
+            body: Body(content.slice(start as usize..end as usize)),
+        };
+        self.input(Input::S3BodyChunk { id, output });
+    }
+
+    /// Ends a streamed GET `id` whose body ended at `end`: a result with no bytes left.
+    pub fn s3_streamed_end(&mut self, id: S3ReqId, content: &Bytes, end: u64, etag: &str) {
+        let output =
+            GetObjectOutput { meta: meta(content.len() as u64, etag), range_start: end, body: Body::default() };
+        self.s3(id, Ok(S3Response::GetObject(output)));
+    }
+
     /// Moves time forward and fires timers that came due.
     pub fn advance(&mut self, by: Duration) {
         self.now = self.now + by;
