@@ -97,6 +97,39 @@ fn libc_enotempty() -> i32 {
     39
 }
 
+/// A 48 MiB object read whole (prefetched GETs streamed into the core, some cut short or
+/// stalled under faults) and at random offsets returns exactly its bytes.
+async fn a_large_object_reads_back_exactly_whole_and_at_random_offsets(network: Network) {
+    let server = SeaweedFs::shared();
+    let bucket = ProxiedBucket::on(&server, "fuse-large-read", network).await;
+    let content = pattern(31, 48 * 1024 * 1024 + 7);
+    put(&bucket.direct, "large.bin", content.clone()).await;
+    let mount = TestMount::new(Arc::clone(&bucket.proxied), network.core_config(CoreConfig::default()));
+    mount
+        .use_files(move |root| {
+            use std::os::unix::fs::FileExt as _;
+            let path = root.join("large.bin");
+            assert_same_bytes("large.bin read whole", &std::fs::read(&path).unwrap(), &content);
+            let file = std::fs::File::open(&path).unwrap();
+            let mut offset = 12_345u64;
+            for i in 0..40u64 {
+                offset = (offset * 7_919 + i * 104_729) % content.len() as u64;
+                let mut buffer = vec![0u8; 1 + (i as usize * 37_171) % 300_000];
+                let read = file.read_at(&mut buffer, offset).unwrap();
+                let end = (offset as usize + read).min(content.len());
+                assert!(read > 0 || offset as usize == content.len());
+                assert_same_bytes(
+                    &format!("{read} bytes at {offset}"),
+                    &buffer[..read],
+                    &content[offset as usize..end],
+                );
+            }
+        })
+        .await;
+    mount.unmount().await;
+    bucket.finish().await;
+}
+
 /// One call of [`every_call_returns_within_the_retry_budget_under_faults`], and how long it took.
 #[derive(Debug)]
 struct TimedCall {
@@ -191,5 +224,6 @@ async fn every_call_returns_within_the_retry_budget_under_faults() {
 
 goofys_tests::on_both_networks!(
     a_mounted_bucket_lists_stats_and_reads_like_a_directory_tree,
+    a_large_object_reads_back_exactly_whole_and_at_random_offsets,
     files_written_through_the_mount_reach_the_bucket_and_namespace_changes_work,
 );
