@@ -11,6 +11,25 @@ use goofys_core::s3_types::{
 };
 use goofys_s3::S3Client;
 
+/// Sends `request` straight to the server, trying again (up to 5 attempts) when it fails in a
+/// way that passes: a test server on a loaded machine now and then answers 5xx or times out
+/// (while it grows a volume for a new bucket, say). The mount under test retries on its own;
+/// the test's setup and checks must not fail for the server's hiccup. Not for requests whose
+/// repetition changes the outcome (CreateMultipartUpload, CompleteMultipartUpload).
+async fn execute(client: &S3Client, request: &S3Request) -> Result<S3Response, S3Error> {
+    let mut attempt = 1u32;
+    loop {
+        match client.execute(request).await {
+            Err(error) if attempt < 5 && goofys_core::retry::is_retryable(&error) => {
+                eprintln!("the test server failed attempt {attempt} of a direct request: {error}; trying again");
+                tokio::time::sleep(std::time::Duration::from_millis(200) * attempt).await;
+                attempt += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
 /// How many requests [`put_many`] and [`get_many`] keep in flight.
 const CONCURRENCY: usize = 32;
 
@@ -24,7 +43,7 @@ pub async fn put(client: &S3Client, key: &str, body: impl Into<Bytes>) {
         if_match: None,
         if_none_match_any: false,
     };
-    match client.execute(&request).await {
+    match execute(client, &request).await {
         Ok(S3Response::PutObject { .. }) => {}
         other => panic!("PUT {key}: {other:?}"),
     }
@@ -32,7 +51,7 @@ pub async fn put(client: &S3Client, key: &str, body: impl Into<Bytes>) {
 
 /// The whole object at `key`, or `None` if there is none.
 pub async fn get(client: &S3Client, key: &str) -> Option<Bytes> {
-    match client.execute(&S3Request::GetObject { key: key.into(), range: None, if_match: None }).await {
+    match execute(client, &S3Request::GetObject { key: key.into(), range: None, if_match: None }).await {
         Ok(S3Response::GetObject(output)) => Some(output.body.0),
         Err(S3Error::Service(error)) if error.status == 404 => None,
         other => panic!("GET {key}: {other:?}"),
@@ -41,7 +60,7 @@ pub async fn get(client: &S3Client, key: &str) -> Option<Bytes> {
 
 /// HeadObject of `key`, or `None` if there is none.
 pub async fn head(client: &S3Client, key: &str) -> Option<ObjectMeta> {
-    match client.execute(&S3Request::HeadObject { key: key.into() }).await {
+    match execute(client, &S3Request::HeadObject { key: key.into() }).await {
         Ok(S3Response::HeadObject(meta)) => Some(meta),
         Err(S3Error::Service(error)) if error.status == 404 => None,
         other => panic!("HEAD {key}: {other:?}"),
@@ -60,7 +79,7 @@ pub async fn list_keys(client: &S3Client, prefix: &str) -> Vec<(String, u64)> {
             start_after: None,
             max_keys: 1000,
         };
-        let page = match client.execute(&request).await {
+        let page = match execute(client, &request).await {
             Ok(S3Response::ListObjectsV2(page)) => page,
             other => panic!("LIST {prefix}: {other:?}"),
         };
@@ -74,7 +93,7 @@ pub async fn list_keys(client: &S3Client, prefix: &str) -> Vec<(String, u64)> {
 
 /// The multipart uploads in progress under `prefix`.
 pub async fn multipart_uploads(client: &S3Client, prefix: &str) -> Vec<MultipartUploadSummary> {
-    match client.execute(&S3Request::ListMultipartUploads { prefix: prefix.into() }).await {
+    match execute(client, &S3Request::ListMultipartUploads { prefix: prefix.into() }).await {
         Ok(S3Response::ListMultipartUploads { uploads }) => uploads,
         other => panic!("ListMultipartUploads {prefix}: {other:?}"),
     }

@@ -408,6 +408,8 @@ pub enum Network {
     /// One request in [`Network::FAULTY_ONE_IN`] fails, in every way [`Fault`] names, drawn from
     /// `seed`.
     Faulty { seed: u64 },
+    /// One request in [`Network::FAULTY_ONE_IN`] fails, always in the way `fault` names.
+    FailingOnly { fault: Fault, seed: u64 },
 }
 
 impl Network {
@@ -420,10 +422,12 @@ impl Network {
     /// A faulty network seeded from a test's name, so each test meets its own faults, the same
     /// in every run.
     pub fn faulty_for(test_name: &str) -> Network {
-        let seed = test_name
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3));
-        Network::Faulty { seed }
+        Network::Faulty { seed: seed_from_name(test_name) }
+    }
+
+    /// A network failing one request in ten in the way `fault` names, seeded from a test's name.
+    pub fn failing_only(fault: Fault, test_name: &str) -> Network {
+        Network::FailingOnly { fault, seed: seed_from_name(test_name) }
     }
 
     /// The fault schedule of this network, if it fails requests; a stall outlasts the mount's
@@ -436,6 +440,10 @@ impl Network {
                 Network::FAULTY_ONE_IN,
                 Network::FAULTY_REQUEST_TIMEOUT + Duration::from_secs(1),
             )),
+            Network::FailingOnly { fault, seed } => Some(FaultSchedule {
+                kinds: vec![fault],
+                ..Network::Faulty { seed }.schedule().expect("a faulty network's schedule")
+            }),
         }
     }
 
@@ -443,11 +451,18 @@ impl Network {
     pub fn core_config(self, config: goofys_core::CoreConfig) -> goofys_core::CoreConfig {
         match self {
             Network::Clean => config,
-            Network::Faulty { .. } => {
+            Network::Faulty { .. } | Network::FailingOnly { .. } => {
                 goofys_core::CoreConfig { s3_request_timeout: Network::FAULTY_REQUEST_TIMEOUT, ..config }
             }
         }
     }
+}
+
+/// An FNV-1a hash of a test's name, as its faults' seed.
+fn seed_from_name(test_name: &str) -> u64 {
+    test_name
+        .bytes()
+        .fold(0xcbf2_9ce4_8422_2325u64, |hash, byte| (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3))
 }
 
 /// Runs each of the named tests (`async fn name(network: Network)`) twice: `clean::*` on a clean network, `under_faults::*` with one request
@@ -471,6 +486,42 @@ macro_rules! on_both_networks {
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $test() {
                     super::$test(Network::faulty_for(stringify!($test))).await;
+                }
+            )*
+        }
+    };
+}
+
+/// Runs each of the named tests (`async fn name(network: Network)`) once per kind of fault, with
+/// one request in ten failing in that way alone: `each_fault_alone::slow_down::*`,
+/// `::internal_error::*`, `::reset_before_forwarding::*`, `::reset_after_forwarding::*`,
+/// `::cut_body_short::*`, `::stall::*`, `::delay::*`.
+#[macro_export]
+macro_rules! in_each_fault_alone {
+    ($($test:ident),* $(,)?) => {
+        mod each_fault_alone {
+            $crate::__tests_failing_only!(slow_down, SlowDown, $($test),*);
+            $crate::__tests_failing_only!(internal_error, InternalError, $($test),*);
+            $crate::__tests_failing_only!(reset_before_forwarding, ResetBeforeForwarding, $($test),*);
+            $crate::__tests_failing_only!(reset_after_forwarding, ResetAfterForwarding, $($test),*);
+            $crate::__tests_failing_only!(cut_body_short, CutBodyShort, $($test),*);
+            $crate::__tests_failing_only!(stall, Stall, $($test),*);
+            $crate::__tests_failing_only!(delay, Delay, $($test),*);
+        }
+    };
+}
+
+/// One module of [`in_each_fault_alone`].
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __tests_failing_only {
+    ($module:ident, $fault:ident, $($test:ident),*) => {
+        mod $module {
+            use $crate::fault_proxy::{Fault, Network};
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    super::super::$test(Network::failing_only(Fault::$fault, stringify!($test))).await;
                 }
             )*
         }

@@ -152,6 +152,10 @@ impl SeaweedFs {
             format!("-volume.port={volume}"),
             format!("-volume.port.grpc={volume_grpc}"),
             "-volume.preStopSeconds=0".into(),
+            // Each bucket is a collection with volumes of its own; left to itself, the server
+            // allows as many volumes as free disk space over their size, which on a filling
+            // disk is fewer than a test binary's buckets need (its PUTs then fail with 500).
+            "-volume.max=1000".into(),
             format!("-filer.port={filer}"),
             format!("-filer.port.grpc={filer_grpc}"),
             format!("-s3.port={s3}"),

@@ -227,3 +227,9 @@ goofys_tests::on_both_networks!(
     a_large_object_reads_back_exactly_whole_and_at_random_offsets,
     files_written_through_the_mount_reach_the_bucket_and_namespace_changes_work,
 );
+
+goofys_tests::in_each_fault_alone!(
+    a_mounted_bucket_lists_stats_and_reads_like_a_directory_tree,
+    a_large_object_reads_back_exactly_whole_and_at_random_offsets,
+    files_written_through_the_mount_reach_the_bucket_and_namespace_changes_work,
+);

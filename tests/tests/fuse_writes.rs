@@ -541,7 +541,11 @@ async fn fsx_through_the_mount(
 
 async fn fsx_runs_random_operations_with_no_mismatch_and_the_bucket_holds_its_file(network: Network) {
     // A faulty network makes each commit slower (a stall costs a request timeout): fewer operations.
-    let operations = if matches!(network, Network::Clean) { "10000" } else { "1500" };
+    let operations = match network {
+        Network::Clean => "10000",
+        Network::Faulty { .. } => "1500",
+        Network::FailingOnly { .. } => "150",
+    };
     let commits_with = [Operation::PutObject];
     fsx_through_the_mount("fuse-fsx", &fsx_small_file(), operations, CoreConfig::default(), &commits_with, network)
         .await;
@@ -550,7 +554,11 @@ async fn fsx_runs_random_operations_with_no_mismatch_and_the_bucket_holds_its_fi
 async fn fsx_on_a_file_of_several_parts_commits_multipart_uploads_with_no_mismatch(network: Network) {
     let config = CoreConfig { write_part_size_bytes: 5 * MIB as u64, ..CoreConfig::default() };
     let multipart = [Operation::UploadPart, Operation::UploadPartCopy, Operation::CompleteMultipartUpload];
-    let operations = if matches!(network, Network::Clean) { "2000" } else { "400" };
+    let operations = match network {
+        Network::Clean => "2000",
+        Network::Faulty { .. } => "400",
+        Network::FailingOnly { .. } => "150",
+    };
     fsx_through_the_mount("fuse-fsx-parts", &fsx_multipart_file(), operations, config, &multipart, network).await;
 }
 
@@ -560,6 +568,15 @@ goofys_tests::on_both_networks!(
     an_overwrite_in_the_middle_of_20_mib_uploads_only_the_changed_part,
     renaming_a_directory_of_2500_children_moves_every_key_with_its_bytes,
     mkdir_p_rm_rf_cp_r_tar_and_rsync_round_trip_trees,
+    a_file_open_for_writing_reads_back_its_writers_bytes_and_size,
+    fsx_runs_random_operations_with_no_mismatch_and_the_bucket_holds_its_file,
+    fsx_on_a_file_of_several_parts_commits_multipart_uploads_with_no_mismatch,
+);
+
+goofys_tests::in_each_fault_alone!(
+    appends_with_o_append_and_shell_redirection_reach_the_bucket,
+    truncation_shrinks_extends_with_zeros_and_o_trunc_empties,
+    an_overwrite_in_the_middle_of_20_mib_uploads_only_the_changed_part,
     a_file_open_for_writing_reads_back_its_writers_bytes_and_size,
     fsx_runs_random_operations_with_no_mismatch_and_the_bucket_holds_its_file,
     fsx_on_a_file_of_several_parts_commits_multipart_uploads_with_no_mismatch,
