@@ -26,11 +26,11 @@ use hyper::body::{Frame, Incoming};
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use tokio::net::TcpListener;
+use hyper_util::rt::TokioExecutor;
 use tokio::task::JoinHandle;
 
 pub use crate::fault_schedule::{Fault, FaultSchedule};
+use crate::loopback_http::serve_on_loopback;
 
 /// The S3 operation an HTTP request is, as far as the proxy tells them apart.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
@@ -142,32 +142,19 @@ impl FaultProxy {
     /// Starts a proxy on a free loopback port that forwards to `127.0.0.1:upstream_port`. Call
     /// it inside a tokio runtime; it serves on that runtime.
     pub async fn start(upstream_port: u16) -> FaultProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("cannot bind the proxy's port");
-        let port = listener.local_addr().expect("a bound address").port();
         let state = Arc::new(State::default());
         // No Nagle on either side: small requests and answers must not wait for delayed ACKs.
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         let client: Client<HttpConnector, Incoming> = Client::builder(TokioExecutor::new()).build(connector);
         let serving = Arc::clone(&state);
-        let task = tokio::spawn(async move {
-            // Connections live in this set, so stopping the proxy stops them too.
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let _ = stream.set_nodelay(true);
-                let (state, client) = (Arc::clone(&serving), client.clone());
-                let service = hyper::service::service_fn(move |request| {
-                    forward(Arc::clone(&state), client.clone(), upstream_port, request)
-                });
-                connections.spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        });
+        let (port, task) = serve_on_loopback("the proxy", move || {
+            let (state, client) = (Arc::clone(&serving), client.clone());
+            hyper::service::service_fn(move |request| {
+                forward(Arc::clone(&state), client.clone(), upstream_port, request)
+            })
+        })
+        .await;
         FaultProxy { port, state, task }
     }
 
@@ -192,7 +179,7 @@ impl FaultProxy {
         *self.state.schedule.lock().expect("proxy state") = None;
     }
 
-    /// How many requests each kind of fault has hit so far.
+    /// How many requests each kind of fault has hit so far (see [`requests_failed`]).
     pub fn faults_injected(&self) -> BTreeMap<Fault, u64> {
         let mut counts = BTreeMap::new();
         for fault in self.exchanges().iter().filter_map(|exchange| exchange.fault) {
@@ -395,8 +382,7 @@ impl ProxiedBucket {
     pub fn describe_faults(&self) -> String {
         let exchanges = self.proxy.exchanges().len();
         let faults = self.proxy.faults_injected();
-        let failed: u64 = faults.iter().filter(|(fault, _)| **fault != Fault::Delay).map(|(_, count)| count).sum();
-        format!("{exchanges} requests, {failed} failed by the proxy: {faults:?}")
+        format!("{exchanges} requests, {} failed by the proxy: {faults:?}", requests_failed(&faults))
     }
 }
 
@@ -456,6 +442,12 @@ impl Network {
             }
         }
     }
+}
+
+/// How many requests `faults` (from [`FaultProxy::faults_injected`]) failed: all but the
+/// delayed ones, which succeeded late.
+pub fn requests_failed(faults: &BTreeMap<Fault, u64>) -> u64 {
+    faults.iter().filter(|(fault, _)| **fault != Fault::Delay).map(|(_, count)| count).sum()
 }
 
 /// An FNV-1a hash of a test's name, as its faults' seed.

@@ -13,6 +13,7 @@ pub mod fault_schedule;
 pub mod files;
 pub mod fuzz_runner;
 pub mod listing_server;
+pub mod loopback_http;
 pub mod mount;
 pub mod plan_ops;
 pub mod seaweedfs;

@@ -16,9 +16,9 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+
+use crate::loopback_http::serve_on_loopback;
 
 /// The most keys one listing page holds, whatever `max-keys` asks (S3's cap).
 const PAGE_KEYS_MAX: usize = 1000;
@@ -67,24 +67,12 @@ impl ListingServer {
             objects,
             requests: Mutex::new(BTreeMap::new()),
         });
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("cannot bind the listing server's port");
-        let port = listener.local_addr().expect("a bound address").port();
         let serving = Arc::clone(&bucket);
-        let task = tokio::spawn(async move {
-            let mut connections = tokio::task::JoinSet::new();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { continue };
-                let _ = stream.set_nodelay(true);
-                let bucket = Arc::clone(&serving);
-                let service = hyper::service::service_fn(move |request| answer(Arc::clone(&bucket), request));
-                connections.spawn(async move {
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-                while connections.try_join_next().is_some() {}
-            }
-        });
+        let (port, task) = serve_on_loopback("the listing server", move || {
+            let bucket = Arc::clone(&serving);
+            hyper::service::service_fn(move |request| answer(Arc::clone(&bucket), request))
+        })
+        .await;
         ListingServer { port, bucket, task }
     }
 

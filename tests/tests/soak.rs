@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 
 use goofys_core::CoreConfig;
 use goofys_tests::bucket::{get, list_keys};
-use goofys_tests::fault_proxy::{Fault, Network, ProxiedBucket};
+use goofys_tests::fault_proxy::{Fault, Network, ProxiedBucket, requests_failed};
 use goofys_tests::mount::TestMount;
 use goofys_tests::seaweedfs::SeaweedFs;
 use goofys_tests::soak::{LedgerSummary, digest};
@@ -132,7 +132,7 @@ async fn soak(run_for: Duration, workers: u64, seed: u64) {
         }
     }
     let faults = bucket.proxy.faults_injected();
-    let failed: u64 = faults.iter().filter(|(fault, _)| **fault != Fault::Delay).map(|(_, n)| n).sum();
+    let failed = requests_failed(&faults);
     eprintln!(
         "soak: {} s with {workers} workers (seed {seed}), unmounted after {} s\n\
          operations {}, errors seen {}, wrong reads {}, wrong listings {}, slowest call {} ms\n\
