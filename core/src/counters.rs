@@ -15,7 +15,8 @@ pub struct CoreCounters {
     pub resumed_bodies: u64,
     /// Object bytes held for open readers (prefetched or waiting to be read).
     pub read_buffer_bytes: u64,
-    /// Written bytes not yet in S3, across files.
+    /// Memory held for written data not yet in S3, across files: the written bytes and the
+    /// part bodies built from them.
     pub dirty_bytes: u64,
     /// Open file handles.
     pub open_files: u64,

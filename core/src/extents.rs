@@ -104,21 +104,36 @@ impl Extents {
         true
     }
 
+    /// The written pieces of `[start, end)` in order, each with its offset in the file.
+    fn pieces(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &[u8])> {
+        let first = self.map.range(..start).next_back().map(|(&at, _)| at).unwrap_or(start);
+        self.map.range(first..end).filter_map(move |(&at, extent)| {
+            let from = at.max(start);
+            let to = (at + extent.len() as u64).min(end);
+            (from < to).then(|| (from, &extent[(from - at) as usize..(to - at) as usize]))
+        })
+    }
+
     /// Copies the written bytes of `[start, start + out.len())` into `out`, leaving the other
     /// bytes as they are.
     pub fn overlay(&self, start: u64, out: &mut [u8]) {
         let end = start + out.len() as u64;
-        let first = self.map.range(..start).next_back().map(|(&at, _)| at).unwrap_or(start);
-        for (&at, extent) in self.map.range(first..end) {
-            let extent_end = at + extent.len() as u64;
-            let from = at.max(start);
-            let to = extent_end.min(end);
-            if from >= to {
-                continue;
-            }
-            out[(from - start) as usize..(to - start) as usize]
-                .copy_from_slice(&extent[(from - at) as usize..(to - at) as usize]);
+        for (from, piece) in self.pieces(start, end) {
+            let at = (from - start) as usize;
+            out[at..at + piece.len()].copy_from_slice(piece);
         }
+    }
+
+    /// The bytes of `[start, end)`, zeros where nothing is written, copied once into a buffer
+    /// of their own (no zero-filling first: the buffer is filled in order).
+    pub fn copy_range(&self, start: u64, end: u64) -> Vec<u8> {
+        let mut out = Vec::with_capacity((end - start) as usize);
+        for (from, piece) in self.pieces(start, end) {
+            out.resize((from - start) as usize, 0);
+            out.extend_from_slice(piece);
+        }
+        out.resize((end - start) as usize, 0);
+        out
     }
 
     /// The bytes of `[start, end)` if one extent holds them all (no copy).
@@ -181,6 +196,24 @@ mod tests {
         e.write(8, bytes(b'c', 5));
         assert_eq!(read(&e, 0, 14), b"aaabbbbaccccc.".to_vec());
         assert_eq!(e.total_bytes(), 13);
+    }
+
+    #[test]
+    fn a_copied_range_holds_the_written_bytes_and_zeros_between_them() {
+        let mut e = Extents::default();
+        e.write(2, bytes(b'a', 3));
+        e.write(7, bytes(b'b', 4));
+        assert_eq!(e.copy_range(0, 12), b"\0\0aaa\0\0bbbb\0".to_vec());
+        assert_eq!(e.copy_range(3, 9), b"aa\0\0bb".to_vec());
+        assert_eq!(e.copy_range(8, 9), b"b".to_vec());
+        assert_eq!(e.copy_range(20, 23), vec![0; 3]);
+        for start in 0..12 {
+            for end in start..14 {
+                let mut zeros = vec![0u8; (end - start) as usize];
+                e.overlay(start, &mut zeros);
+                assert_eq!(e.copy_range(start, end), zeros, "[{start}, {end})");
+            }
+        }
     }
 
     #[test]

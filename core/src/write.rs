@@ -92,10 +92,17 @@ enum PartState {
     },
     /// Bytes ready to upload.
     Ready(Bytes),
+    /// Every byte is in the file's extents, which stay as they are until the part is done
+    /// (writes over it commit first): the body is assembled only when the part is sent, so at
+    /// most the in-flight parts exist twice in memory, not every part waiting its turn.
+    Written,
     /// To be copied server-side from the base.
     Copy,
-    /// Being uploaded or copied.
-    Sending(CallId),
+    /// Being uploaded (`body_bytes` of its own, counted as unwritten memory) or copied (0).
+    Sending {
+        call: CallId,
+        body_bytes: u64,
+    },
     Done(ETag),
 }
 
@@ -185,6 +192,21 @@ pub(crate) struct WriteFile {
 
 impl WriteFile {
     /// Whether `[start, end)` touches bytes that were streamed and dropped from memory.
+    /// Bytes of part bodies this file holds besides its extents.
+    fn part_body_bytes(&self) -> u64 {
+        let Some(upload) = &self.upload else { return 0 };
+        upload
+            .parts
+            .values()
+            .map(|part| match &part.state {
+                PartState::Fetching { buffer, .. } => buffer.len() as u64,
+                PartState::Ready(bytes) => bytes.len() as u64,
+                PartState::Sending { body_bytes, .. } => *body_bytes,
+                PartState::Written | PartState::Copy | PartState::Done(_) => 0,
+            })
+            .sum()
+    }
+
     fn touches_streamed(&self, start: u64, end: u64) -> bool {
         self.upload.as_ref().is_some_and(|upload| start < upload.streamed_until && end > 0 && start < end)
     }
@@ -387,8 +409,10 @@ impl Core {
         self.stream_parts(now, ino);
     }
 
+    /// Memory held for written data not yet in S3: the extents, and the part bodies built from
+    /// them (waiting for base bytes, ready, or on their way).
     pub(crate) fn dirty_bytes_total(&self) -> u64 {
-        self.writes.values().map(|file| file.extents.total_bytes()).sum()
+        self.writes.values().map(|file| file.extents.total_bytes() + file.part_body_bytes()).sum()
     }
 
     /// A write that would exceed the memory limit waits until uploads free memory; if nothing
@@ -618,8 +642,7 @@ impl Core {
             {
                 break;
             }
-            let bytes = assemble_extents(&file.extents, at, end);
-            new_parts.push((next_number, at, end, bytes));
+            new_parts.push((next_number, at, end));
             next_number += 1;
             at = end;
         }
@@ -638,8 +661,8 @@ impl Core {
         }
         let file = self.writes.get_mut(&ino).expect("a write state");
         let upload = file.upload.as_mut().expect("just ensured");
-        for (number, start, end, bytes) in new_parts {
-            upload.parts.insert(number, Part { start, end, state: PartState::Ready(bytes) });
+        for (number, start, end) in new_parts {
+            upload.parts.insert(number, Part { start, end, state: PartState::Written });
             upload.streamed_until = end;
         }
         self.send_parts(now, ino);
@@ -662,26 +685,32 @@ impl Core {
         let file = &self.writes[&ino];
         let Some(upload) = &file.upload else { return };
         let UploadIdState::Ready(upload_id) = &upload.id else { return };
-        let sending = upload.parts.values().filter(|part| matches!(part.state, PartState::Sending(_))).count();
+        let sending = upload.parts.values().filter(|part| matches!(part.state, PartState::Sending { .. })).count();
         let to_send: Vec<u32> = upload
             .parts
             .iter()
-            .filter(|(_, part)| matches!(part.state, PartState::Ready(_) | PartState::Copy))
+            .filter(|(_, part)| matches!(part.state, PartState::Ready(_) | PartState::Written | PartState::Copy))
             .map(|(&number, _)| number)
             .take(limit.saturating_sub(sending))
             .collect();
         let (key, upload_id, base) = (file.key.clone(), upload_id.clone(), file.base_etag());
         for number in to_send {
-            let part = self.writes.get_mut(&ino).expect("a write state").upload.as_mut().expect("an upload");
-            let part = part.parts.get_mut(&number).expect("listed");
-            let request = match std::mem::replace(&mut part.state, PartState::Copy) {
-                PartState::Ready(bytes) => S3Request::UploadPart {
+            let file = self.writes.get_mut(&ino).expect("a write state");
+            let part = file.upload.as_mut().expect("an upload").parts.get_mut(&number).expect("listed");
+            let body = match std::mem::replace(&mut part.state, PartState::Copy) {
+                PartState::Ready(bytes) => Some(bytes),
+                PartState::Written => Some(assemble_extents(&file.extents, part.start, part.end)),
+                _ => None,
+            };
+            let body_bytes = body.as_ref().map_or(0, |body| body.len() as u64);
+            let request = match body {
+                Some(bytes) => S3Request::UploadPart {
                     key: key.clone(),
                     upload_id: upload_id.clone(),
                     part_number: number,
                     body: Body(bytes),
                 },
-                PartState::Copy => S3Request::UploadPartCopy {
+                None => S3Request::UploadPartCopy {
                     key: key.clone(),
                     upload_id: upload_id.clone(),
                     part_number: number,
@@ -689,11 +718,10 @@ impl Core {
                     source_range: Some(ByteRange::new(part.start, part.end)),
                     source_if_match: base.clone(),
                 },
-                _ => unreachable!("filtered"),
             };
             let call = self.start_call(now, Purpose::WritePart { ino, part: number }, request);
             let part = self.writes.get_mut(&ino).expect("a write state").upload.as_mut().expect("an upload");
-            part.parts.get_mut(&number).expect("listed").state = PartState::Sending(call);
+            part.parts.get_mut(&number).expect("listed").state = PartState::Sending { call, body_bytes };
         }
     }
 
@@ -782,6 +810,8 @@ impl Core {
         for (number, start, end, copyable) in planned {
             let state = if copyable {
                 PartState::Copy
+            } else if file.extents.covers(start, end) {
+                PartState::Written
             } else {
                 let (buffer, gaps) = build_buffer(file, start, end);
                 if gaps.is_empty() {
@@ -1267,7 +1297,7 @@ impl Core {
             }
             for part in upload.parts.values() {
                 match &part.state {
-                    PartState::Sending(call) => calls.push(*call),
+                    PartState::Sending { call, .. } => calls.push(*call),
                     PartState::Fetching { gets, .. } => calls.extend(gets.iter().copied()),
                     _ => {}
                 }
@@ -1449,18 +1479,19 @@ impl Core {
 impl Upload {
     fn sending(&self) -> bool {
         matches!(self.id, UploadIdState::Creating(_))
-            || self.parts.values().any(|part| matches!(part.state, PartState::Sending(_) | PartState::Fetching { .. }))
+            || self
+                .parts
+                .values()
+                .any(|part| matches!(part.state, PartState::Sending { .. } | PartState::Fetching { .. }))
     }
 }
 
-/// The bytes of `[start, end)` assembled from extents that cover it.
+/// The bytes of `[start, end)` of the extents: a slice when one extent holds them, else a copy.
 fn assemble_extents(extents: &Extents, start: u64, end: u64) -> Bytes {
     if let Some(bytes) = extents.contiguous(start, end) {
         return bytes;
     }
-    let mut out = vec![0u8; (end - start) as usize];
-    extents.overlay(start, &mut out);
-    Bytes::from(out)
+    Bytes::from(extents.copy_range(start, end))
 }
 
 /// A buffer for `[start, end)` of the file holding zeros and the written bytes, and the ranges

@@ -218,7 +218,7 @@ impl Metrics {
         let gauges = [
             ("goofys_memory_resident_bytes", "Resident memory of the process.", resident_bytes()),
             ("goofys_read_buffer_bytes", "Object bytes held for open readers.", figures.core.read_buffer_bytes),
-            ("goofys_dirty_bytes", "Written bytes not yet in S3.", figures.core.dirty_bytes),
+            ("goofys_dirty_bytes", "Memory held for written data not yet in S3.", figures.core.dirty_bytes),
             ("goofys_open_files", "Open file handles.", figures.core.open_files),
         ];
         for (name, help, value) in gauges {

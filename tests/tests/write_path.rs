@@ -78,6 +78,28 @@ fn a_sequential_writer_streams_parts_while_writing_and_completes_at_close() {
 }
 
 #[test]
+fn a_streamed_file_holds_a_second_copy_only_of_the_parts_on_their_way() {
+    let mut driver = small_parts();
+    let part_bytes = 64 * KIB;
+    // The first four parts hang (the in-flight limit): the rest wait their turn.
+    for _ in 0..4 {
+        driver.fail_next("UploadPart", FaultKind::Stall);
+    }
+    let data = pattern(10 * part_bytes + 100, 5);
+    let (ino, fh) = create(&mut driver, Ino::ROOT, "big.bin");
+    for (index, chunk) in data.chunks(32 * KIB).enumerate() {
+        write(&mut driver, ino, fh, (index * 32 * KIB) as u64, chunk);
+    }
+    assert_eq!(driver.plan().matches("-> UploadPart {").count(), 4, "{}", driver.plan());
+    // Memory for the writer: every written byte, plus the bodies of the four parts sent; the
+    // six full parts waiting their turn are not copied yet.
+    assert_eq!(driver.core.counters().dirty_bytes, (data.len() + 4 * part_bytes) as u64);
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+    assert_eq!(object(&driver, "big.bin").as_deref(), Some(&data[..]));
+    assert_eq!(driver.core.counters().dirty_bytes, 0);
+}
+
+#[test]
 fn overwriting_in_place_copies_unchanged_parts_server_side() {
     let mut driver = small_parts();
     let original = pattern(MIB, 1);
