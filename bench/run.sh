@@ -18,7 +18,7 @@ fi
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing=()
-for tool in fio s3fs rclone fusermount3; do
+for tool in fio s3fs rclone fusermount3 make; do
   command -v "$tool" >/dev/null 2>&1 || missing+=("$tool")
 done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of goofys-rs on a fresh Debian machine with Rust: installs what the tests
-# need (FUSE 3 for real mounts, SeaweedFS as the real S3 server on 127.0.0.1, rsync and fsx for
-# the end-to-end write tests, pjdfstest and setfattr for the POSIX metadata tests), then runs
-# the whole workspace's tests with every feature.
+# need (FUSE 3 for real mounts, make for jemalloc's build, SeaweedFS as the real S3 server on
+# 127.0.0.1, rsync and fsx for the end-to-end write tests, pjdfstest and setfattr for the POSIX
+# metadata tests), then runs the whole workspace's tests with every feature.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +16,8 @@ apt_install_for() {
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
 }
 apt_install_for fusermount3 fuse3
+# make builds jemalloc, the goofys-rs binary's allocator (tikv-jemalloc-sys).
+apt_install_for make make
 apt_install_for rsync rsync
 apt_install_for setfattr attr
 

@@ -29,7 +29,6 @@ use crate::plan::{HostFacts, MountPlan};
 
 /// Runs what the command line asked for.
 pub fn run(invocation: Invocation) -> ExitCode {
-    return_large_buffers_to_the_system();
     match invocation {
         Invocation::FakeMount => ExitCode::SUCCESS,
         Invocation::Mount(args) => run_mount(*args),
@@ -38,24 +37,6 @@ pub fn run(invocation: Invocation) -> ExitCode {
         #[cfg(not(feature = "demo"))]
         Invocation::Demo(_) => {
             fail("this goofys-rs was built without the `demo` feature; build it with default features")
-        }
-    }
-}
-
-/// Read-ahead (the transport's read buffers, whose frames the core keeps) and upload parts are
-/// large, allocated on one thread and freed on another. glibc serves them from its heaps once
-/// its dynamic mmap threshold has risen past their size, and freed heap memory rarely goes
-/// back: the process' RSS would grow past `--memory-limit` though the core's buffers stay
-/// within it. A fixed threshold at the read buffers' size keeps every large buffer in its own
-/// mapping, unmapped when freed.
-#[allow(unsafe_code)]
-fn return_large_buffers_to_the_system() {
-    #[cfg(target_env = "gnu")]
-    {
-        const LARGE_BUFFER_BYTES: libc::c_int = goofys_s3::connector::READ_BUFFER_BYTES as libc::c_int;
-        // SAFETY: mallopt only sets an allocator parameter; it is called before any thread starts.
-        unsafe {
-            libc::mallopt(libc::M_MMAP_THRESHOLD, LARGE_BUFFER_BYTES);
         }
     }
 }

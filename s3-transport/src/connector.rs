@@ -29,10 +29,10 @@ use tower_service::Service;
 use crate::config::TransportConfig;
 
 /// The size of each connection's read buffer. A streamed GET body's frames are slices of these
-/// buffers, kept by the core until read, so the buffers are freed on another thread than the
-/// one that allocated them: a fixed size, at the binary's mmap threshold, gives each its own
-/// mapping, unmapped when the last frame of it is dropped, instead of growing glibc's heaps.
-pub const READ_BUFFER_BYTES: usize = 256 * 1024;
+/// buffers, kept by the core until read, so a buffer is freed on another thread once its last
+/// frame is dropped; one fixed size (hyper would otherwise vary it up to ~400 KiB) lets the
+/// allocator hand a freed buffer to the next connection that needs one.
+const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// The pooled HTTP/1.1 client the transport sends through.
 pub type HttpClient = Client<HttpsConnector<CountingConnector>, Full<Bytes>>;
