@@ -238,6 +238,10 @@ pub async fn run_workload(
     put_object(client, &format!("{work_dir}/big"), data).await?;
     measurements.throughput(Step::SeqWrite, size, started.elapsed());
 
+    // Cold steps start with the page cache dropped, as through a mount: the server then reads
+    // from its disk for the raw client too.
+    let cold = crate::workload::drop_caches;
+    cold();
     let started = Instant::now();
     let received = get_object(client, &big, size).await?;
     measurements.throughput(Step::SeqRead, received, started.elapsed());
@@ -254,6 +258,7 @@ pub async fn run_workload(
     measurements.seconds(Step::FirstByte, Duration::from_secs_f64(median));
 
     for (step, block) in [(Step::RandRead4k, 4096u64), (Step::RandRead1m, 1 << 20)] {
+        cold();
         let started = Instant::now();
         let (mut reads, mut position) = (0u64, 0x1234_5678u64);
         while started.elapsed() < random_read_duration {
@@ -265,12 +270,14 @@ pub async fn run_workload(
         measurements.random_reads(step, reads, block, started.elapsed());
     }
 
+    cold();
     let started = Instant::now();
     let total = read_all_at_once(client, layout).await?;
     measurements.throughput(Step::ParallelRead, total, started.elapsed());
 
     let write_key = format!("{work_dir}/{}", crate::workload::MIXED_WRITE_NAME);
     let data = big_bytes(&write_key, size);
+    cold();
     let started = Instant::now();
     let (read, written) = tokio::join!(read_all_at_once(client, layout), put_object(client, &write_key, data));
     written?;
@@ -287,6 +294,7 @@ pub async fn run_workload(
 
     let ls_prefix = format!("{}/", layout.ls_dir());
     for step in [Step::Ls, Step::LsLong] {
+        cold();
         let started = Instant::now();
         let (keys, _) = list_all(client, &ls_prefix, Some("/")).await?;
         measurements.seconds(step, started.elapsed());
@@ -295,10 +303,12 @@ pub async fn run_workload(
         }
     }
 
+    cold();
     let started = Instant::now();
     list_all(client, &format!("{}/", layout.tree_dir()), None).await?;
     measurements.seconds(Step::Find, started.elapsed());
 
+    cold();
     let started = Instant::now();
     for key in layout.ls_keys() {
         get_whole(client, &key).await?;
