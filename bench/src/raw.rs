@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use bytes::Bytes;
-use goofys_core::s3_types::{Body, ByteRange, CompletedPart, Metadata, S3Request, S3Response};
+use goofys_core::s3_types::{ByteRange, CompletedPart, Metadata, RequestBody, S3Request, S3Response};
 use goofys_s3::S3Client;
 use tokio::task::JoinSet;
 
@@ -32,7 +32,7 @@ pub async fn put_object(client: &Arc<S3Client>, key: &str, data: Bytes) -> anyho
     if data.len() as u64 <= PART_BYTES {
         let request = S3Request::PutObject {
             key: key.into(),
-            body: Body(data),
+            body: RequestBody::from(data),
             content_type: None,
             metadata: Metadata::new(),
             if_match: None,
@@ -56,8 +56,12 @@ pub async fn put_object(client: &Arc<S3Client>, key: &str, data: Bytes) -> anyho
             parts.push(uploads.join_next().await.expect("a part in flight")??);
         }
         let part_number = u32::try_from(index + 1)?;
-        let request =
-            S3Request::UploadPart { key: key.into(), upload_id: upload_id.clone(), part_number, body: Body(chunk) };
+        let request = S3Request::UploadPart {
+            key: key.into(),
+            upload_id: upload_id.clone(),
+            part_number,
+            body: RequestBody::from(chunk),
+        };
         let client = Arc::clone(client);
         uploads.spawn(async move {
             match call(&client, request).await? {

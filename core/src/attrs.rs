@@ -25,7 +25,7 @@ use crate::ids::{FuseReqId, Ino};
 use crate::inode::{ObjectMetadata, Observation, UpsertEffect};
 use crate::machine::Core;
 use crate::posix::{PosixAttrs, S_IFDIR, S_IFLNK, S_IFREG};
-use crate::s3_types::{Body, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use crate::s3_types::{RequestBody, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::time::{Instant, UnixNanos};
 use crate::write::WRITE_ID_METADATA;
 
@@ -317,7 +317,7 @@ impl Core {
         if inode.kind == FileKind::Directory {
             let request = S3Request::PutObject {
                 key: inode.key.clone(),
-                body: Body::default(),
+                body: RequestBody::default(),
                 content_type: Some(next.content_type.clone().unwrap_or_else(|| MARKER_CONTENT_TYPE.to_owned())),
                 metadata: next.user.clone(),
                 if_match: inode.etag.clone(),

@@ -22,8 +22,8 @@ use crate::config::CoreConfig;
 use crate::errno::{Errno, errno_for_s3_error};
 use crate::inode::ObjectMetadata;
 use crate::s3_types::{
-    Body, ByteRange, CompletedPart, ETag, MetadataDirective, S3Error, S3ErrorCode, S3Request, S3Response, S3Result,
-    UploadId,
+    ByteRange, CompletedPart, ETag, MetadataDirective, RequestBody, S3Error, S3ErrorCode, S3Request, S3Response,
+    S3Result, UploadId,
 };
 
 /// The largest object one CopyObject can copy (S3's limit); larger ones are copied in parts.
@@ -204,7 +204,7 @@ impl ObjectCopy {
             self.state = CopyState::Copying(None);
             let request = S3Request::PutObject {
                 key: self.target.clone(),
-                body: Body::default(),
+                body: RequestBody::default(),
                 content_type: Some(metadata.content_type.unwrap_or_else(|| MARKER_CONTENT_TYPE.to_owned())),
                 metadata: metadata.user,
                 if_match: None,

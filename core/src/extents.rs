@@ -124,23 +124,28 @@ impl Extents {
         }
     }
 
-    /// The bytes of `[start, end)`, zeros where nothing is written, copied once into a buffer
-    /// of their own (no zero-filling first: the buffer is filled in order).
-    pub fn copy_range(&self, start: u64, end: u64) -> Vec<u8> {
-        let mut out = Vec::with_capacity((end - start) as usize);
-        for (from, piece) in self.pieces(start, end) {
-            out.resize((from - start) as usize, 0);
-            out.extend_from_slice(piece);
+    /// The bytes of `[start, end)` as slices of the extents (no copy), with zeros where nothing
+    /// is written.
+    pub fn slices(&self, start: u64, end: u64) -> Vec<Bytes> {
+        let mut out = Vec::new();
+        let mut at = start;
+        let first = self.map.range(..start).next_back().map(|(&offset, _)| offset).unwrap_or(start);
+        for (&offset, extent) in self.map.range(first..end) {
+            let from = offset.max(start);
+            let to = (offset + extent.len() as u64).min(end);
+            if from >= to {
+                continue;
+            }
+            if from > at {
+                out.push(Bytes::from(vec![0; (from - at) as usize]));
+            }
+            out.push(extent.slice((from - offset) as usize..(to - offset) as usize));
+            at = to;
         }
-        out.resize((end - start) as usize, 0);
+        if end > at {
+            out.push(Bytes::from(vec![0; (end - at) as usize]));
+        }
         out
-    }
-
-    /// The bytes of `[start, end)` if one extent holds them all (no copy).
-    pub fn contiguous(&self, start: u64, end: u64) -> Option<Bytes> {
-        let (&at, extent) = self.map.range(..=start).next_back()?;
-        let extent_end = at + extent.len() as u64;
-        (extent_end >= end).then(|| extent.slice((start - at) as usize..(end - at) as usize))
     }
 
     /// The ranges of `[start, end)` that are not written, in order.
@@ -199,21 +204,25 @@ mod tests {
     }
 
     #[test]
-    fn a_copied_range_holds_the_written_bytes_and_zeros_between_them() {
+    fn lent_ranges_hold_the_written_bytes_and_zeros_between_them() {
         let mut e = Extents::default();
         e.write(2, bytes(b'a', 3));
         e.write(7, bytes(b'b', 4));
-        assert_eq!(e.copy_range(0, 12), b"\0\0aaa\0\0bbbb\0".to_vec());
-        assert_eq!(e.copy_range(3, 9), b"aa\0\0bb".to_vec());
-        assert_eq!(e.copy_range(8, 9), b"b".to_vec());
-        assert_eq!(e.copy_range(20, 23), vec![0; 3]);
+        assert_eq!(e.slices(0, 12).concat(), b"\0\0aaa\0\0bbbb\0".to_vec());
+        assert_eq!(e.slices(3, 9).concat(), b"aa\0\0bb".to_vec());
+        assert_eq!(e.slices(8, 9).concat(), b"b".to_vec());
+        assert_eq!(e.slices(20, 23).concat(), vec![0; 3]);
         for start in 0..12 {
             for end in start..14 {
                 let mut zeros = vec![0u8; (end - start) as usize];
                 e.overlay(start, &mut zeros);
-                assert_eq!(e.copy_range(start, end), zeros, "[{start}, {end})");
+                assert_eq!(e.slices(start, end).concat(), zeros, "[{start}, {end})");
             }
         }
+        // Written bytes are lent, not copied.
+        let (whole, tail) = (e.slices(7, 11), e.slices(8, 11));
+        assert_eq!((whole.len(), tail.len()), (1, 1));
+        assert_eq!(whole[0].as_ptr().wrapping_add(1), tail[0].as_ptr());
     }
 
     #[test]
@@ -243,7 +252,7 @@ mod tests {
         e.truncate(50);
         assert_eq!(e.total_bytes(), 40);
         assert!(!e.overlaps(50, 1000));
-        assert_eq!(e.contiguous(20, 50).map(|b| b.len()), Some(30));
-        assert_eq!(e.contiguous(5, 15), None);
+        assert_eq!(e.slices(20, 50).iter().map(Bytes::len).collect::<Vec<_>>(), vec![30]);
+        assert_eq!(e.slices(5, 15).iter().map(Bytes::len).collect::<Vec<_>>(), vec![5, 5]);
     }
 }

@@ -92,7 +92,7 @@ impl Core {
         let parent_key = self.inodes.get(parent).map(|inode| inode.key.clone()).unwrap_or_default();
         let request = S3Request::PutObject {
             key: file_key(&parent_key, &name),
-            body: body.clone(),
+            body: body.clone().into(),
             content_type: None,
             metadata: metadata.user.clone(),
             if_match: None,

@@ -88,6 +88,85 @@ impl fmt::Debug for Body {
     }
 }
 
+/// The body of a PUT or UploadPart: one or more chunks sent back to back, so a part built from
+/// a file's written extents goes out as the extents' own bytes instead of a copy of them. Equal
+/// when the bytes are, however they are chunked; `Debug` shows the length only, as [`Body`].
+#[derive(Clone, Default)]
+pub struct RequestBody {
+    chunks: Vec<Bytes>,
+    len_bytes: u64,
+}
+
+impl RequestBody {
+    /// The chunks in order; empty ones are left out.
+    pub fn from_chunks(chunks: impl IntoIterator<Item = Bytes>) -> Self {
+        let chunks: Vec<Bytes> = chunks.into_iter().filter(|chunk| !chunk.is_empty()).collect();
+        let len_bytes = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        RequestBody { chunks, len_bytes }
+    }
+
+    pub fn chunks(&self) -> &[Bytes] {
+        &self.chunks
+    }
+
+    pub fn len_bytes(&self) -> u64 {
+        self.len_bytes
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len_bytes == 0
+    }
+
+    /// The bytes in one piece: the chunk itself when there is one, else a copy (for the
+    /// simulator and tests; the transport sends the chunks as they are).
+    pub fn to_bytes(&self) -> Bytes {
+        match self.chunks.as_slice() {
+            [] => Bytes::new(),
+            [one] => one.clone(),
+            many => Bytes::from(many.concat()),
+        }
+    }
+}
+
+impl PartialEq for RequestBody {
+    fn eq(&self, other: &Self) -> bool {
+        self.len_bytes == other.len_bytes
+            && self.chunks.iter().flat_map(|chunk| chunk.iter()).eq(other.chunks.iter().flat_map(|chunk| chunk.iter()))
+    }
+}
+
+impl Eq for RequestBody {}
+
+impl From<Bytes> for RequestBody {
+    fn from(bytes: Bytes) -> Self {
+        RequestBody::from_chunks([bytes])
+    }
+}
+
+impl From<Body> for RequestBody {
+    fn from(body: Body) -> Self {
+        RequestBody::from(body.0)
+    }
+}
+
+impl From<Vec<u8>> for RequestBody {
+    fn from(bytes: Vec<u8>) -> Self {
+        RequestBody::from(Bytes::from(bytes))
+    }
+}
+
+impl From<&'static [u8]> for RequestBody {
+    fn from(bytes: &'static [u8]) -> Self {
+        RequestBody::from(Bytes::from_static(bytes))
+    }
+}
+
+impl fmt::Debug for RequestBody {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "<{} bytes>", self.len_bytes)
+    }
+}
+
 /// A half-open byte range `[start, end)`. On the wire it is `Range: bytes=start-(end-1)`.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ByteRange {
@@ -157,7 +236,7 @@ pub enum S3Request {
     },
     PutObject {
         key: String,
-        body: Body,
+        body: RequestBody,
         content_type: Option<String>,
         metadata: Metadata,
         /// Overwrite only if the current object has this ETag.
@@ -174,7 +253,7 @@ pub enum S3Request {
         key: String,
         upload_id: UploadId,
         part_number: u32,
-        body: Body,
+        body: RequestBody,
     },
     UploadPartCopy {
         key: String,

@@ -41,7 +41,7 @@ use crate::ids::{FileHandle, FuseReqId, Ino};
 use crate::inode::ObjectMetadata;
 use crate::machine::Core;
 use crate::s3_types::{
-    Body, ByteRange, CompletedPart, ETag, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, UploadId,
+    Body, ByteRange, CompletedPart, ETag, RequestBody, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, UploadId,
 };
 use crate::time::Instant;
 
@@ -93,12 +93,12 @@ enum PartState {
     /// Bytes ready to upload.
     Ready(Bytes),
     /// Every byte is in the file's extents, which stay as they are until the part is done
-    /// (writes over it commit first): the body is assembled only when the part is sent, so at
-    /// most the in-flight parts exist twice in memory, not every part waiting its turn.
+    /// (writes over it commit first): the part is sent as slices of them, never copied.
     Written,
     /// To be copied server-side from the base.
     Copy,
-    /// Being uploaded (`body_bytes` of its own, counted as unwritten memory) or copied (0).
+    /// Being uploaded or copied; `body_bytes` is memory of its own (a buffer built for the part,
+    /// counted as unwritten memory), 0 when it is sent from the extents or copied.
     Sending {
         call: CallId,
         body_bytes: u64,
@@ -121,7 +121,8 @@ struct Commit {
 enum CommitStage {
     /// A single PUT, waiting for base bytes.
     PutFetching {
-        buffer: BytesMut,
+        /// `None`: the extents hold every byte, and the PUT sends them as they are.
+        buffer: Option<BytesMut>,
         gets: BTreeSet<CallId>,
     },
     Putting(CallId),
@@ -697,19 +698,17 @@ impl Core {
         for number in to_send {
             let file = self.writes.get_mut(&ino).expect("a write state");
             let part = file.upload.as_mut().expect("an upload").parts.get_mut(&number).expect("listed");
-            let body = match std::mem::replace(&mut part.state, PartState::Copy) {
-                PartState::Ready(bytes) => Some(bytes),
-                PartState::Written => Some(assemble_extents(&file.extents, part.start, part.end)),
-                _ => None,
+            // A built buffer is memory of its own until the part is done; the extents' slices
+            // are the extents' memory, counted already.
+            let (body, body_bytes) = match std::mem::replace(&mut part.state, PartState::Copy) {
+                PartState::Ready(bytes) => (Some(RequestBody::from(bytes.clone())), bytes.len() as u64),
+                PartState::Written => (Some(RequestBody::from_chunks(file.extents.slices(part.start, part.end))), 0),
+                _ => (None, 0),
             };
-            let body_bytes = body.as_ref().map_or(0, |body| body.len() as u64);
             let request = match body {
-                Some(bytes) => S3Request::UploadPart {
-                    key: key.clone(),
-                    upload_id: upload_id.clone(),
-                    part_number: number,
-                    body: Body(bytes),
-                },
+                Some(body) => {
+                    S3Request::UploadPart { key: key.clone(), upload_id: upload_id.clone(), part_number: number, body }
+                }
                 None => S3Request::UploadPartCopy {
                     key: key.clone(),
                     upload_id: upload_id.clone(),
@@ -750,7 +749,12 @@ impl Core {
         let size = file.size_bytes;
         let single_put = file.upload.is_none() && size <= self.config.write_part_size(1);
         if single_put {
-            let (buffer, gaps) = build_buffer(file, 0, size);
+            let (buffer, gaps) = if file.extents.covers(0, size) {
+                (None, Vec::new())
+            } else {
+                let (buffer, gaps) = build_buffer(file, 0, size);
+                (Some(buffer), gaps)
+            };
             file.commit = Some(Commit {
                 waiters,
                 size_bytes: size,
@@ -868,9 +872,13 @@ impl Core {
                     unreachable!()
                 };
                 let metadata = file.commit.as_ref().expect("a commit").metadata.clone();
+                let body = match buffer {
+                    Some(buffer) => RequestBody::from(buffer.freeze()),
+                    None => RequestBody::from_chunks(file.extents.slices(0, file.size_bytes)),
+                };
                 let request = S3Request::PutObject {
                     key: file.key.clone(),
-                    body: Body(buffer.freeze()),
+                    body,
                     content_type: metadata.content_type,
                     metadata: metadata.user,
                     if_match: file.base_etag(),
@@ -956,7 +964,9 @@ impl Core {
         let Some(file) = self.writes.get_mut(&ino) else { return };
         let extents = &file.extents;
         let (buffer, buffer_start, gets) = match (part, file.commit.as_mut()) {
-            (0, Some(Commit { stage: CommitStage::PutFetching { buffer, gets }, .. })) => (buffer, 0, gets),
+            (0, Some(Commit { stage: CommitStage::PutFetching { buffer: Some(buffer), gets }, .. })) => {
+                (buffer, 0, gets)
+            }
             (number, _) => match file.upload.as_mut().and_then(|u| u.parts.get_mut(&number)) {
                 Some(Part { start, state: PartState::Fetching { buffer, gets }, .. }) => (buffer, *start, gets),
                 _ => return,
@@ -1484,14 +1494,6 @@ impl Upload {
                 .values()
                 .any(|part| matches!(part.state, PartState::Sending { .. } | PartState::Fetching { .. }))
     }
-}
-
-/// The bytes of `[start, end)` of the extents: a slice when one extent holds them, else a copy.
-fn assemble_extents(extents: &Extents, start: u64, end: u64) -> Bytes {
-    if let Some(bytes) = extents.contiguous(start, end) {
-        return bytes;
-    }
-    Bytes::from(extents.copy_range(start, end))
 }
 
 /// A buffer for `[start, end)` of the file holding zeros and the written bytes, and the ranges

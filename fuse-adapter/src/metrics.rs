@@ -127,7 +127,7 @@ pub fn s3_outcome(result: &S3Result) -> &'static str {
 /// Body bytes a request sends.
 pub fn request_bytes_out(request: &S3Request) -> u64 {
     match request {
-        S3Request::PutObject { body, .. } | S3Request::UploadPart { body, .. } => body.0.len() as u64,
+        S3Request::PutObject { body, .. } | S3Request::UploadPart { body, .. } => body.len_bytes(),
         _ => 0,
     }
 }
@@ -341,7 +341,7 @@ pub fn serve(listener: TcpListener, metrics: Arc<Metrics>) {
 
 #[cfg(test)]
 mod tests {
-    use goofys_core::s3_types::{Body, ServiceError};
+    use goofys_core::s3_types::{RequestBody, ServiceError};
 
     use super::*;
 
@@ -365,7 +365,7 @@ mod tests {
         let metrics = Metrics::default();
         let put = S3Request::PutObject {
             key: "k".into(),
-            body: Body::from(b"12345".as_slice()),
+            body: RequestBody::from(b"12345".as_slice()),
             content_type: None,
             metadata: Default::default(),
             if_match: None,

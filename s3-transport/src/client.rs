@@ -22,15 +22,16 @@ use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
 use goofys_core::s3_types::{
-    Body, GetObjectOutput, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, ServiceError, TransportError,
+    Body, GetObjectOutput, RequestBody, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, ServiceError,
+    TransportError,
 };
 use http::{HeaderMap, Method, StatusCode};
-use http_body_util::{BodyExt as _, Full};
+use http_body_util::BodyExt as _;
 use hyper::body::Incoming;
 use tracing::Instrument as _;
 
 use crate::config::TransportConfig;
-use crate::connector::{ConnectorError, HttpClient, build_http_client};
+use crate::connector::{ChunkedBody, ConnectorError, HttpClient, build_http_client};
 use crate::credentials::{CredentialLoadError, Signer, error_chain};
 use crate::endpoint::{BucketEndpoint, DEFAULT_REGION, EndpointError};
 use crate::request::{BuildError, build_request};
@@ -192,7 +193,7 @@ impl S3Client {
     /// does this; tests and setup tools do.
     pub async fn create_bucket(&self) -> Result<(), S3Error> {
         let endpoint = self.current_endpoint();
-        let mut request = http::Request::new(Bytes::new());
+        let mut request = http::Request::new(RequestBody::default());
         *request.method_mut() = Method::PUT;
         *request.uri_mut() = endpoint
             .url(None, "")
@@ -292,7 +293,7 @@ impl S3Client {
     /// Signs and sends one request within the request timeout, and reads the whole reply.
     async fn send(
         &self,
-        mut request: http::Request<Bytes>,
+        mut request: http::Request<RequestBody>,
         endpoint: &BucketEndpoint,
         destination: BodyDestination<'_>,
     ) -> Result<Reply, S3Error> {
@@ -323,14 +324,14 @@ impl S3Client {
 
     async fn exchange(
         &self,
-        request: http::Request<Bytes>,
+        request: http::Request<RequestBody>,
         destination: BodyDestination<'_>,
     ) -> Result<Reply, S3Error> {
         let is_head = request.method() == Method::HEAD;
         let (parts, body) = request.into_parts();
         let response = self
             .http
-            .request(http::Request::from_parts(parts, Full::new(body)))
+            .request(http::Request::from_parts(parts, ChunkedBody::from(body)))
             .await
             .map_err(|error| classify_request_error(&error))?;
         let (parts, incoming) = response.into_parts();
@@ -858,7 +859,7 @@ mod tests {
     async fn no_secret_reaches_debug_display_errors_or_trace_logs() {
         let put = S3Request::PutObject {
             key: "k".into(),
-            body: Body::from(b"body".as_slice()),
+            body: RequestBody::from(b"body".as_slice()),
             content_type: None,
             metadata: Metadata::new(),
             if_match: None,

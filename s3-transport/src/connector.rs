@@ -7,6 +7,8 @@
 //! the keys `a/./b` and `a/../b` could not be addressed at all. `http::Uri` keeps the path as
 //! built. It also leaves redirects alone, which S3 clients must not follow unsigned.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -15,8 +17,9 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+use goofys_core::s3_types::RequestBody;
 use http::Uri;
-use http_body_util::Full;
+use hyper::body::{Frame, SizeHint};
 use hyper_rustls::{HttpsConnector, HttpsConnectorBuilder};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
@@ -35,7 +38,46 @@ use crate::config::TransportConfig;
 const READ_BUFFER_BYTES: usize = 256 * 1024;
 
 /// The pooled HTTP/1.1 client the transport sends through.
-pub type HttpClient = Client<HttpsConnector<CountingConnector>, Full<Bytes>>;
+pub type HttpClient = Client<HttpsConnector<CountingConnector>, ChunkedBody>;
+
+/// A request body sent as its chunks, one frame each, with its exact length known up front
+/// (`Content-Length`): a part built from a file's extents goes to the socket as they are, in
+/// one vectored write, never copied into one buffer first.
+#[derive(Debug, Default)]
+pub struct ChunkedBody {
+    chunks: VecDeque<Bytes>,
+    remaining_bytes: u64,
+}
+
+impl From<RequestBody> for ChunkedBody {
+    fn from(body: RequestBody) -> Self {
+        ChunkedBody { remaining_bytes: body.len_bytes(), chunks: body.chunks().iter().cloned().collect() }
+    }
+}
+
+impl hyper::body::Body for ChunkedBody {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _context: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let chunk = self.chunks.pop_front();
+        if let Some(chunk) = &chunk {
+            self.remaining_bytes -= chunk.len() as u64;
+        }
+        Poll::Ready(chunk.map(|chunk| Ok(Frame::data(chunk))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.remaining_bytes)
+    }
+}
 
 /// Why the HTTP client could not be built.
 #[derive(Debug, thiserror::Error)]

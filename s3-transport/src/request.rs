@@ -9,7 +9,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use goofys_core::s3_types::{ByteRange, ETag, Metadata, MetadataDirective, S3Request, UploadId};
+use goofys_core::s3_types::{ByteRange, ETag, Metadata, MetadataDirective, RequestBody, S3Request, UploadId};
 use http::header::{CONTENT_LENGTH, CONTENT_TYPE, HeaderName, HeaderValue, IF_MATCH, IF_NONE_MATCH, RANGE};
 use http::{HeaderMap, Method};
 use md5::{Digest as _, Md5};
@@ -89,12 +89,12 @@ struct Draft<'a> {
     /// Query parameters; a `None` value is sent as a bare name (`?uploads`).
     query: Vec<(&'static str, Option<String>)>,
     headers: HeaderMap,
-    body: Bytes,
+    body: RequestBody,
 }
 
 impl<'a> Draft<'a> {
     fn new(config: &'a TransportConfig, method: Method, key: Option<&'a str>) -> Self {
-        Draft { config, method, key, query: Vec::new(), headers: HeaderMap::new(), body: Bytes::new() }
+        Draft { config, method, key, query: Vec::new(), headers: HeaderMap::new(), body: RequestBody::default() }
     }
 
     fn query(&mut self, name: &'static str, value: impl Into<String>) -> &mut Self {
@@ -130,8 +130,8 @@ impl<'a> Draft<'a> {
         self.headers.insert(HeaderName::from_static(name), value);
     }
 
-    fn body(&mut self, body: Bytes) -> &mut Self {
-        self.body = body;
+    fn body(&mut self, body: impl Into<RequestBody>) -> &mut Self {
+        self.body = body.into();
         self
     }
 
@@ -221,7 +221,7 @@ impl<'a> Draft<'a> {
         Ok(self)
     }
 
-    fn finish(mut self, endpoint: &BucketEndpoint) -> Result<http::Request<Bytes>, BuildError> {
+    fn finish(mut self, endpoint: &BucketEndpoint) -> Result<http::Request<RequestBody>, BuildError> {
         if self.config.requester_pays {
             self.header(X_AMZ_REQUEST_PAYER, "requester")?;
         }
@@ -230,7 +230,7 @@ impl<'a> Draft<'a> {
         }
         self.headers.insert(http::header::USER_AGENT, HeaderValue::from_static(USER_AGENT));
         if self.method == Method::PUT || self.method == Method::POST {
-            self.headers.insert(CONTENT_LENGTH, HeaderValue::from(self.body.len()));
+            self.headers.insert(CONTENT_LENGTH, HeaderValue::from(self.body.len_bytes()));
         }
         self.query.sort_by(|a, b| a.0.cmp(b.0));
         let query = self
@@ -283,7 +283,7 @@ pub fn build_request<'r>(
     request: &'r S3Request,
     config: &'r TransportConfig,
     endpoint: &BucketEndpoint,
-) -> Result<http::Request<Bytes>, BuildError> {
+) -> Result<http::Request<RequestBody>, BuildError> {
     let operation = request.operation_name();
     let object = |method: Method, key: &'r str| object_draft(config, method, key, operation);
     let mut draft;
@@ -322,7 +322,7 @@ pub fn build_request<'r>(
                 .object_attributes(content_type.as_deref(), metadata)?
                 .new_object_options()?
                 .if_match(IF_MATCH.as_str(), if_match.as_ref())?
-                .body(body.0.clone());
+                .body(body.clone());
             if *if_none_match_any {
                 draft.header(IF_NONE_MATCH.as_str(), "*")?;
             }
@@ -333,7 +333,7 @@ pub fn build_request<'r>(
         }
         S3Request::UploadPart { key, upload_id, part_number, body } => {
             draft = object(Method::PUT, key)?;
-            draft.part(upload_id, *part_number).body(body.0.clone());
+            draft.part(upload_id, *part_number).body(body.clone());
         }
         S3Request::UploadPartCopy { key, upload_id, part_number, source_key, source_range, source_if_match } => {
             draft = object(Method::PUT, key)?;
@@ -409,7 +409,6 @@ pub fn build_request<'r>(
 
 #[cfg(test)]
 mod tests {
-    use goofys_core::s3_types::Body;
 
     use super::*;
     use crate::config::SseCustomerKey;
@@ -430,7 +429,7 @@ mod tests {
         }
     }
 
-    fn build(request: &S3Request, config: &TransportConfig) -> Result<http::Request<Bytes>, BuildError> {
+    fn build(request: &S3Request, config: &TransportConfig) -> Result<http::Request<RequestBody>, BuildError> {
         let endpoint = BucketEndpoint::resolve(config, "us-east-1").unwrap();
         build_request(request, config, &endpoint)
     }
@@ -511,7 +510,7 @@ mod tests {
     #[test]
     fn delete_objects_carries_the_md5_of_its_body() {
         let built = build(&S3Request::DeleteObjects { keys: vec!["a".into()] }, &all_options_config()).unwrap();
-        let md5 = BASE64.encode(Md5::digest(built.body()));
+        let md5 = BASE64.encode(Md5::digest(built.body().to_bytes()));
         assert_eq!(built.headers()["content-md5"], md5.as_str());
     }
 
@@ -519,7 +518,7 @@ mod tests {
     fn metadata_and_content_types_that_headers_cannot_carry_are_refused() {
         let put = |content_type: Option<&str>, name: &str, value: &str| S3Request::PutObject {
             key: "k".into(),
-            body: Body::default(),
+            body: RequestBody::default(),
             content_type: content_type.map(Into::into),
             metadata: [(name.to_owned(), value.to_owned())].into(),
             if_match: None,
@@ -546,7 +545,7 @@ mod tests {
     fn content_type_is_guessed_from_the_extension_only_when_asked_and_not_given() {
         let put = |key: &str, content_type: Option<&str>| S3Request::PutObject {
             key: key.into(),
-            body: Body::default(),
+            body: RequestBody::default(),
             content_type: content_type.map(Into::into),
             metadata: Metadata::new(),
             if_match: None,

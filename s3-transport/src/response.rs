@@ -279,7 +279,7 @@ fn code_from_status(request: &S3Request, status: StatusCode) -> S3ErrorCode {
 
 #[cfg(test)]
 mod tests {
-    use goofys_core::s3_types::{Body, ByteRange, MetadataDirective};
+    use goofys_core::s3_types::{Body, ByteRange, MetadataDirective, RequestBody};
 
     use super::*;
 
@@ -633,7 +633,7 @@ mod tests {
     fn replies_missing_what_the_operation_returns_are_malformed() {
         let put = S3Request::PutObject {
             key: "k".into(),
-            body: Body::default(),
+            body: RequestBody::default(),
             content_type: None,
             metadata: Metadata::new(),
             if_match: None,

@@ -373,7 +373,7 @@ async fn serve_connection(
 
 /// A request as text for snapshots: request line, headers in order (sensitive values shown as
 /// `<sensitive N bytes>`), then the body if it is text.
-pub fn render_request(request: &http::Request<bytes::Bytes>) -> String {
+pub fn render_request(request: &http::Request<goofys_core::s3_types::RequestBody>) -> String {
     let mut rendered = format!("{} {}\n", request.method(), request.uri());
     for (name, value) in request.headers() {
         let shown = if value.is_sensitive() {
@@ -383,9 +383,9 @@ pub fn render_request(request: &http::Request<bytes::Bytes>) -> String {
         };
         rendered.push_str(&format!("{name}: {shown}\n"));
     }
-    let body = request.body();
+    let body = request.body().to_bytes();
     if !body.is_empty() {
-        match std::str::from_utf8(body) {
+        match std::str::from_utf8(&body) {
             Ok(text) => rendered.push_str(&format!("\n{text}\n")),
             Err(_) => rendered.push_str(&format!("\n<{} binary bytes>\n", body.len())),
         }

@@ -203,7 +203,7 @@ impl S3Model {
                 if *if_none_match_any && self.objects.contains_key(key) {
                     return Err(precondition_failed());
                 }
-                let etag = self.store_single_part(now, key, body.0.clone(), content_type.clone(), metadata.clone());
+                let etag = self.store_single_part(now, key, body.to_bytes(), content_type.clone(), metadata.clone());
                 Ok(S3Response::PutObject { etag })
             }
             S3Request::CreateMultipartUpload { key, content_type, metadata } => {
@@ -221,7 +221,7 @@ impl S3Model {
                 Ok(S3Response::CreateMultipartUpload { upload_id: UploadId(upload_id) })
             }
             S3Request::UploadPart { key, upload_id, part_number, body } => {
-                let part = UploadedPart::new(body.0.clone());
+                let part = UploadedPart::new(body.to_bytes());
                 let etag = self.store_part(key, upload_id, *part_number, part)?;
                 Ok(S3Response::UploadPart { etag })
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use goofys_core::s3_types::{
-    Body, CompletedPart, Metadata, MultipartUploadSummary, ObjectMeta, S3Error, S3Request, S3Response,
+    CompletedPart, Metadata, MultipartUploadSummary, ObjectMeta, RequestBody, S3Error, S3Request, S3Response,
 };
 use goofys_s3::S3Client;
 
@@ -37,7 +37,7 @@ const CONCURRENCY: usize = 32;
 pub async fn put(client: &S3Client, key: &str, body: impl Into<Bytes>) {
     let request = S3Request::PutObject {
         key: key.into(),
-        body: Body(body.into()),
+        body: RequestBody::from(body.into()),
         content_type: None,
         metadata: Default::default(),
         if_match: None,
@@ -162,7 +162,7 @@ pub async fn put_multipart(
             key: key.into(),
             upload_id: upload_id.clone(),
             part_number: index + 1,
-            body: Body(body),
+            body: RequestBody::from(body),
         };
         tasks.push(tokio::spawn(async move {
             let _permit = permit;

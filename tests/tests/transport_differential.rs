@@ -22,8 +22,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use goofys_core::UnixNanos;
 use goofys_core::s3_types::{
-    Body, ByteRange, CompletedPart, ETag, Metadata, MetadataDirective, S3Error, S3ErrorCode, S3Request, S3Response,
-    S3Result, ServiceError, UploadId,
+    ByteRange, CompletedPart, ETag, Metadata, MetadataDirective, RequestBody, S3Error, S3ErrorCode, S3Request,
+    S3Response, S3Result, ServiceError, UploadId,
 };
 use goofys_s3::S3Client;
 use goofys_sim::s3_model::S3Model;
@@ -138,7 +138,7 @@ impl Generator {
             0..=19 => {
                 let key = self.key();
                 Step::Request(S3Request::PutObject {
-                    body: Body(self.body(3000)),
+                    body: RequestBody::from(self.body(3000)),
                     content_type: Some(self.pick(&CONTENT_TYPES).to_owned()),
                     metadata: self.metadata(),
                     // If-Match on a missing key: AWS (and the model) answer 404 NoSuchKey,
@@ -218,7 +218,7 @@ impl Generator {
                     key,
                     upload_id: slot_id(slot),
                     part_number: 1 + self.below(3) as u32,
-                    body: Body(body),
+                    body: RequestBody::from(body),
                 })
             }
             88..=91 => {
@@ -564,7 +564,7 @@ async fn run_seed(seed: u64, server: &SeaweedFs, coverage: &mut std::collections
     for anchor in ANCHORS {
         let put = S3Request::PutObject {
             key: anchor.to_owned(),
-            body: Body::from(b"anchor".as_slice()),
+            body: RequestBody::from(b"anchor".as_slice()),
             content_type: Some("text/plain".into()),
             metadata: Metadata::new(),
             if_match: None,

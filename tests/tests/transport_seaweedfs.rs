@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use goofys_core::s3_types::{
-    Body, ByteRange, CompletedPart, ETag, Metadata, MetadataDirective, S3Error, S3ErrorCode, S3Request, S3Response,
-    ServiceError, UploadId,
+    ByteRange, CompletedPart, ETag, Metadata, MetadataDirective, RequestBody, S3Error, S3ErrorCode, S3Request,
+    S3Response, ServiceError, UploadId,
 };
 use goofys_s3::{BucketCheckError, CredentialSource, S3Client};
 use goofys_tests::seaweedfs::{ACCESS_KEY, SeaweedFs};
@@ -22,7 +22,7 @@ const MIB: usize = 1024 * 1024;
 fn put(key: &str, body: impl Into<Bytes>) -> S3Request {
     S3Request::PutObject {
         key: key.into(),
-        body: Body(body.into()),
+        body: RequestBody::from(body.into()),
         content_type: None,
         metadata: Metadata::new(),
         if_match: None,
@@ -122,7 +122,7 @@ async fn every_single_object_operation_works_and_is_typed() {
     let metadata: Metadata = [("mtime".to_owned(), "1700000000".to_owned())].into();
     let put_with_metadata = S3Request::PutObject {
         key: "dir/file.txt".into(),
-        body: Body::from(b"hello world".as_slice()),
+        body: RequestBody::from(b"hello world".as_slice()),
         content_type: Some("text/plain".into()),
         metadata: metadata.clone(),
         if_match: None,
@@ -400,7 +400,7 @@ async fn conditions_that_do_not_hold_fail_with_412() {
 
     let conditional_put = |if_match: Option<ETag>, if_none_match_any: bool| S3Request::PutObject {
         key: "obj".into(),
-        body: Body::from(b"v2".as_slice()),
+        body: RequestBody::from(b"v2".as_slice()),
         content_type: None,
         metadata: Metadata::new(),
         if_match,
@@ -453,7 +453,7 @@ async fn a_multipart_object_over_100_mib_uploaded_in_parallel_reads_back_exactly
                 key: key.into(),
                 upload_id: upload_id.clone(),
                 part_number: index as u32 + 1,
-                body: Body(bytes.clone()),
+                body: RequestBody::from(bytes.clone()),
             };
             tokio::spawn(async move {
                 let _permit = semaphore.acquire().await.unwrap();
@@ -534,7 +534,7 @@ async fn upload_part_copy_builds_an_object_from_a_range_of_another() {
                 key: "assembled".into(),
                 upload_id: upload_id.clone(),
                 part_number: 2,
-                body: Body::from(b"tail".as_slice()),
+                body: RequestBody::from(b"tail".as_slice()),
             },
         )
         .await,
@@ -564,7 +564,7 @@ async fn multipart_errors_are_typed() {
         key: "small".into(),
         upload_id: upload_id.clone(),
         part_number: number,
-        body: Body::from(b"tiny".as_slice()),
+        body: RequestBody::from(b"tiny".as_slice()),
     };
     let first = etag_of(ok(&client, &part(1)).await);
     let second = etag_of(ok(&client, &part(2)).await);
@@ -580,7 +580,7 @@ async fn multipart_errors_are_typed() {
         key: "small".into(),
         upload_id: UploadId("no-such-upload".into()),
         part_number: 1,
-        body: Body::from(b"x".as_slice()),
+        body: RequestBody::from(b"x".as_slice()),
     };
     fails_with(&client, &unknown, S3ErrorCode::NoSuchUpload).await;
 }

@@ -1,6 +1,7 @@
 //! Unit tests of the S3 model, one per rule, named after the rule.
 
 use super::*;
+use goofys_core::s3_types::RequestBody;
 use proptest::prelude::*;
 
 const SMALL_PART_BYTES: u64 = 8;
@@ -16,7 +17,7 @@ fn small_parts_model() -> S3Model {
 fn put_request(key: &str, body: &'static [u8]) -> S3Request {
     S3Request::PutObject {
         key: key.into(),
-        body: Body::from(body),
+        body: RequestBody::from(body),
         content_type: None,
         metadata: Metadata::new(),
         if_match: None,
@@ -130,7 +131,7 @@ fn upload_part_request(key: &str, upload_id: &UploadId, part_number: u32, body: 
         key: key.into(),
         upload_id: upload_id.clone(),
         part_number,
-        body: Body::from(body.to_vec()),
+        body: RequestBody::from(body.to_vec()),
     }
 }
 
@@ -484,7 +485,7 @@ fn head_returns_size_etag_metadata_and_content_type() {
     let mut model = S3Model::new();
     let request = S3Request::PutObject {
         key: "f".into(),
-        body: Body::from(&b"hello"[..]),
+        body: RequestBody::from(&b"hello"[..]),
         content_type: Some("text/plain".into()),
         metadata: Metadata::from([("mode".into(), "0644".into())]),
         if_match: None,
@@ -624,7 +625,7 @@ fn put_if_none_match_any_on_an_existing_key_is_412() {
     let mut model = S3Model::new();
     let create_only = |body: &'static [u8]| S3Request::PutObject {
         key: "f".into(),
-        body: Body::from(body),
+        body: RequestBody::from(body),
         content_type: None,
         metadata: Metadata::new(),
         if_match: None,
@@ -639,7 +640,7 @@ fn put_if_none_match_any_on_an_existing_key_is_412() {
 fn conditional_put(key: &str, if_match: ETag) -> S3Request {
     S3Request::PutObject {
         key: key.into(),
-        body: Body::from(&b"replacement"[..]),
+        body: RequestBody::from(&b"replacement"[..]),
         content_type: None,
         metadata: Metadata::new(),
         if_match: Some(if_match),
@@ -941,7 +942,7 @@ fn upload_part_copy_of_a_missing_source_is_404_no_such_key() {
 fn put_with_metadata(model: &mut S3Model, key: &str, body: &'static [u8]) {
     let request = S3Request::PutObject {
         key: key.into(),
-        body: Body::from(body),
+        body: RequestBody::from(body),
         content_type: Some("text/plain".into()),
         metadata: Metadata::from([("mtime".into(), "12345".into())]),
         if_match: None,
