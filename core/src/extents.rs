@@ -7,6 +7,7 @@
 //!   slices it rather than copying.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 
 use bytes::Bytes;
 
@@ -104,13 +105,14 @@ impl Extents {
         true
     }
 
-    /// The written pieces of `[start, end)` in order, each with its offset in the file.
-    fn pieces(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &[u8])> {
+    /// The written pieces of `[start, end)` in order: each piece's offset in the file, its
+    /// extent, and the piece's range within the extent.
+    fn pieces(&self, start: u64, end: u64) -> impl Iterator<Item = (u64, &Bytes, Range<usize>)> {
         let first = self.map.range(..start).next_back().map(|(&at, _)| at).unwrap_or(start);
         self.map.range(first..end).filter_map(move |(&at, extent)| {
             let from = at.max(start);
             let to = (at + extent.len() as u64).min(end);
-            (from < to).then(|| (from, &extent[(from - at) as usize..(to - at) as usize]))
+            (from < to).then(|| (from, extent, (from - at) as usize..(to - at) as usize))
         })
     }
 
@@ -118,9 +120,9 @@ impl Extents {
     /// bytes as they are.
     pub fn overlay(&self, start: u64, out: &mut [u8]) {
         let end = start + out.len() as u64;
-        for (from, piece) in self.pieces(start, end) {
+        for (from, extent, range) in self.pieces(start, end) {
             let at = (from - start) as usize;
-            out[at..at + piece.len()].copy_from_slice(piece);
+            out[at..at + range.len()].copy_from_slice(&extent[range]);
         }
     }
 
@@ -129,18 +131,12 @@ impl Extents {
     pub fn slices(&self, start: u64, end: u64) -> Vec<Bytes> {
         let mut out = Vec::new();
         let mut at = start;
-        let first = self.map.range(..start).next_back().map(|(&offset, _)| offset).unwrap_or(start);
-        for (&offset, extent) in self.map.range(first..end) {
-            let from = offset.max(start);
-            let to = (offset + extent.len() as u64).min(end);
-            if from >= to {
-                continue;
-            }
+        for (from, extent, range) in self.pieces(start, end) {
             if from > at {
                 out.push(Bytes::from(vec![0; (from - at) as usize]));
             }
-            out.push(extent.slice((from - offset) as usize..(to - offset) as usize));
-            at = to;
+            at = from + range.len() as u64;
+            out.push(extent.slice(range));
         }
         if end > at {
             out.push(Bytes::from(vec![0; (end - at) as usize]));

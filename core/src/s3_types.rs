@@ -109,12 +109,12 @@ impl RequestBody {
         &self.chunks
     }
 
-    pub fn len_bytes(&self) -> u64 {
-        self.len_bytes
+    pub fn into_chunks(self) -> Vec<Bytes> {
+        self.chunks
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.len_bytes == 0
+    pub fn len_bytes(&self) -> u64 {
+        self.len_bytes
     }
 
     /// The bytes in one piece: the chunk itself when there is one, else a copy (for the

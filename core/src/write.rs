@@ -192,22 +192,30 @@ pub(crate) struct WriteFile {
 }
 
 impl WriteFile {
-    /// Whether `[start, end)` touches bytes that were streamed and dropped from memory.
-    /// Bytes of part bodies this file holds besides its extents.
-    fn part_body_bytes(&self) -> u64 {
-        let Some(upload) = &self.upload else { return 0 };
-        upload
-            .parts
-            .values()
+    /// Bytes of request bodies this file holds besides its extents. Only a commit builds them
+    /// (a PUT or parts merged with base bytes); between commits a streaming upload's parts are
+    /// slices of the extents or done, so writes, which ask this each time, walk no parts.
+    fn body_bytes_besides_extents(&self) -> u64 {
+        let Some(commit) = &self.commit else { return 0 };
+        let put_buffer_bytes = match &commit.stage {
+            CommitStage::PutFetching { buffer: Some(buffer), .. } => buffer.len() as u64,
+            _ => 0,
+        };
+        let part_bytes: u64 = self
+            .upload
+            .iter()
+            .flat_map(|upload| upload.parts.values())
             .map(|part| match &part.state {
                 PartState::Fetching { buffer, .. } => buffer.len() as u64,
                 PartState::Ready(bytes) => bytes.len() as u64,
                 PartState::Sending { body_bytes, .. } => *body_bytes,
                 PartState::Written | PartState::Copy | PartState::Done(_) => 0,
             })
-            .sum()
+            .sum();
+        put_buffer_bytes + part_bytes
     }
 
+    /// Whether `[start, end)` touches bytes that were streamed and dropped from memory.
     fn touches_streamed(&self, start: u64, end: u64) -> bool {
         self.upload.as_ref().is_some_and(|upload| start < upload.streamed_until && end > 0 && start < end)
     }
@@ -413,7 +421,7 @@ impl Core {
     /// Memory held for written data not yet in S3: the extents, and the part bodies built from
     /// them (waiting for base bytes, ready, or on their way).
     pub(crate) fn dirty_bytes_total(&self) -> u64 {
-        self.writes.values().map(|file| file.extents.total_bytes() + file.part_body_bytes()).sum()
+        self.writes.values().map(|file| file.extents.total_bytes() + file.body_bytes_besides_extents()).sum()
     }
 
     /// A write that would exceed the memory limit waits until uploads free memory; if nothing
@@ -701,7 +709,10 @@ impl Core {
             // A built buffer is memory of its own until the part is done; the extents' slices
             // are the extents' memory, counted already.
             let (body, body_bytes) = match std::mem::replace(&mut part.state, PartState::Copy) {
-                PartState::Ready(bytes) => (Some(RequestBody::from(bytes.clone())), bytes.len() as u64),
+                PartState::Ready(bytes) => {
+                    let body_bytes = bytes.len() as u64;
+                    (Some(RequestBody::from(bytes)), body_bytes)
+                }
                 PartState::Written => (Some(RequestBody::from_chunks(file.extents.slices(part.start, part.end))), 0),
                 _ => (None, 0),
             };

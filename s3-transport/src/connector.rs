@@ -51,7 +51,7 @@ pub struct ChunkedBody {
 
 impl From<RequestBody> for ChunkedBody {
     fn from(body: RequestBody) -> Self {
-        ChunkedBody { remaining_bytes: body.len_bytes(), chunks: body.chunks().iter().cloned().collect() }
+        ChunkedBody { remaining_bytes: body.len_bytes(), chunks: body.into_chunks().into() }
     }
 }
 
