@@ -50,14 +50,26 @@ pub fn run(command: &mut Command) -> Output {
     output
 }
 
-/// The tail of a command's stdout and stderr, for failure messages.
+/// A command's error lines (a panic and its error, an `ERROR` log line, an `error:`), then the tail of its
+/// stdout and stderr, for failure messages. The error lines come first so a log cut in the
+/// middle still shows why the command failed.
 pub fn describe_output(output: &Output) -> String {
-    let tail = |bytes: &[u8]| {
-        let text = String::from_utf8_lossy(bytes);
+    const TAIL_LINES: usize = 40;
+    const ERROR_LINES: usize = 20;
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let is_error = |line: &&str| ["panicked", "Err value", "ERROR", "error:"].iter().any(|mark| line.contains(mark));
+    let errors: Vec<&str> = stdout.lines().chain(stderr.lines()).filter(is_error).take(ERROR_LINES).collect();
+    let tail = |text: &str| {
         let lines: Vec<&str> = text.lines().collect();
-        lines[lines.len().saturating_sub(60)..].join("\n")
+        lines[lines.len().saturating_sub(TAIL_LINES)..].join("\n")
     };
-    format!("--- stdout (tail)\n{}\n--- stderr (tail)\n{}", tail(&output.stdout), tail(&output.stderr))
+    format!(
+        "--- error lines\n{}\n--- stdout (tail)\n{}\n--- stderr (tail)\n{}",
+        errors.join("\n"),
+        tail(&stdout),
+        tail(&stderr)
+    )
 }
 
 /// Finds an installed tool: `$<env>` if set, else `name` on PATH, else in `$CARGO_HOME/bin`

@@ -34,6 +34,7 @@ impl TestMount {
 
     /// Mounts with `options`; their mountpoint and file-system name are the test's own.
     fn with_options(client: Arc<S3Client>, config: CoreConfig, options: MountOptions) -> TestMount {
+        capture_mount_warnings();
         remove_dead_test_mounts();
         let dir = tempfile::tempdir().expect("a temporary mountpoint");
         let wall = SystemTime::now().duration_since(UNIX_EPOCH).expect("after 1970").as_nanos() as i64;
@@ -86,6 +87,20 @@ impl Drop for TestMount {
             let _ = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(self.dir.path()).status();
         }
     }
+}
+
+/// Sends the mount's warnings and errors to the test's captured output, so a failing test
+/// shows what the mount saw (a passing test's output is dropped). The mount's threads are
+/// started by the test, so their output is captured with the test's.
+fn capture_mount_warnings() {
+    static INSTALLED: std::sync::Once = std::sync::Once::new();
+    INSTALLED.call_once(|| {
+        // Another subscriber installed first (a test's own) is left in place.
+        let _ = tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::WARN)
+            .with_test_writer()
+            .try_init();
+    });
 }
 
 /// Removes the mounts of test processes that were killed. `auto_unmount` does not always do it:

@@ -24,7 +24,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use goofys_core::CoreConfig;
 use goofys_tests::bucket::{get, get_many, list_keys, put, put_many};
-use goofys_tests::fault_proxy::{Network, Operation, ProxiedBucket};
+use goofys_tests::fault_proxy::{FaultProxy, Network, Operation, ProxiedBucket};
 use goofys_tests::files::{assert_same_bytes, describe_output, pattern, run, tool};
 use goofys_tests::mount::TestMount;
 use goofys_tests::seaweedfs::SeaweedFs;
@@ -472,25 +472,49 @@ const FSX_OPERATION_NAMES: [&str; 13] = [
     "write",
 ];
 
-/// Runs fsx on `target` and panics unless it completes `operations` with no mismatch, having
+/// Runs fsx on `target`: an error unless it completes `operations` with no mismatch, having
 /// run every kind of operation.
-fn run_fsx(fsx: &Path, config: &Path, operations: &str, artifacts: &Path, target: &Path) {
+fn run_fsx(fsx: &Path, config: &Path, operations: &str, artifacts: &Path, target: &Path) -> Result<(), String> {
     let mut command = Command::new(fsx);
     command.args(["-v", "-N", operations, "-S", FSX_SEED, "-f"]).arg(config).arg("-P").arg(artifacts).arg(target);
-    let output = command.output().unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let output = command.output().map_err(|e| format!("cannot run {command:?}: {e}"))?;
     let stdout = String::from_utf8_lossy(&output.stdout);
     let config_text = std::fs::read_to_string(config).unwrap_or_default();
-    assert!(
-        output.status.success() && stdout.contains("All operations completed A-OK!"),
-        "{command:?} failed with {} (replay: the same command with this config):\n{config_text}\n{}",
-        output.status,
-        describe_output(&output)
-    );
+    if !output.status.success() || !stdout.contains("All operations completed A-OK!") {
+        return Err(format!(
+            "{command:?} failed with {} (replay: the same command with this config):\n{config_text}\n{}",
+            output.status,
+            describe_output(&output)
+        ));
+    }
     let log = String::from_utf8_lossy(&output.stderr);
     for name in FSX_OPERATION_NAMES {
         let ran = log.lines().filter(|line| line.contains(&format!(" {name}"))).count();
-        assert!(ran > 0, "fsx never ran {name} on {}", target.display());
+        if ran == 0 {
+            return Err(format!("fsx never ran {name} on {}", target.display()));
+        }
     }
+    Ok(())
+}
+
+/// The requests of `proxy` that were not answered with success, for a failure message: on a
+/// clean network there should be none, so one of them is the likely cause.
+fn unsuccessful_exchanges(proxy: &FaultProxy) -> String {
+    const SHOWN: usize = 20;
+    let exchanges = proxy.exchanges();
+    let unsuccessful: Vec<String> = exchanges
+        .iter()
+        .filter(|exchange| !matches!(exchange.status / 100, 2 | 3))
+        .map(|exchange| format!("{exchange:?}"))
+        .collect();
+    let first = unsuccessful.len().saturating_sub(SHOWN);
+    format!(
+        "{} of {} requests were not answered with success; the last {}:\n{}",
+        unsuccessful.len(),
+        exchanges.len(),
+        unsuccessful.len() - first,
+        unsuccessful[first..].join("\n")
+    )
 }
 
 /// Runs fsx with `fsx_config` through a mount with `config`, then the same fsx run on a local
@@ -516,11 +540,14 @@ async fn fsx_through_the_mount(
     let started = Instant::now();
     let (fsx_for_mount, config_for_mount, artifacts) = (fsx.clone(), config_file.clone(), work.path().to_owned());
     let operations_for_mount = operations.to_owned();
-    mount
+    let outcome = mount
         .use_files(move |root| {
             run_fsx(&fsx_for_mount, &config_for_mount, &operations_for_mount, &artifacts, &root.join("fsx.bin"))
         })
         .await;
+    if let Err(failure) = outcome {
+        panic!("through the mount: {failure}\n{}", unsuccessful_exchanges(&proxy));
+    }
     eprintln!("fsx ({operations} operations) through the mount took {:?}", started.elapsed());
     mount.unmount().await;
     bucket.finish().await;
@@ -534,7 +561,9 @@ async fn fsx_through_the_mount(
         true => tempfile::tempdir_in("/dev/shm").unwrap(),
         false => tempfile::tempdir().unwrap(),
     };
-    run_fsx(&fsx, &config_file, operations, local.path(), &local.path().join("fsx.bin"));
+    if let Err(failure) = run_fsx(&fsx, &config_file, operations, local.path(), &local.path().join("fsx.bin")) {
+        panic!("on a local file: {failure}");
+    }
     let expected = std::fs::read(local.path().join("fsx.bin")).unwrap();
     assert_same_bytes("fsx.bin in the bucket", &object(&client, "fsx.bin").await, &expected);
 }
