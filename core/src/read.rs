@@ -72,6 +72,10 @@ pub(crate) struct FileReader {
     pub(crate) append: bool,
     /// The object changed since open: every read fails with ESTALE.
     stale: bool,
+    /// A GET found another version while this mount was committing the file: its own commit
+    /// may have overtaken the GET. The reads wait for the commit, which rebases the handle
+    /// onto the new version if it succeeds and leaves it stale if it fails.
+    overtaken_by_commit: bool,
     /// Bytes that arrived, by offset, never overlapping.
     chunks: BTreeMap<u64, Bytes>,
     /// The total length of `chunks` (a streamed body arrives in many small chunks, and the
@@ -206,6 +210,7 @@ impl Core {
             writable: flags.writes(),
             append,
             stale: false,
+            overtaken_by_commit: false,
             chunks: BTreeMap::new(),
             chunk_bytes: 0,
             inflight: BTreeMap::new(),
@@ -376,8 +381,8 @@ impl Core {
             Ok(S3Response::GetObject(output)) => {
                 self.read_data_arrived(now, fh, call_id, output.range_start, output.body.0, Some(output.meta))
             }
-            Ok(other) => self.read_range_failed(fh, range.start, unexpected_response("GetObject", &other)),
-            Err(error) => self.read_range_failed(fh, range.start, error),
+            Ok(other) => self.read_range_failed(fh, call_id, range.start, unexpected_response("GetObject", &other)),
+            Err(error) => self.read_range_failed(fh, call_id, range.start, error),
         }
     }
 
@@ -398,7 +403,7 @@ impl Core {
             && Some(&meta.etag) != reader.etag.as_ref()
         {
             // A server that ignored If-Match: the bytes are of another version.
-            return self.mark_stale(fh);
+            return self.version_changed(fh, call_id);
         }
         if data.is_empty() {
             return;
@@ -424,7 +429,7 @@ impl Core {
         self.serve_reads(fh);
     }
 
-    fn read_range_failed(&mut self, fh: FileHandle, fetch_start: u64, error: S3Error) {
+    fn read_range_failed(&mut self, fh: FileHandle, call_id: CallId, fetch_start: u64, error: S3Error) {
         let Some(reader) = self.files.get_mut(&fh) else {
             return;
         };
@@ -436,7 +441,7 @@ impl Core {
                 S3ErrorCode::PreconditionFailed | S3ErrorCode::InvalidRange | S3ErrorCode::NoSuchKey
             )
         {
-            return self.mark_stale(fh);
+            return self.version_changed(fh, call_id);
         }
         let errno = errno_for_s3_error(&error);
         let Some((fetch_end, _)) = reader.inflight.remove(&fetch_start) else {
@@ -455,11 +460,43 @@ impl Core {
         }
     }
 
+    /// GET `call_id` of handle `fh` found another version of the object than the handle's. If
+    /// this mount is committing the file, the commit may have reached S3 before the GET did
+    /// (a page fault's read-around GET overtaken by an msync's PUT): the GET's reads wait for
+    /// the commit (see [`FileReader::overtaken_by_commit`]). Otherwise another client changed
+    /// the object.
+    fn version_changed(&mut self, fh: FileHandle, call_id: CallId) {
+        let ino = self.files.get(&fh).expect("reader exists").ino;
+        if !self.is_committing(ino) {
+            return self.mark_stale(fh);
+        }
+        let reader = self.files.get_mut(&fh).expect("reader exists");
+        tracing::debug!(key = %reader.key, "a GET found another version during this mount's commit; its reads wait for the commit");
+        reader.overtaken_by_commit = true;
+        reader.inflight.retain(|_, &mut (_, call)| call != call_id);
+        self.cancel_call(call_id);
+    }
+
+    /// This mount's commit of `ino` failed: handles whose GETs found another version during it
+    /// saw another client's object, and fail their reads with ESTALE.
+    pub(crate) fn stale_if_overtaken(&mut self, ino: Ino) {
+        let overtaken: Vec<FileHandle> = self
+            .files
+            .iter()
+            .filter(|(_, reader)| reader.ino == ino && reader.overtaken_by_commit)
+            .map(|(&fh, _)| fh)
+            .collect();
+        for fh in overtaken {
+            self.mark_stale(fh);
+        }
+    }
+
     /// The object changed since open: fail every read of the handle with ESTALE, now and later.
     fn mark_stale(&mut self, fh: FileHandle) {
         let reader = self.files.get_mut(&fh).expect("reader exists");
         tracing::info!(key = %reader.key, "object changed while open; reads fail with ESTALE");
         reader.stale = true;
+        reader.overtaken_by_commit = false;
         reader.clear_chunks();
         let ino = reader.ino;
         let calls: Vec<CallId> = reader.inflight.values().map(|&(_, call)| call).collect();
@@ -505,6 +542,7 @@ impl Core {
             reader.clear_chunks();
             reader.etag = Some(etag.clone());
             reader.size_bytes = size_bytes;
+            reader.overtaken_by_commit = false;
             // What was unwritten when these reads were planned is in the object now.
             let mut ranges = Vec::new();
             for read in &mut reader.pending {

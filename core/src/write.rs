@@ -607,6 +607,11 @@ impl Core {
         Bytes::from(out)
     }
 
+    /// Whether this mount is committing `ino` (its object may change under its readers).
+    pub(crate) fn is_committing(&self, ino: Ino) -> bool {
+        self.writes.get(&ino).is_some_and(|file| file.commit.is_some())
+    }
+
     /// The current size of a file being written, if it is.
     pub(crate) fn writing_size(&self, ino: Ino) -> Option<u64> {
         self.writes.get(&ino).map(|file| file.size_bytes)
@@ -1365,6 +1370,7 @@ impl Core {
         let file = self.writes.get_mut(&ino).expect("a write state");
         let commit = file.commit.take().expect("a commit");
         file.upload = None;
+        let outcome_failed = outcome.is_err();
         let reply = match outcome {
             Ok(etag) => {
                 let size = commit.size_bytes;
@@ -1391,6 +1397,9 @@ impl Core {
                 FuseReply::Error(errno)
             }
         };
+        if outcome_failed {
+            self.stale_if_overtaken(ino);
+        }
         for id in commit.waiters {
             if let Some(setattr_ino) = self.setattr_waiters.remove(&id) {
                 let reply = match &reply {

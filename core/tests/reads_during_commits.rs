@@ -1,0 +1,120 @@
+//! Reads of a file whose GETs are still on their way when this mount commits the file: S3 may
+//! apply the commit first and answer the old version's GET with 412 (or, on a server that
+//! ignores If-Match, with the new bytes) before the commit's own reply arrives. Such a read
+//! waits for the commit and reads the new version; only a commit that fails leaves the
+//! handle stale. Found by fsx through a mount (a page fault's read-around GET overtaken by an
+//! msync's PUT).
+
+mod harness;
+
+use bytes::Bytes;
+use goofys_core::fuse_types::{FuseOp, FuseReply, OpenFlags};
+use goofys_core::s3_types::{Body, ByteRange, ETag, S3Error, S3ErrorCode, S3Request, S3Response};
+use goofys_core::{CoreConfig, Errno, FileHandle, FuseReqId, Ino, S3ReqId};
+use harness::{Harness, content, get_reply, range_of};
+
+const FILE_BYTES: usize = 10_000;
+
+/// A file of `content` open for reading and writing, with `b"mine"` written at its start, a
+/// read of `[4096, 8192)` whose GET is on its way, and an fsync whose commit's PUT is on its
+/// way (the base bytes it needed answered).
+struct ReadDuringCommit {
+    ino: Ino,
+    fh: FileHandle,
+    read: FuseReqId,
+    read_get: S3ReqId,
+    read_range: ByteRange,
+    fsync: FuseReqId,
+    put: S3ReqId,
+}
+
+fn read_in_flight_while_a_commit_puts(h: &mut Harness, file: &Bytes) -> ReadDuringCommit {
+    let (ino, _) = h.open_file("f", file);
+    let open = h.fuse(FuseOp::Open { ino, flags: OpenFlags(OpenFlags::O_RDWR) });
+    let fh = h.opened(open);
+    let write = h.fuse(FuseOp::Write { ino, fh, offset: 0, data: Body(Bytes::from_static(b"mine")) });
+    assert_eq!(h.reply(write), FuseReply::Written { size: 4 });
+    let read = h.read(ino, fh, 4096, 4096);
+    let (read_get, request) = h.take_one_request();
+    let read_range = range_of(&request);
+    let fsync = h.fuse(FuseOp::Fsync { ino, fh, datasync: false });
+    let put = loop {
+        let (id, request) = h.take_one_request();
+        match request {
+            S3Request::GetObject { .. } => h.s3(id, get_reply(file, range_of(&request), "v1")),
+            S3Request::PutObject { .. } => break id,
+            other => panic!("unexpected {other:?}"),
+        }
+    };
+    ReadDuringCommit { ino, fh, read, read_get, read_range, fsync, put }
+}
+
+/// The new version's bytes: `file` with `b"mine"` at its start.
+fn committed(file: &Bytes) -> Bytes {
+    let mut bytes = file.to_vec();
+    bytes[..4].copy_from_slice(b"mine");
+    Bytes::from(bytes)
+}
+
+/// Answers the GETs of version `etag` the core asks for until `read` is answered.
+fn serve_reads(h: &mut Harness, read: FuseReqId, bytes: &Bytes, etag: &str) -> FuseReply {
+    loop {
+        if let Some(reply) = h.take_reply(read) {
+            return reply;
+        }
+        let (id, request) = h.take_one_request();
+        match &request {
+            S3Request::GetObject { if_match, .. } => {
+                assert_eq!(if_match.as_ref(), Some(&ETag::new(etag)), "{request:?}");
+                h.s3(id, get_reply(bytes, range_of(&request), etag));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_get_overtaken_by_this_mounts_own_put_reads_the_new_version() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(FILE_BYTES);
+    let ReadDuringCommit { read, read_get, fsync, put, .. } = read_in_flight_while_a_commit_puts(&mut h, &file);
+    h.s3(read_get, Err(S3Error::service(412, S3ErrorCode::PreconditionFailed)));
+    assert_eq!(h.take_reply(read), None, "the read waits for the commit");
+    h.s3(put, Ok(S3Response::PutObject { etag: ETag::new("v2") }));
+    assert_eq!(h.reply(fsync), FuseReply::Empty);
+    let new = committed(&file);
+    assert_eq!(serve_reads(&mut h, read, &new, "v2"), FuseReply::Data(Body(new.slice(4096..8192))));
+}
+
+#[test]
+fn new_bytes_from_a_server_that_ignores_if_match_during_the_commit_are_read_again_after_it() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(FILE_BYTES);
+    let ReadDuringCommit { read, read_get, read_range, fsync, put, .. } =
+        read_in_flight_while_a_commit_puts(&mut h, &file);
+    let new = committed(&file);
+    h.s3(read_get, get_reply(&new, read_range, "v2"));
+    assert_eq!(h.take_reply(read), None, "the read waits for the commit");
+    h.s3(put, Ok(S3Response::PutObject { etag: ETag::new("v2") }));
+    assert_eq!(h.reply(fsync), FuseReply::Empty);
+    assert_eq!(serve_reads(&mut h, read, &new, "v2"), FuseReply::Data(Body(new.slice(4096..8192))));
+}
+
+#[test]
+fn a_get_answered_412_during_a_commit_that_then_fails_leaves_the_handle_stale() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(FILE_BYTES);
+    let ReadDuringCommit { ino, fh, read, read_get, fsync, put, .. } =
+        read_in_flight_while_a_commit_puts(&mut h, &file);
+    h.s3(read_get, Err(S3Error::service(412, S3ErrorCode::PreconditionFailed)));
+    // Another client replaced the object: the conditional PUT is refused and the write id
+    // check finds their object, not ours.
+    h.s3(put, Err(S3Error::service(412, S3ErrorCode::PreconditionFailed)));
+    let (head, request) = h.take_one_request();
+    assert!(matches!(request, S3Request::HeadObject { .. }), "{request:?}");
+    h.s3(head, Ok(S3Response::HeadObject(harness::meta(FILE_BYTES as u64, "theirs"))));
+    assert_eq!(h.reply(fsync), FuseReply::Error(Errno::ESTALE));
+    assert_eq!(h.reply(read), FuseReply::Error(Errno::ESTALE));
+    let later = h.read(ino, fh, 0, 16);
+    assert_eq!(h.reply(later), FuseReply::Error(Errno::ESTALE));
+}
