@@ -25,7 +25,7 @@ use crate::ids::{FuseReqId, Ino};
 use crate::inode::{ObjectMetadata, Observation, UpsertEffect};
 use crate::machine::Core;
 use crate::posix::{PosixAttrs, S_IFDIR, S_IFLNK, S_IFREG};
-use crate::s3_types::{RequestBody, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
+use crate::s3_types::{ETag, RequestBody, S3Error, S3ErrorCode, S3Request, S3Response, S3Result};
 use crate::time::{Instant, UnixNanos};
 use crate::write::WRITE_ID_METADATA;
 
@@ -427,8 +427,7 @@ impl Core {
                             self.inodes.set_marker(ino, Some(etag), metadata);
                             self.inodes.set_writing(ino, false);
                         } else {
-                            self.inodes.set_object_metadata(ino, etag.clone(), metadata, now);
-                            self.rebase_write_state(ino, &etag);
+                            self.file_relabeled(now, ino, etag, meta.size_bytes, metadata);
                         }
                         let change = self.meta_changes.remove(&change).expect("a change");
                         if change.edit.gives_posix_attributes() {
@@ -453,8 +452,8 @@ impl Core {
                         Some(etag) => {
                             let metadata = std::mem::take(metadata);
                             let gives_posix = meta_change.edit.gives_posix_attributes();
-                            self.inodes.set_object_metadata(ino, etag.clone(), metadata, now);
-                            self.rebase_write_state(ino, &etag);
+                            let size_bytes = copy.size_bytes;
+                            self.file_relabeled(now, ino, etag, size_bytes, metadata);
                             let change = self.meta_changes.remove(&change).expect("a change");
                             if gives_posix {
                                 self.hint_parent(now, ino);
@@ -489,8 +488,22 @@ impl Core {
         self.meta_change(change).expect("a change").stage = MetaStage::Verifying { call, metadata };
     }
 
+    /// A file's copy onto itself with new metadata is in S3: the same bytes under a new ETag,
+    /// which the inode, a write state's base and open handles follow.
+    fn file_relabeled(&mut self, now: Instant, ino: Ino, etag: ETag, size_bytes: u64, metadata: ObjectMetadata) {
+        self.inodes.set_object_metadata(ino, etag.clone(), metadata, now);
+        self.rebase_write_state(ino, &etag);
+        self.rebase_readers(now, ino, etag, size_bytes);
+    }
+
+    /// Whether this mount is changing `ino`'s metadata in S3.
+    pub(crate) fn is_changing_metadata(&self, ino: Ino) -> bool {
+        self.meta_changes.values().any(|change| change.ino == ino)
+    }
+
     fn abandon_change(&mut self, change: u64, errno: Errno) {
         let Some(change) = self.meta_changes.remove(&change) else { return };
+        self.stale_if_overtaken(change.ino);
         let calls: Vec<CallId> = match &change.stage {
             MetaStage::Reading { call, .. }
             | MetaStage::PuttingMarker { call, .. }

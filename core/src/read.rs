@@ -72,10 +72,11 @@ pub(crate) struct FileReader {
     pub(crate) append: bool,
     /// The object changed since open: every read fails with ESTALE.
     stale: bool,
-    /// A GET found another version while this mount was committing the file: its own commit
-    /// may have overtaken the GET. The reads wait for the commit, which rebases the handle
-    /// onto the new version if it succeeds and leaves it stale if it fails.
-    overtaken_by_commit: bool,
+    /// A GET found another version while this mount was changing the object (a commit, or a
+    /// copy onto itself with new metadata): the change may have overtaken the GET. The reads
+    /// wait for the change, which rebases the handle onto the new version if it succeeds and
+    /// leaves it stale if it fails.
+    overtaken_by_change: bool,
     /// Bytes that arrived, by offset, never overlapping.
     chunks: BTreeMap<u64, Bytes>,
     /// The total length of `chunks` (a streamed body arrives in many small chunks, and the
@@ -210,7 +211,7 @@ impl Core {
             writable: flags.writes(),
             append,
             stale: false,
-            overtaken_by_commit: false,
+            overtaken_by_change: false,
             chunks: BTreeMap::new(),
             chunk_bytes: 0,
             inflight: BTreeMap::new(),
@@ -461,29 +462,29 @@ impl Core {
     }
 
     /// GET `call_id` of handle `fh` found another version of the object than the handle's. If
-    /// this mount is committing the file, the commit may have reached S3 before the GET did
-    /// (a page fault's read-around GET overtaken by an msync's PUT): the GET's reads wait for
-    /// the commit (see [`FileReader::overtaken_by_commit`]). Otherwise another client changed
-    /// the object.
+    /// this mount is changing the object (committing its bytes, or copying it onto itself
+    /// with new metadata), the change may have reached S3 before the GET did (a page fault's
+    /// read-around GET overtaken by an msync's PUT): the GET's reads wait for the change (see
+    /// [`FileReader::overtaken_by_change`]). Otherwise another client changed the object.
     fn version_changed(&mut self, fh: FileHandle, call_id: CallId) {
         let ino = self.files.get(&fh).expect("reader exists").ino;
-        if !self.is_committing(ino) {
+        if !self.is_committing(ino) && !self.is_changing_metadata(ino) {
             return self.mark_stale(fh);
         }
         let reader = self.files.get_mut(&fh).expect("reader exists");
-        tracing::debug!(key = %reader.key, "a GET found another version during this mount's commit; its reads wait for the commit");
-        reader.overtaken_by_commit = true;
+        tracing::debug!(key = %reader.key, "a GET found another version during this mount's change of it; its reads wait for the change");
+        reader.overtaken_by_change = true;
         reader.inflight.retain(|_, &mut (_, call)| call != call_id);
         self.cancel_call(call_id);
     }
 
-    /// This mount's commit of `ino` failed: handles whose GETs found another version during it
+    /// This mount's change of `ino` failed: handles whose GETs found another version during it
     /// saw another client's object, and fail their reads with ESTALE.
     pub(crate) fn stale_if_overtaken(&mut self, ino: Ino) {
         let overtaken: Vec<FileHandle> = self
             .files
             .iter()
-            .filter(|(_, reader)| reader.ino == ino && reader.overtaken_by_commit)
+            .filter(|(_, reader)| reader.ino == ino && reader.overtaken_by_change)
             .map(|(&fh, _)| fh)
             .collect();
         for fh in overtaken {
@@ -496,7 +497,7 @@ impl Core {
         let reader = self.files.get_mut(&fh).expect("reader exists");
         tracing::info!(key = %reader.key, "object changed while open; reads fail with ESTALE");
         reader.stale = true;
-        reader.overtaken_by_commit = false;
+        reader.overtaken_by_change = false;
         reader.clear_chunks();
         let ino = reader.ino;
         let calls: Vec<CallId> = reader.inflight.values().map(|&(_, call)| call).collect();
@@ -542,7 +543,7 @@ impl Core {
             reader.clear_chunks();
             reader.etag = Some(etag.clone());
             reader.size_bytes = size_bytes;
-            reader.overtaken_by_commit = false;
+            reader.overtaken_by_change = false;
             // What was unwritten when these reads were planned is in the object now.
             let mut ranges = Vec::new();
             for read in &mut reader.pending {

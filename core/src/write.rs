@@ -607,9 +607,9 @@ impl Core {
         Bytes::from(out)
     }
 
-    /// Whether this mount is committing `ino` (its object may change under its readers).
+    /// Whether this mount is committing `ino`'s bytes.
     pub(crate) fn is_committing(&self, ino: Ino) -> bool {
-        self.writes.get(&ino).is_some_and(|file| file.commit.is_some())
+        self.writes.get(&ino).is_some_and(WriteFile::is_committing)
     }
 
     /// The current size of a file being written, if it is.

@@ -10,6 +10,7 @@ use goofys_core::xattr::ETAG_XATTR;
 use goofys_core::{CoreConfig, Errno, Ino, UnixNanos};
 use goofys_sim::faults::FaultKind;
 use goofys_sim::plan::PlanDriver;
+use goofys_sim::s3_model::{ModelLimits, S3Model};
 use goofys_tests::plan_ops::{close, create, ino_of, lookup, write};
 
 const XATTR_CREATE: u32 = 1;
@@ -394,6 +395,38 @@ fn a_file_unlinked_while_open_reads_on_until_its_last_close_then_goes() {
     assert_eq!(driver.run(unlink), FuseReply::Error(Errno::ENOENT));
     assert_eq!(driver.run(FuseOp::Release { ino, fh }), FuseReply::Empty);
     assert!(driver.model.object("d/open.txt").is_none(), "deleted at the last close\n{}", driver.plan());
+}
+
+/// A copy onto itself gives an object uploaded in parts a new ETag (the MD5 of its bytes):
+/// open handles follow it instead of failing with ESTALE at their next GET.
+#[test]
+fn a_file_open_for_reading_reads_on_after_this_mount_changes_its_mode_and_xattrs() {
+    const KIB: usize = 1 << 10;
+    const MIB: usize = 1 << 20;
+    let model = S3Model::with_limits(ModelLimits { min_part_size_bytes: 64 * KIB as u64, ..ModelLimits::default() });
+    let config = CoreConfig {
+        write_part_size_bytes: 64 * KIB as u64,
+        multipart_min_part_size_bytes: 64 * KIB as u64,
+        ..CoreConfig::default()
+    };
+    let mut driver = PlanDriver::with_model(config, model);
+    let body: Vec<u8> = (0..8 * MIB).map(|i| (i % 251) as u8).collect();
+    let (ino, writer) = create(&mut driver, Ino::ROOT, "big.bin");
+    write(&mut driver, ino, writer, 0, &body);
+    assert_eq!(close(&mut driver, ino, writer), FuseReply::Empty);
+    let uploaded_etag = driver.model.object("big.bin").expect("uploaded").etag.clone();
+    assert!(uploaded_etag.as_str().contains('-'), "uploaded in parts: {uploaded_etag:?}");
+
+    let fh = goofys_tests::plan_ops::open(&mut driver, ino, OpenFlags::O_RDONLY);
+    assert_eq!(goofys_tests::plan_ops::read(&mut driver, ino, fh, 0, 4096), &body[..4096]);
+    attr_of(setattr(&mut driver, ino, chmod(0o600)));
+    assert_ne!(driver.model.object("big.bin").expect("copied").etag, uploaded_etag, "the copy has a new ETag");
+    let far = 6 * MIB;
+    assert_eq!(goofys_tests::plan_ops::read(&mut driver, ino, fh, far as u64, 4096), &body[far..far + 4096]);
+    assert_eq!(setxattr(&mut driver, ino, "user.tag", b"x", 0), FuseReply::Empty);
+    let near_end = 8 * MIB - 4096;
+    assert_eq!(goofys_tests::plan_ops::read(&mut driver, ino, fh, near_end as u64, 4096), &body[near_end..]);
+    assert_eq!(driver.run(FuseOp::Release { ino, fh }), FuseReply::Empty);
 }
 
 /// The kernel keeps the attributes a write gave it; the commit at close must not move the

@@ -1,14 +1,15 @@
-//! Reads of a file whose GETs are still on their way when this mount commits the file: S3 may
-//! apply the commit first and answer the old version's GET with 412 (or, on a server that
-//! ignores If-Match, with the new bytes) before the commit's own reply arrives. Such a read
-//! waits for the commit and reads the new version; only a commit that fails leaves the
-//! handle stale. Found by fsx through a mount (a page fault's read-around GET overtaken by an
-//! msync's PUT).
+//! Reads of a file that this mount itself changes in S3: a commit of its bytes, or a chmod,
+//! chown, utimes or setxattr (a copy onto itself), gives the object a new ETag. Open handles
+//! follow it rather than going stale. A GET still on its way may reach S3 after the change
+//! and be answered 412 (or, on a server that ignores If-Match, with the new bytes) before the
+//! change's own reply arrives: such a read waits for the change and reads the new version;
+//! only a change that fails leaves the handle stale. Found by fsx through a mount (a page
+//! fault's read-around GET overtaken by an msync's PUT).
 
 mod harness;
 
 use bytes::Bytes;
-use goofys_core::fuse_types::{FuseOp, FuseReply, OpenFlags};
+use goofys_core::fuse_types::{FuseOp, FuseReply, OpenFlags, SetAttrChanges};
 use goofys_core::s3_types::{Body, ByteRange, ETag, S3Error, S3ErrorCode, S3Request, S3Response};
 use goofys_core::{CoreConfig, Errno, FileHandle, FuseReqId, Ino, S3ReqId};
 use harness::{Harness, content, get_reply, range_of};
@@ -117,4 +118,49 @@ fn a_get_answered_412_during_a_commit_that_then_fails_leaves_the_handle_stale() 
     assert_eq!(h.reply(read), FuseReply::Error(Errno::ESTALE));
     let later = h.read(ino, fh, 0, 16);
     assert_eq!(h.reply(later), FuseReply::Error(Errno::ESTALE));
+}
+
+const BIG_FILE_BYTES: usize = 4 << 20;
+
+/// Starts a chmod of `ino` through this mount: returns it and its copy onto itself.
+fn start_chmod(h: &mut Harness, ino: Ino) -> (FuseReqId, S3ReqId) {
+    let changes = SetAttrChanges { mode: Some(0o600), ..SetAttrChanges::default() };
+    let chmod = h.fuse(FuseOp::SetAttr { ino, fh: None, changes });
+    let (copy, request) = h.take_one_request();
+    assert!(matches!(request, S3Request::CopyObject { .. }), "{request:?}");
+    (chmod, copy)
+}
+
+#[test]
+fn a_handle_reads_on_after_this_mount_changes_the_files_mode() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(BIG_FILE_BYTES);
+    let (ino, fh) = h.open_file("f", &file);
+    let first = h.read(ino, fh, 0, 4096);
+    assert_eq!(serve_reads(&mut h, first, &file, "v1"), FuseReply::Data(Body(file.slice(0..4096))));
+    let (chmod, copy) = start_chmod(&mut h, ino);
+    h.s3(copy, Ok(S3Response::CopyObject { etag: ETag::new("v2") }));
+    assert!(matches!(h.reply(chmod), FuseReply::Attr { .. }));
+    // The copy kept the bytes under a new ETag: the handle asks for that one.
+    let far = 3 << 20;
+    let later = h.read(ino, fh, far, 4096);
+    assert_eq!(
+        serve_reads(&mut h, later, &file, "v2"),
+        FuseReply::Data(Body(file.slice(far as usize..far as usize + 4096)))
+    );
+}
+
+#[test]
+fn a_get_overtaken_by_this_mounts_own_chmod_reads_the_new_version() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(BIG_FILE_BYTES);
+    let (ino, fh) = h.open_file("f", &file);
+    let read = h.read(ino, fh, 0, 4096);
+    let (read_get, _) = h.take_one_request();
+    let (chmod, copy) = start_chmod(&mut h, ino);
+    h.s3(read_get, Err(S3Error::service(412, S3ErrorCode::PreconditionFailed)));
+    assert_eq!(h.take_reply(read), None, "the read waits for the chmod");
+    h.s3(copy, Ok(S3Response::CopyObject { etag: ETag::new("v2") }));
+    assert!(matches!(h.reply(chmod), FuseReply::Attr { .. }));
+    assert_eq!(serve_reads(&mut h, read, &file, "v2"), FuseReply::Data(Body(file.slice(0..4096))));
 }
