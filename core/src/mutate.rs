@@ -539,14 +539,24 @@ impl Core {
     }
 
     fn fail_rename(&mut self, op: FuseReqId, errno: Errno) {
-        if let Some(Mutation::Rename(rename)) = self.mutations.remove(&op)
-            && let RenameStage::Resolving { source, target } = &rename.stage
-        {
-            let (source, target) = (source.clone(), target.clone());
-            self.cancel_probe(&source);
-            self.cancel_probe(&target);
+        if let Some(Mutation::Rename(rename)) = self.mutations.remove(&op) {
+            if let RenameStage::Resolving { source, target } = &rename.stage {
+                let (source, target) = (source.clone(), target.clone());
+                self.cancel_probe(&source);
+                self.cancel_probe(&target);
+            }
+            if let Some(ino) = self.inodes.child(rename.parent, &rename.name) {
+                self.stale_if_overtaken(ino);
+            }
         }
         self.reply_error(op, errno);
+    }
+
+    /// Whether this mount is renaming the file `ino` (copying it, then deleting the original).
+    pub(crate) fn is_renaming(&self, ino: Ino) -> bool {
+        self.mutations.values().any(|mutation| {
+            matches!(mutation, Mutation::Rename(rename) if self.inodes.child(rename.parent, &rename.name) == Some(ino))
+        })
     }
 
     fn rename_step_done(
@@ -900,6 +910,8 @@ impl Core {
                     (Some(Found::Directory { .. }), _) => self.inodes.expire_stats_under(&new_key),
                     _ => {}
                 }
+                // Reads that a GET overtaken by the rename left waiting, if no rebase took them.
+                self.stale_if_overtaken(ino);
             }
             None => {
                 // The kernel holds no inode of the source: forget both names, so the new one

@@ -72,8 +72,9 @@ pub(crate) struct FileReader {
     pub(crate) append: bool,
     /// The object changed since open: every read fails with ESTALE.
     stale: bool,
-    /// A GET found another version while this mount was changing the object (a commit, or a
-    /// copy onto itself with new metadata): the change may have overtaken the GET. The reads
+    /// A GET found another version (or none) while this mount was changing the object (a
+    /// commit, a copy onto itself with new metadata, a rename): the change may have overtaken
+    /// the GET. The reads
     /// wait for the change, which rebases the handle onto the new version if it succeeds and
     /// leaves it stale if it fails.
     overtaken_by_change: bool,
@@ -461,14 +462,15 @@ impl Core {
         }
     }
 
-    /// GET `call_id` of handle `fh` found another version of the object than the handle's. If
-    /// this mount is changing the object (committing its bytes, or copying it onto itself
-    /// with new metadata), the change may have reached S3 before the GET did (a page fault's
-    /// read-around GET overtaken by an msync's PUT): the GET's reads wait for the change (see
-    /// [`FileReader::overtaken_by_change`]). Otherwise another client changed the object.
+    /// GET `call_id` of handle `fh` found another version of the object than the handle's, or
+    /// none. If this mount is changing the object (committing its bytes, copying it onto
+    /// itself with new metadata, or renaming it), the change may have reached S3 before the
+    /// GET did (a page fault's read-around GET overtaken by an msync's PUT): the GET's reads
+    /// wait for the change (see [`FileReader::overtaken_by_change`]). Otherwise another client
+    /// changed the object.
     fn version_changed(&mut self, fh: FileHandle, call_id: CallId) {
         let ino = self.files.get(&fh).expect("reader exists").ino;
-        if !self.is_committing(ino) && !self.is_changing_metadata(ino) {
+        if !self.is_committing(ino) && !self.is_changing_metadata(ino) && !self.is_renaming(ino) {
             return self.mark_stale(fh);
         }
         let reader = self.files.get_mut(&fh).expect("reader exists");

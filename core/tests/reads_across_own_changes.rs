@@ -57,21 +57,26 @@ fn committed(file: &Bytes) -> Bytes {
     Bytes::from(bytes)
 }
 
-/// Answers the GETs of version `etag` the core asks for until `read` is answered.
-fn serve_reads(h: &mut Harness, read: FuseReqId, bytes: &Bytes, etag: &str) -> FuseReply {
+/// Answers the GETs of `key` at version `etag` the core asks for until `read` is answered.
+fn serve_reads_of(h: &mut Harness, read: FuseReqId, key: &str, bytes: &Bytes, etag: &str) -> FuseReply {
     loop {
         if let Some(reply) = h.take_reply(read) {
             return reply;
         }
         let (id, request) = h.take_one_request();
         match &request {
-            S3Request::GetObject { if_match, .. } => {
-                assert_eq!(if_match.as_ref(), Some(&ETag::new(etag)), "{request:?}");
+            S3Request::GetObject { key: asked, if_match, .. } => {
+                assert_eq!((asked.as_str(), if_match.as_ref()), (key, Some(&ETag::new(etag))), "{request:?}");
                 h.s3(id, get_reply(bytes, range_of(&request), etag));
             }
             other => panic!("unexpected {other:?}"),
         }
     }
+}
+
+/// [`serve_reads_of`] the file `f`.
+fn serve_reads(h: &mut Harness, read: FuseReqId, bytes: &Bytes, etag: &str) -> FuseReply {
+    serve_reads_of(h, read, "f", bytes, etag)
 }
 
 #[test]
@@ -150,17 +155,63 @@ fn a_handle_reads_on_after_this_mount_changes_the_files_mode() {
     );
 }
 
+/// Opens the file `f` of `file` and reads its first page: returns the inode, the read and its
+/// GET, still on its way.
+fn first_read_in_flight(h: &mut Harness, file: &Bytes) -> (Ino, FuseReqId, S3ReqId) {
+    let (ino, fh) = h.open_file("f", file);
+    let read = h.read(ino, fh, 0, 4096);
+    let (read_get, _) = h.take_one_request();
+    (ino, read, read_get)
+}
+
 #[test]
 fn a_get_overtaken_by_this_mounts_own_chmod_reads_the_new_version() {
     let mut h = Harness::new(CoreConfig::default());
     let file = content(BIG_FILE_BYTES);
-    let (ino, fh) = h.open_file("f", &file);
-    let read = h.read(ino, fh, 0, 4096);
-    let (read_get, _) = h.take_one_request();
+    let (ino, read, read_get) = first_read_in_flight(&mut h, &file);
     let (chmod, copy) = start_chmod(&mut h, ino);
     h.s3(read_get, Err(S3Error::service(412, S3ErrorCode::PreconditionFailed)));
     assert_eq!(h.take_reply(read), None, "the read waits for the chmod");
     h.s3(copy, Ok(S3Response::CopyObject { etag: ETag::new("v2") }));
     assert!(matches!(h.reply(chmod), FuseReply::Attr { .. }));
     assert_eq!(serve_reads(&mut h, read, &file, "v2"), FuseReply::Data(Body(file.slice(0..4096))));
+}
+
+#[test]
+fn a_get_overtaken_by_this_mounts_own_rename_of_the_file_reads_it_under_its_new_name() {
+    let mut h = Harness::new(CoreConfig::default());
+    let file = content(BIG_FILE_BYTES);
+    let (_, read, read_get) = first_read_in_flight(&mut h, &file);
+    let rename = h.fuse(FuseOp::Rename {
+        parent: Ino::ROOT,
+        name: "f".into(),
+        new_parent: Ino::ROOT,
+        new_name: "g".into(),
+        flags: 0,
+    });
+    // The rename copies, then deletes the original; the read's GET reaches S3 after the delete.
+    let mut answered_read_get = false;
+    while h.take_reply(rename).is_none() {
+        for (id, request) in h.take_requests() {
+            let result = match &request {
+                S3Request::HeadObject { key } if key == "f" => {
+                    Ok(S3Response::HeadObject(harness::meta(FILE_BYTES as u64, "v1")))
+                }
+                S3Request::HeadObject { .. } => harness::not_found(),
+                S3Request::ListObjectsV2 { .. } => Ok(harness::list_page(&[], &[], None)),
+                S3Request::CopyObject { .. } => Ok(S3Response::CopyObject { etag: ETag::new("v2") }),
+                S3Request::DeleteObject { .. } => {
+                    // S3 applied the delete, then answered the GET, then the delete.
+                    h.s3(read_get, harness::not_found());
+                    answered_read_get = true;
+                    assert_eq!(h.take_reply(read), None, "the read waits for the rename");
+                    Ok(S3Response::DeleteObject)
+                }
+                other => panic!("unexpected {other:?}"),
+            };
+            h.s3(id, result);
+        }
+    }
+    assert!(answered_read_get);
+    assert_eq!(serve_reads_of(&mut h, read, "g", &file, "v2"), FuseReply::Data(Body(file.slice(0..4096))));
 }
