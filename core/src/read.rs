@@ -204,11 +204,14 @@ impl Core {
     pub(crate) fn insert_handle(&mut self, fh: FileHandle, ino: Ino, flags: OpenFlags, append: bool) {
         let initial_window = self.config.prefetch_initial_window_bytes;
         let inode = self.inodes.get(ino).expect("a known inode");
+        // The handle reads the object: while this mount writes the file, the inode's size is
+        // the writer's, and fetching up to it would ask S3 for bytes the object does not have.
+        let object_size_bytes = self.written_base_size(ino).unwrap_or(inode.size_bytes);
         let reader = FileReader {
             ino,
             key: inode.key.clone(),
             etag: inode.etag.clone(),
-            size_bytes: inode.size_bytes,
+            size_bytes: object_size_bytes,
             writable: flags.writes(),
             append,
             stale: false,

@@ -607,6 +607,12 @@ impl Core {
         Bytes::from(out)
     }
 
+    /// The size of the object under a file this mount is writing (0 if it has none yet); `None`
+    /// if the file is not being written.
+    pub(crate) fn written_base_size(&self, ino: Ino) -> Option<u64> {
+        self.writes.get(&ino).map(|file| file.base.as_ref().map_or(0, |base| base.size_bytes))
+    }
+
     /// Whether this mount is committing `ino`'s bytes.
     pub(crate) fn is_committing(&self, ino: Ino) -> bool {
         self.writes.get(&ino).is_some_and(WriteFile::is_committing)

@@ -21,7 +21,7 @@ use bytes::Bytes;
 use goofys_core::fuse_types::{FileKind, FuseOp, FuseReply, OpenFlags};
 use goofys_core::namespace::{dir_prefix, file_key};
 use goofys_core::s3_types::{GetObjectOutput, S3Error, S3ErrorCode, S3Request, S3Response, S3Result, TransportError};
-use goofys_core::{Core, FileHandle, FuseReqId, Ino, Input, Instant, Output, S3ReqId, UnixNanos};
+use goofys_core::{Core, Errno, FileHandle, FuseReqId, Ino, Input, Instant, Output, S3ReqId, UnixNanos};
 
 use crate::checker::{self, ListingSoFar};
 use crate::faults::{FaultDecision, FaultInjector, FaultKind, FaultPlan};
@@ -176,6 +176,27 @@ struct Process {
     finished: bool,
 }
 
+/// A key (or a directory prefix, ending in `/`) a process of this mount is changing.
+#[derive(Clone, Debug)]
+struct LocalActivity {
+    key: String,
+    from: Instant,
+    to: Option<Instant>,
+    /// The change unlinks, renames or replaces the name (not a write, truncate or chmod of
+    /// the file in place).
+    replaces: bool,
+}
+
+impl LocalActivity {
+    /// Whether the change covers `key` (itself or a directory above it) at some time of `window`.
+    fn covers(&self, key: &str, window: Window) -> bool {
+        let active = self.key.as_str();
+        let names_key = active == key
+            || (active.ends_with('/') && (key.starts_with(active) || active.trim_end_matches('/') == key));
+        names_key && self.from <= window.to && self.to.is_none_or(|to| to >= window.from)
+    }
+}
+
 /// An inode the kernel model holds references to.
 #[derive(Clone, Debug)]
 struct Known {
@@ -266,7 +287,7 @@ struct Sim<'a> {
     external_changes: BTreeMap<String, Vec<Instant>>,
     /// Keys (and directory prefixes, ending in `/`) that a process of this mount is changing,
     /// from when to when: other processes may see this mount's unwritten view of them.
-    local_activity: Vec<(String, Instant, Option<Instant>)>,
+    local_activity: Vec<LocalActivity>,
     phase: Phase,
     done: bool,
     trace: Trace,
@@ -752,11 +773,13 @@ impl<'a> Sim<'a> {
 
     /// Whether a process of this mount changed `key` (or a directory above it) during `window`.
     fn locally_active(&self, key: &str, window: Window) -> bool {
-        self.local_activity.iter().any(|(active, from, to)| {
-            let covers = active == key
-                || (active.ends_with('/') && (key.starts_with(active.as_str()) || active.trim_end_matches('/') == key));
-            covers && *from <= window.to && to.is_none_or(|to| to >= window.from)
-        })
+        self.local_activity.iter().any(|activity| activity.covers(key, window))
+    }
+
+    /// Whether a process of this mount unlinked, renamed or replaced `key` (or a directory
+    /// above it) during `window`: a handle of the object it named may be left without it.
+    fn locally_replaced(&self, key: &str, window: Window) -> bool {
+        self.local_activity.iter().any(|activity| activity.replaces && activity.covers(key, window))
     }
 
     /// Names of a listing of `prefix` that this mount was changing during `window`.
@@ -770,8 +793,8 @@ impl<'a> Sim<'a> {
         let candidates: BTreeSet<String> = listed
             .map(str::to_owned)
             .chain(self.history.children_during(prefix, window).into_keys())
-            .chain(self.local_activity.iter().filter_map(|(active, _, _)| {
-                let rest = active.strip_prefix(prefix)?;
+            .chain(self.local_activity.iter().filter_map(|activity| {
+                let rest = activity.key.strip_prefix(prefix)?;
                 Some(rest.split('/').next().unwrap_or(rest).to_owned())
             }))
             .collect();
@@ -928,6 +951,19 @@ impl<'a> Sim<'a> {
                 // A process of this mount started writing the file since it was opened: reads
                 // through every handle see the writer's bytes from then on (found by seed 11029).
                 let written_here = self.locally_active(&file.key, open_window);
+                // This mount's own changes of the file (writes, truncation, chmod, a rename of
+                // it) give it new versions that its handles follow: only another client or a
+                // replacement of the name (unlink, a rename onto it) may leave a handle stale.
+                if written_here
+                    && reply == FuseReply::Error(Errno::ESTALE)
+                    && !self.externally_changed(&file.key, open_window)
+                    && !self.locally_replaced(&file.key, open_window)
+                {
+                    return Err(context(format!(
+                        "read of {:?} got ESTALE, but only this mount changed it, in place",
+                        file.key
+                    )));
+                }
                 let file = self.files.get_mut(&fh).expect("an open file");
                 file.unchecked |= written_here;
                 let may_be_stale = self.history.file_states(&file.key, open_window).len() > 1;

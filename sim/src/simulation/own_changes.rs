@@ -20,7 +20,7 @@ use goofys_core::fuse_types::{FileKind, FuseOp, FuseReply, OpenFlags, SetAttrCha
 use goofys_core::s3_types::Body;
 use goofys_core::{FileHandle, Ino, Instant};
 
-use super::{Checked, Known, Outstanding, Sim, Step, content};
+use super::{Checked, Known, LocalActivity, Outstanding, Sim, Step, content};
 use crate::history::{Resolved, Window};
 use crate::scenario::{OwnChange, Syscall, WriteMode, own_dir_name, own_file_name};
 
@@ -82,9 +82,9 @@ impl Sim<'_> {
     }
 
     /// Marks `key` (a file key, or a directory prefix ending in `/`) as being changed by this
-    /// process's change.
-    fn begin_activity(&mut self, process: usize, key: String) {
-        self.local_activity.push((key, self.now, None));
+    /// process's change; `replaces`: the change unlinks, renames or replaces the name.
+    fn begin_activity(&mut self, process: usize, key: String, replaces: bool) {
+        self.local_activity.push(LocalActivity { key, from: self.now, to: None, replaces });
         let index = self.local_activity.len() - 1;
         self.own(process).activity.push(index);
     }
@@ -93,11 +93,11 @@ impl Sim<'_> {
         let Some(own) = self.processes[process].running.as_ref().and_then(|r| r.own.as_ref()) else { return };
         let now = self.now;
         for &index in &own.activity {
-            self.local_activity[index].2 = Some(now);
+            self.local_activity[index].to = Some(now);
         }
     }
 
-    fn externally_changed(&self, key: &str, window: Window) -> bool {
+    pub(super) fn externally_changed(&self, key: &str, window: Window) -> bool {
         self.external_changes.get(key).is_some_and(|times| times.iter().any(|&at| at >= window.from && at <= window.to))
     }
 
@@ -143,20 +143,21 @@ impl Sim<'_> {
         match change {
             OwnChange::Write { slot, .. } | OwnChange::Truncate { slot, .. } | OwnChange::Chmod { slot, .. } => {
                 let name = own_file_name(process, slot);
-                self.begin_activity(process, format!("{prefix}{name}"));
+                self.begin_activity(process, format!("{prefix}{name}"), false);
                 self.set_own_step(process, OwnStep::LookupFile);
                 self.send(process, FuseOp::Lookup { parent, name: name.into() })
             }
             OwnChange::Unlink { slot } => {
                 let name = own_file_name(process, slot);
-                self.begin_activity(process, format!("{prefix}{name}"));
+                self.begin_activity(process, format!("{prefix}{name}"), true);
                 self.set_own_step(process, OwnStep::Done);
                 self.send(process, FuseOp::Unlink { parent, name: name.into() })
             }
             OwnChange::Rename { slot, to_slot, noreplace } => {
                 let (name, new_name) = (own_file_name(process, slot), own_file_name(process, to_slot));
-                self.begin_activity(process, format!("{prefix}{name}"));
-                self.begin_activity(process, format!("{prefix}{new_name}"));
+                // The file moves with its handles; whatever had the new name is replaced.
+                self.begin_activity(process, format!("{prefix}{name}"), false);
+                self.begin_activity(process, format!("{prefix}{new_name}"), true);
                 self.set_own_step(process, OwnStep::Done);
                 let flags = if noreplace { 1 } else { 0 };
                 self.send(
@@ -166,13 +167,13 @@ impl Sim<'_> {
             }
             OwnChange::Mkdir { slot } => {
                 let name = own_dir_name(process, slot);
-                self.begin_activity(process, format!("{prefix}{name}/"));
+                self.begin_activity(process, format!("{prefix}{name}/"), true);
                 self.set_own_step(process, OwnStep::Done);
                 self.send(process, FuseOp::Mkdir { parent, name: name.into(), mode: 0o755, uid: 0, gid: 0 })
             }
             OwnChange::Rmdir { slot } => {
                 let name = own_dir_name(process, slot);
-                self.begin_activity(process, format!("{prefix}{name}/"));
+                self.begin_activity(process, format!("{prefix}{name}/"), true);
                 self.set_own_step(process, OwnStep::Done);
                 self.send(process, FuseOp::Rmdir { parent, name: name.into() })
             }
@@ -189,8 +190,8 @@ impl Sim<'_> {
                     .filter(|(rest, _)| !rest.is_empty())
                     .collect();
                 self.own(process).snapshot = snapshot;
-                self.begin_activity(process, old_prefix);
-                self.begin_activity(process, format!("{prefix}{new_name}/"));
+                self.begin_activity(process, old_prefix, true);
+                self.begin_activity(process, format!("{prefix}{new_name}/"), true);
                 self.set_own_step(process, OwnStep::Done);
                 self.send(
                     process,
