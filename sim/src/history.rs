@@ -170,12 +170,40 @@ impl History {
 
     /// Every name that was ever a child of `dir_prefix` during the window, with the kinds it
     /// could have had; a name that is missing at some moment maps to `None` among its kinds.
+    ///
+    /// A listing's pages are read at different moments: a name that was a file and a directory
+    /// at once (object `name` and keys under `name/`) is a file to a listing that saw the object
+    /// in one page and, in a later one, nothing under the prefix any more (found by seed 980).
     pub fn children_during(&self, dir_prefix: &str, window: Window) -> BTreeMap<String, BTreeSet<Option<FileKind>>> {
         let moments = self.moments_under(dir_prefix, window);
         let snapshots: Vec<BTreeMap<String, FileKind>> =
             moments.iter().map(|&at| self.children_at(dir_prefix, at)).collect();
         let names: BTreeSet<&String> = snapshots.iter().flat_map(|s| s.keys()).collect();
-        names.into_iter().map(|name| (name.clone(), snapshots.iter().map(|s| s.get(name).copied()).collect())).collect()
+        names
+            .into_iter()
+            .map(|name| {
+                let mut kinds: BTreeSet<Option<FileKind>> = snapshots.iter().map(|s| s.get(name).copied()).collect();
+                if self.file_then_no_directory(&format!("{dir_prefix}{name}"), window) {
+                    kinds.insert(Some(FileKind::File));
+                }
+                (name.clone(), kinds)
+            })
+            .collect()
+    }
+
+    /// Whether the object `key` existed at some moment of the window and nothing was under
+    /// `key/` at that moment or a later one.
+    fn file_then_no_directory(&self, key: &str, window: Window) -> bool {
+        let dir_prefix = format!("{key}/");
+        let Some(first_file_at) =
+            self.moments_for_key(key, window).into_iter().find(|&at| self.state_at(key, at).is_some())
+        else {
+            return false;
+        };
+        self.moments_under(&dir_prefix, window)
+            .into_iter()
+            .chain([first_file_at])
+            .any(|at| at >= first_file_at && !self.prefix_exists_at(&dir_prefix, at))
     }
 
     /// Every key and its state at `at`.
@@ -220,6 +248,31 @@ mod tests {
         assert!(outcomes.contains(&Resolved::Missing), "HEAD after the delete, LIST before the create");
         assert!(outcomes.contains(&Resolved::Directory));
         assert_eq!(history.lookup_outcomes("n", Window { from: t(8), to: t(9) }), vec![Resolved::Directory]);
+    }
+
+    /// Found by seed 980: a listing saw the object `d/a` in one page and, in a later one,
+    /// nothing under `d/a/` any more (deleted meanwhile): `a` is a file to it, though the name
+    /// was a directory at every single moment it had the object.
+    #[test]
+    fn regression_a_listing_may_see_a_file_whose_shadowing_directory_went_away_in_a_later_page() {
+        let mut history = History::default();
+        history.record(t(0), "d/a", version("f", 1));
+        history.record(t(0), "d/a/a/", version("m", 0));
+        history.record(t(6), "d/a", None);
+        history.record(t(7), "d/a/a/", None);
+        let kinds = &history.children_during("d/", Window { from: t(5), to: t(10) })["a"];
+        assert!(kinds.contains(&Some(FileKind::File)), "{kinds:?}");
+        let before = &history.children_during("d/", Window { from: t(1), to: t(2) })["a"];
+        assert_eq!(before, &BTreeSet::from([Some(FileKind::Directory)]), "a quiet window is exact");
+        let file_gone_first = {
+            let mut history = History::default();
+            history.record(t(0), "d/a", version("f", 1));
+            history.record(t(0), "d/a/a/", version("m", 0));
+            history.record(t(6), "d/a", None);
+            history.record(t(8), "d/a/a/", None);
+            history.children_during("d/", Window { from: t(7), to: t(10) })["a"].clone()
+        };
+        assert!(!file_gone_first.contains(&Some(FileKind::File)), "the object was gone before the window");
     }
 
     #[test]

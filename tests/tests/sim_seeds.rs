@@ -65,10 +65,12 @@ fn a_seed_replays_with_the_same_trace_hash() {
 /// replacing a newer one (9051), a write answered EEXIST after a conflict (10698), a reader
 /// seeing a writer of this mount (11029, a checker fix), a conditional PUT of a deleted file
 /// answered 404 (12624), a handle opened while this mount extended the file prefetching past
-/// the object's end (5147; scripted in goofys-core's tests/reads_across_own_changes.rs).
+/// the object's end (5147; scripted in goofys-core's tests/reads_across_own_changes.rs); and
+/// a checker fix: a listing's pages seeing a name as a file, then its shadowing directory gone
+/// (980; `history::tests::regression_a_listing_may_see_a_file_whose_shadowing_directory_went_away_in_a_later_page`).
 #[test]
 fn seeds_that_once_failed_pass() {
-    for seed in [15, 206, 430, 472, 620, 5147, 5350, 7332, 9051, 10698, 11029, 12624, 16704] {
+    for seed in [15, 206, 430, 472, 620, 980, 5147, 5350, 7332, 9051, 10698, 11029, 12624, 16704] {
         if let Err(failure) = run_seed(seed, OPERATIONS, FaultPreset::Swarm) {
             panic!("{failure}");
         }
