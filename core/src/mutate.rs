@@ -14,7 +14,7 @@
 //! - Afterwards the inode table and the open handles follow the new names at once; the kernel
 //!   moves its own entries when the reply succeeds.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::ffi::OsStr;
 
 use crate::calls::{CallId, Purpose};
@@ -106,6 +106,9 @@ pub(crate) struct Rename {
     target_existed: bool,
     /// The ETag of a renamed file's copy (a copy of a multipart object gets a new one).
     new_etag: Option<ETag>,
+    /// Each finished copy of a directory's rename: the original's key → the copy's ETag and
+    /// size, for the handles and write states of files under the directory.
+    copied: BTreeMap<String, (ETag, u64)>,
 }
 
 impl Core {
@@ -304,6 +307,7 @@ impl Core {
             source_kind: None,
             target_existed: false,
             new_etag: None,
+            copied: BTreeMap::new(),
         };
         self.mutations.insert(id, Mutation::Rename(Box::new(rename)));
         self.advance_mutation(now, id);
@@ -545,18 +549,60 @@ impl Core {
                 self.cancel_probe(&source);
                 self.cancel_probe(&target);
             }
-            if let Some(ino) = self.inodes.child(rename.parent, &rename.name) {
+            let overtaken: Vec<Ino> = match rename.source_kind {
+                Some(Found::Directory { .. }) => self
+                    .open_files_under(&dir_prefix(&self.parent_key(rename.parent), &rename.name))
+                    .into_keys()
+                    .collect(),
+                _ => self.inodes.child(rename.parent, &rename.name).into_iter().collect(),
+            };
+            for ino in overtaken {
                 self.stale_if_overtaken(ino);
             }
         }
         self.reply_error(op, errno);
     }
 
-    /// Whether this mount is renaming the file `ino` (copying it, then deleting the original).
+    /// Whether this mount is renaming the file `ino` or a directory above it (copying, then
+    /// deleting the originals).
     pub(crate) fn is_renaming(&self, ino: Ino) -> bool {
-        self.mutations.values().any(|mutation| {
-            matches!(mutation, Mutation::Rename(rename) if self.inodes.child(rename.parent, &rename.name) == Some(ino))
+        let Some(key) = self.inodes.get(ino).map(|inode| inode.key.as_str()) else { return false };
+        self.mutations.values().any(|mutation| match mutation {
+            Mutation::Rename(rename) => match rename.source_kind {
+                Some(Found::Directory { .. }) => {
+                    key.starts_with(&dir_prefix(&self.parent_key(rename.parent), &rename.name))
+                }
+                _ => self.inodes.child(rename.parent, &rename.name) == Some(ino),
+            },
+            _ => false,
         })
+    }
+
+    /// A directory moved from `old_prefix` to `new_prefix`: open files under it (already
+    /// re-keyed) take their copies' ETags, from `copied` (original key → ETag and size).
+    fn rebase_files_under(
+        &mut self,
+        now: Instant,
+        old_prefix: &str,
+        new_prefix: &str,
+        copied: &BTreeMap<String, (ETag, u64)>,
+    ) {
+        let under = self.open_files_under(new_prefix);
+        for (&ino, key) in &under {
+            let rest = &key[new_prefix.len()..];
+            if let Some((etag, size_bytes)) = copied.get(&format!("{old_prefix}{rest}")) {
+                self.rebase_write_state(ino, etag);
+                self.rebase_readers(now, ino, etag.clone(), *size_bytes);
+            }
+            // Reads that a GET overtaken by the rename left waiting, if no rebase took them.
+            self.stale_if_overtaken(ino);
+        }
+    }
+
+    /// The open files (handles or write states) whose keys are under `prefix`, with their keys.
+    fn open_files_under(&self, prefix: &str) -> BTreeMap<Ino, String> {
+        let readers = self.files.values().map(|reader| (reader.ino, reader.key.clone()));
+        readers.chain(self.written_keys()).filter(|(_, key)| key.starts_with(prefix)).collect()
     }
 
     fn rename_step_done(
@@ -782,11 +828,14 @@ impl Core {
         let RenameStage::Copying { jobs, .. } = &mut rename.stage else { return };
         let Some(job) = jobs.iter_mut().find(|job| job.owns(call_id)) else { return };
         let outcome = job.answered(call_id, result, &config).map(|()| job.done().cloned());
+        let (source, size_bytes) = (job.source.clone(), job.size_bytes);
         match outcome {
             Err(errno) => self.abandon_copies(now, op, errno),
             Ok(done) => {
                 if let Some(etag) = done {
-                    self.rename_mut(op).new_etag = Some(etag);
+                    let rename = self.rename_mut(op);
+                    rename.copied.insert(source, (etag.clone(), size_bytes));
+                    rename.new_etag = Some(etag);
                 }
                 self.pump_copies(now, op)
             }
@@ -906,8 +955,12 @@ impl Core {
                         self.rebase_write_state(ino, &etag);
                         self.rebase_readers(now, ino, etag, *size_bytes);
                     }
-                    // Objects under a renamed directory may have new ETags: ask S3 next time.
-                    (Some(Found::Directory { .. }), _) => self.inodes.expire_stats_under(&new_key),
+                    // Objects under a renamed directory may have new ETags: ask S3 next time;
+                    // open files under it follow their copies.
+                    (Some(Found::Directory { .. }), _) => {
+                        self.inodes.expire_stats_under(&new_key);
+                        self.rebase_files_under(now, &old_key, &new_key, &rename.copied);
+                    }
                     _ => {}
                 }
                 // Reads that a GET overtaken by the rename left waiting, if no rebase took them.

@@ -613,6 +613,11 @@ impl Core {
         self.writes.get(&ino).map(|file| file.base.as_ref().map_or(0, |base| base.size_bytes))
     }
 
+    /// The files being written, with their keys.
+    pub(crate) fn written_keys(&self) -> impl Iterator<Item = (Ino, String)> + '_ {
+        self.writes.iter().map(|(&ino, file)| (ino, file.key.clone()))
+    }
+
     /// Whether this mount is committing `ino`'s bytes.
     pub(crate) fn is_committing(&self, ino: Ino) -> bool {
         self.writes.get(&ino).is_some_and(WriteFile::is_committing)

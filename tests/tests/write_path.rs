@@ -426,14 +426,7 @@ fn regression_a_rename_onto_a_name_known_missing_makes_it_visible() {
     driver.put("src", &b"moved"[..]);
     assert_eq!(driver.run(FuseOp::Unlink { parent: Ino::ROOT, name: "dst".into() }), FuseReply::Empty);
     assert_eq!(lookup(&mut driver, Ino::ROOT, "dst"), FuseReply::Error(Errno::ENOENT), "negatively cached");
-    let rename = FuseOp::Rename {
-        parent: Ino::ROOT,
-        name: "src".into(),
-        new_parent: Ino::ROOT,
-        new_name: "dst".into(),
-        flags: 0,
-    };
-    assert_eq!(driver.run(rename), FuseReply::Empty);
+    rename_src_to_dst(&mut driver);
     match lookup(&mut driver, Ino::ROOT, "dst") {
         FuseReply::Entry(entry) => assert_eq!(entry.attr.size_bytes, 5),
         other => panic!("the renamed file is visible at once: {other:?}"),
@@ -475,6 +468,64 @@ fn rename_of_a_directory_moves_every_key_and_nothing_is_lost_when_a_copy_fails()
     let deep = ino_of(&mut driver, sub, "deep");
     let fh = open(&mut driver, deep, OpenFlags::O_RDONLY);
     assert_eq!(read(&mut driver, deep, fh, 0, 100), b"deep");
+}
+
+/// Writes `body` through the mount as `src/big.bin`, uploaded in parts; returns its inode.
+fn uploaded_in_parts_under_src(driver: &mut PlanDriver, body: &[u8]) -> Ino {
+    let dir = match driver.run(FuseOp::Mkdir { parent: Ino::ROOT, name: "src".into(), mode: 0o755, uid: 0, gid: 0 }) {
+        FuseReply::Entry(entry) => entry.attr.ino,
+        other => panic!("{other:?}"),
+    };
+    let (ino, writer) = create(driver, dir, "big.bin");
+    write(driver, ino, writer, 0, body);
+    assert_eq!(close(driver, ino, writer), FuseReply::Empty);
+    ino
+}
+
+fn rename_src_to_dst(driver: &mut PlanDriver) {
+    let rename = FuseOp::Rename {
+        parent: Ino::ROOT,
+        name: "src".into(),
+        new_parent: Ino::ROOT,
+        new_name: "dst".into(),
+        flags: 0,
+    };
+    assert_eq!(driver.run(rename), FuseReply::Empty, "{}", driver.plan());
+}
+
+/// A copy of an object uploaded in parts has a new ETag: handles open under a renamed
+/// directory follow their file's copy instead of failing their next GET with ESTALE.
+#[test]
+fn a_file_open_for_reading_reads_on_after_its_directory_is_renamed() {
+    let mut driver = small_parts();
+    let body = pattern(2 * MIB, 3);
+    let ino = uploaded_in_parts_under_src(&mut driver, &body);
+    let uploaded_etag = driver.model.object("src/big.bin").expect("uploaded").etag.clone();
+    assert!(uploaded_etag.as_str().contains('-'), "uploaded in parts: {uploaded_etag:?}");
+    let fh = open(&mut driver, ino, OpenFlags::O_RDONLY);
+    assert_eq!(read(&mut driver, ino, fh, 0, 4096), &body[..4096]);
+    rename_src_to_dst(&mut driver);
+    assert_ne!(driver.model.object("dst/big.bin").expect("copied").etag, uploaded_etag, "the copy has a new ETag");
+    let far = 2 * MIB - 4096;
+    assert_eq!(read(&mut driver, ino, fh, far as u64, 4096), &body[far..]);
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty);
+}
+
+/// A file open for writing, with unwritten changes, when its directory is renamed: the changes
+/// land under the new name, over the copy of its object.
+#[test]
+fn a_file_being_rewritten_is_committed_after_its_directory_is_renamed() {
+    let mut driver = small_parts();
+    let body = pattern(2 * MIB, 4);
+    let ino = uploaded_in_parts_under_src(&mut driver, &body);
+    let fh = open(&mut driver, ino, OpenFlags::O_RDWR);
+    write(&mut driver, ino, fh, 100, b"changed");
+    rename_src_to_dst(&mut driver);
+    assert_eq!(close(&mut driver, ino, fh), FuseReply::Empty, "{}", driver.plan());
+    let mut expected = body.clone();
+    expected[100..107].copy_from_slice(b"changed");
+    assert_eq!(object(&driver, "dst/big.bin").as_deref(), Some(&expected[..]));
+    assert!(object(&driver, "src/big.bin").is_none());
 }
 
 #[test]
