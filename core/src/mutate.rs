@@ -14,7 +14,7 @@
 //! - Afterwards the inode table and the open handles follow the new names at once; the kernel
 //!   moves its own entries when the reply succeeds.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::ffi::OsStr;
 
 use crate::calls::{CallId, Purpose};
@@ -549,14 +549,9 @@ impl Core {
                 self.cancel_probe(&source);
                 self.cancel_probe(&target);
             }
-            let overtaken: Vec<Ino> = match rename.source_kind {
-                Some(Found::Directory { .. }) => self
-                    .open_files_under(&dir_prefix(&self.parent_key(rename.parent), &rename.name))
-                    .into_keys()
-                    .collect(),
-                _ => self.inodes.child(rename.parent, &rename.name).into_iter().collect(),
-            };
-            for ino in overtaken {
+            let moved: BTreeSet<Ino> =
+                self.files.values().map(|reader| reader.ino).filter(|&ino| self.rename_moves(&rename, ino)).collect();
+            for ino in moved {
                 self.stale_if_overtaken(ino);
             }
         }
@@ -566,16 +561,21 @@ impl Core {
     /// Whether this mount is renaming the file `ino` or a directory above it (copying, then
     /// deleting the originals).
     pub(crate) fn is_renaming(&self, ino: Ino) -> bool {
-        let Some(key) = self.inodes.get(ino).map(|inode| inode.key.as_str()) else { return false };
-        self.mutations.values().any(|mutation| match mutation {
-            Mutation::Rename(rename) => match rename.source_kind {
-                Some(Found::Directory { .. }) => {
-                    key.starts_with(&dir_prefix(&self.parent_key(rename.parent), &rename.name))
-                }
-                _ => self.inodes.child(rename.parent, &rename.name) == Some(ino),
-            },
-            _ => false,
-        })
+        self.mutations
+            .values()
+            .any(|mutation| matches!(mutation, Mutation::Rename(rename) if self.rename_moves(rename, ino)))
+    }
+
+    /// Whether `rename` moves the file `ino`: it is the renamed file, or under the renamed
+    /// directory.
+    fn rename_moves(&self, rename: &Rename, ino: Ino) -> bool {
+        match rename.source_kind {
+            Some(Found::Directory { .. }) => {
+                let prefix = dir_prefix(&self.parent_key(rename.parent), &rename.name);
+                self.inodes.get(ino).is_some_and(|inode| inode.key.starts_with(&prefix))
+            }
+            _ => self.inodes.child(rename.parent, &rename.name) == Some(ino),
+        }
     }
 
     /// A directory moved from `old_prefix` to `new_prefix`: open files under it (already

@@ -74,9 +74,8 @@ pub(crate) struct FileReader {
     stale: bool,
     /// A GET found another version (or none) while this mount was changing the object (a
     /// commit, a copy onto itself with new metadata, a rename): the change may have overtaken
-    /// the GET. The reads
-    /// wait for the change, which rebases the handle onto the new version if it succeeds and
-    /// leaves it stale if it fails.
+    /// the GET. The reads wait for the change, which rebases the handle onto the new version if
+    /// it succeeds and leaves it stale if it fails.
     overtaken_by_change: bool,
     /// Bytes that arrived, by offset, never overlapping.
     chunks: BTreeMap<u64, Bytes>,
